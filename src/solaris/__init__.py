@@ -1,0 +1,1 @@
+"""SOLARIS Gateway: a token-metering OpenAI-compatible gateway."""

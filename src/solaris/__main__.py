@@ -1,0 +1,3 @@
+from solaris.cli import main
+
+main()

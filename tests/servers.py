@@ -1,0 +1,70 @@
+"""Real servers for tests: free ports and subprocesses that are ready when their port answers."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+
+READY_TIMEOUT_S = 20.0
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def wait_ready(url: str, process: subprocess.Popen[bytes] | None = None) -> None:
+    """Poll `url` until it answers with any HTTP status; fail if the process dies first."""
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            output = process.stdout.read().decode() if process.stdout else ""
+            raise RuntimeError(f"server exited with {process.returncode}:\n{output}")
+        try:
+            httpx.get(url, timeout=1.0)
+            return
+        except httpx.TransportError:
+            time.sleep(0.05)
+    raise TimeoutError(f"{url} not ready after {READY_TIMEOUT_S} s")
+
+
+@contextmanager
+def spawn(
+    argv: Sequence[str],
+    ready_url: str,
+    env: Mapping[str, str] | None = None,
+    log_path: Path | None = None,
+) -> Iterator[subprocess.Popen[bytes]]:
+    """Run `argv` (a `solaris …` command) in a subprocess until the block ends."""
+    full_env = {**os.environ, **(env or {})}
+    stdout = open(log_path, "wb") if log_path else subprocess.PIPE  # noqa: SIM115
+    process = subprocess.Popen(
+        [sys.executable, "-m", "solaris", *argv],
+        env=full_env,
+        stdout=stdout,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        wait_ready(ready_url, process)
+        yield process
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        if log_path:
+            stdout.close()  # type: ignore[union-attr]
