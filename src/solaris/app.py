@@ -1,0 +1,125 @@
+"""Builds the ASGI app: the /v1 proxy (raw ASGI, the hot path) in front of a Starlette app for
+everything else (health; admin and portal later), and the resources they share.
+
+Everything that can be done once is done here, at start: settings read, encodings loaded,
+pools opened, the schema version checked.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import orjson
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
+
+from solaris.config import Settings
+from solaris.errors import ApiError, NotFound
+from solaris.gateway.body import ENDPOINTS
+from solaris.gateway.identity import Identity
+from solaris.gateway.proxy import Proxy
+from solaris.gateway.responses import JSON, send_bytes, send_error
+from solaris.gateway.upstream import Upstream
+from solaris.ledger.ledger import Clock, Ledger, utcnow
+from solaris.ledger.users import Users
+from solaris.metering import tokenizer
+from solaris.store.cache import IdentityCache
+from solaris.store.database import Database, open_database
+
+__all__ = ["Gateway", "build_app"]
+
+
+class Gateway:
+    """The shared resources of one gateway process."""
+
+    def __init__(self, settings: Settings, clock: Clock = utcnow) -> None:
+        self.settings = settings
+        self.database: Database = open_database(settings.database_url)
+        self.ledger = Ledger(self.database, clock)
+        self.users = Users(self.ledger, settings.default_allowance_tokens)
+        self.cache = IdentityCache(settings.redis_url, settings.identity_cache_ttl_s)
+        self.identity = Identity(settings, self.users, self.cache)
+        self.upstream = Upstream(settings)
+        self.proxy = Proxy(
+            settings, self.identity, self.ledger, self.upstream, settings.signing_key()
+        )
+
+    async def start(self) -> None:
+        await self.database.check_migrated()
+        tokenizer.warm()
+        await self.upstream.start()
+
+    async def close(self) -> None:
+        await self.upstream.close()
+        await self.cache.close()
+        await self.database.close()
+
+    async def models(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """GET /v1/models: the operator's configured models, or the upstream's list."""
+        try:
+            await self.identity.authenticate(dict(scope["headers"]))
+        except ApiError as error:
+            await send_error(send, error)
+            return
+        if self.settings.models:
+            listing = {
+                "object": "list",
+                "data": [
+                    {"id": name, "object": "model", "created": 0, "owned_by": "solaris"}
+                    for name in self.settings.models
+                ],
+            }
+            await send_bytes(send, 200, orjson.dumps(listing), JSON)
+            return
+        try:
+            response = await self.upstream.request("GET", "/models", None, "models")
+        except ApiError as error:
+            await send_error(send, error)
+            return
+        async with response:
+            payload = await response.read()
+        await send_bytes(send, response.status, payload, JSON)
+
+
+def build_app(settings: Settings, clock: Clock = utcnow) -> SolarisApp:
+    gateway = Gateway(settings, clock)
+
+    @asynccontextmanager
+    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        await gateway.start()
+        try:
+            yield
+        finally:
+            await gateway.close()
+
+    async def healthz(_request: Request) -> Response:
+        return JSONResponse({"status": "ok", "time": time.time()})
+
+    web = Starlette(routes=[Route("/healthz", healthz)], lifespan=lifespan)
+    return SolarisApp(gateway, web)
+
+
+class SolarisApp:
+    """Dispatches /v1 API paths straight to raw ASGI handlers; the rest goes to Starlette."""
+
+    def __init__(self, gateway: Gateway, web: Starlette) -> None:
+        self.gateway = gateway
+        self.web = web
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "")
+        if scope["type"] == "http" and path.startswith("/v1/"):
+            method = scope["method"]
+            if path in ENDPOINTS and method == "POST":
+                await self.gateway.proxy(scope, receive, send)
+            elif path == "/v1/models" and method == "GET":
+                await self.gateway.models(scope, receive, send)
+            else:
+                await send_error(send, NotFound(f"Unknown request URL: {method} {path}."))
+            return
+        await self.web(scope, receive, send)

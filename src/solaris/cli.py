@@ -1,0 +1,257 @@
+"""`solaris <noun> <verb>`: the operator's command line. Each command is a thin library call.
+
+Examples:
+
+    solaris migrate
+    solaris serve --port 8080
+    solaris users list --json
+    solaris credits grant alice@example.com 50000 --note "welcome pack"
+    solaris keys create alice@example.com
+    solaris usage alice@example.com
+    solaris dev-provider --port 9100 --chunk-delay-s 0.05
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any, TypeVar
+
+import typer
+from sqlalchemy import select
+
+from solaris.config import Settings, load_settings
+from solaris.errors import SolarisError
+from solaris.ledger.ledger import Ledger
+from solaris.ledger.users import User, Users
+from solaris.store.database import Database, migrate, open_database
+from solaris.store.schema import usage as usage_table
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
+users_app = typer.Typer(no_args_is_help=True, help="Users and their balances.")
+credits_app = typer.Typer(no_args_is_help=True, help="Credits on users' balances.")
+keys_app = typer.Typer(no_args_is_help=True, help="Per-user API keys.")
+app.add_typer(users_app, name="users")
+app.add_typer(credits_app, name="credits")
+app.add_typer(keys_app, name="keys")
+
+T = TypeVar("T")
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
+
+
+def _run(job: Callable[[Settings, Database], Awaitable[T]]) -> T:
+    """Run one async job with the settings and an open database; errors become one line."""
+    settings = load_settings()
+
+    async def wrapper() -> T:
+        database = open_database(settings.database_url, pool_size=2)
+        try:
+            return await job(settings, database)
+        finally:
+            await database.close()
+
+    return asyncio.run(wrapper())
+
+
+def _users(settings: Settings, database: Database) -> Users:
+    return Users(Ledger(database), settings.default_allowance_tokens)
+
+
+async def _find(users: Users, external_id: str) -> User:
+    user = await users.find(external_id)
+    if user is None:
+        raise SolarisError(f"no user {external_id!r}")
+    return user
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Address to bind (SOLARIS_HOST).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (SOLARIS_PORT).")] = None,
+) -> None:
+    """Run the gateway. Refuses an unmigrated database: run `solaris migrate` first."""
+    import uvicorn
+
+    from solaris.app import build_app
+
+    overrides = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
+    settings = load_settings(**overrides)
+
+    async def check(_settings: Settings, database: Database) -> None:
+        await database.check_migrated()
+
+    _run(check)
+    uvicorn.run(
+        build_app(settings),
+        host=settings.host,
+        port=settings.port,
+        loop="uvloop",
+        http="httptools",
+        access_log=False,
+        log_level="warning",
+        lifespan="on",
+    )
+
+
+@app.command("migrate")
+def migrate_command() -> None:
+    """Create or upgrade the database schema (SOLARIS_DATABASE_URL)."""
+
+    async def job(_settings: Settings, database: Database) -> str | None:
+        return await migrate(database)
+
+    typer.echo(f"database at revision {_run(job)}")
+
+
+@users_app.command("list")
+def users_list(as_json: JsonOption = False) -> None:
+    """List users and balances, newest first."""
+
+    async def job(settings: Settings, database: Database) -> list[tuple[User, int]]:
+        return await _users(settings, database).list()
+
+    rows = [
+        {"id": u.id, "user": u.external_id, "email": u.email, "balance": b} for u, b in _run(job)
+    ]
+    _print(rows, as_json, ["id", "user", "email", "balance"])
+
+
+@users_app.command("show")
+def users_show(user: str, as_json: JsonOption = False) -> None:
+    """Show one user (by LibreChat user id) with balance and held tokens."""
+
+    async def job(settings: Settings, database: Database) -> dict[str, Any]:
+        users = _users(settings, database)
+        found = await _find(users, user)
+        balance, held = await users.ledger.balance(found.id)
+        return {
+            "id": found.id,
+            "user": found.external_id,
+            "email": found.email,
+            "balance": balance,
+            "held": held,
+            "available": balance - held,
+        }
+
+    _print([_run(job)], as_json, ["id", "user", "email", "balance", "held", "available"])
+
+
+@credits_app.command("grant")
+def credits_grant(
+    user: str,
+    tokens: Annotated[int, typer.Argument(min=1, help="Billable tokens to add.")],
+    note: Annotated[str, typer.Option(help="Why (kept in the ledger).")] = "",
+    key: Annotated[str | None, typer.Option(help="Idempotency key: a repeat grants once.")] = None,
+) -> None:
+    """Grant TOKENS to USER (created if new). Example: solaris credits grant u123 50000 --note gift"""
+
+    async def job(settings: Settings, database: Database) -> tuple[bool, int]:
+        users = _users(settings, database)
+        found = await users.ensure(user)
+        async with database.transaction() as conn:
+            granted = await users.ledger.credit(
+                conn,
+                found.id,
+                "grant",
+                tokens,
+                idempotency_key=key or f"grant:{uuid.uuid4().hex}",
+                created_by="cli",
+                note=note or None,
+            )
+        balance, _held = await users.ledger.balance(found.id)
+        return granted, balance
+
+    granted, balance = _run(job)
+    typer.echo(f"{'granted' if granted else 'already granted'}; balance {balance}")
+
+
+@keys_app.command("create")
+def keys_create(user: str) -> None:
+    """Create an API key for USER (created if new). The key is shown once."""
+
+    async def job(settings: Settings, database: Database) -> str:
+        users = _users(settings, database)
+        return await users.create_key((await users.ensure(user)).id)
+
+    typer.echo(_run(job))
+
+
+@app.command("usage")
+def usage_command(
+    user: str,
+    limit: Annotated[int, typer.Option(min=1, max=10_000)] = 20,
+    as_json: JsonOption = False,
+) -> None:
+    """The latest usage rows of USER."""
+
+    async def job(settings: Settings, database: Database) -> list[dict[str, Any]]:
+        found = await _find(_users(settings, database), user)
+        query = (
+            select(usage_table)
+            .where(usage_table.c.user_id == found.id)
+            .order_by(usage_table.c.id.desc())
+            .limit(limit)
+        )
+        async with database.transaction() as conn:
+            return [dict(row._mapping) for row in await conn.execute(query)]
+
+    columns = ["created_at", "model", "prompt_tokens", "completion_tokens", "billable"]
+    _print(_run(job), as_json, [*columns, "estimated", "status", "request_id"])
+
+
+@app.command("dev-provider")
+def dev_provider(
+    host: str = "127.0.0.1",
+    port: int = 9100,
+    reply_tokens: int = 16,
+    chunk_delay_s: float = 0.0,
+    fail_status: int | None = None,
+    fail_rate: float = 0.0,
+    stall_s: float = 0.0,
+    omit_usage: bool = False,
+    cut_after_chunks: int | None = None,
+    usage_style: str = "openai",
+) -> None:
+    """A local OpenAI-compatible provider for development and tests (never for production).
+
+    It counts usage with the real tokenizer; each option can also be set per request with a
+    body field, e.g. {"dev_provider": {"fail_status": 500}}.
+    """
+    from solaris.devprovider.request import Behaviour
+    from solaris.devprovider.server import run
+
+    behaviour = Behaviour(
+        reply_tokens=reply_tokens,
+        chunk_delay_s=chunk_delay_s,
+        fail_status=fail_status,
+        fail_rate=fail_rate,
+        stall_s=stall_s,
+        omit_usage=omit_usage,
+        cut_after_chunks=cut_after_chunks,
+        usage_style=usage_style,  # type: ignore[arg-type]
+    )
+    run(host, port, behaviour)
+
+
+def _print(rows: list[dict[str, Any]], as_json: bool, columns: list[str]) -> None:
+    if as_json:
+        typer.echo(json.dumps(rows, default=str, indent=2))
+        return
+    table = [[str(row.get(c, "")) for c in columns] for row in rows]
+    widths = [max(len(c), *(len(r[i]) for r in table)) for i, c in enumerate(columns)]
+    typer.echo("  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)))
+    for r in table:
+        typer.echo("  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)))
+
+
+def main() -> None:
+    try:
+        app()
+    except SolarisError as error:
+        typer.echo(f"error: {error}", err=True)
+        sys.exit(2)

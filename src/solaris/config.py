@@ -1,0 +1,175 @@
+"""One `Settings` object: environment variables `SOLARIS_*` over an optional YAML file.
+
+Precedence (highest first): init arguments, environment, the YAML file named by
+`SOLARIS_CONFIG`, defaults. A bad value stops start-up with `ConfigError`, which names the
+setting (`solaris serve` prints it and exits 2).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from decimal import Decimal
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
+)
+
+from solaris.errors import ConfigError
+
+__all__ = ["ModelPolicy", "Settings", "load_settings"]
+
+
+class ModelPolicy(BaseModel):
+    """How one model is billed and named upstream."""
+
+    input_weight: Decimal = Field(default=Decimal(1), gt=0)
+    output_weight: Decimal = Field(default=Decimal(1), gt=0)
+    upstream_name: str | None = None  # alias: clients say `model`, the upstream gets this
+
+
+DEFAULT_MODEL_POLICY = ModelPolicy()
+
+
+def _split_keys(value: Any) -> Any:
+    """Accept `a,b` from an env var as well as a YAML list."""
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SOLARIS_", extra="forbid")
+
+    # Upstream: any OpenAI-compatible base URL (LiteLLM proxy, OpenAI, vLLM, Ollama).
+    upstream_base_url: str = "http://127.0.0.1:4000/v1"
+    upstream_api_key: SecretStr | None = None
+    upstream_connect_timeout_s: float = Field(default=5.0, gt=0)
+    upstream_read_timeout_s: float = Field(default=120.0, gt=0)  # longest silence between bytes
+    stream_seconds_max: float = Field(default=600.0, gt=0)  # longest whole upstream call
+
+    # Identity.
+    librechat_keys: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
+    user_id_header: str = "X-LibreChat-User-Id"
+    user_email_header: str = "X-LibreChat-User-Email"
+    conversation_id_header: str = "X-LibreChat-Conversation-Id"
+
+    # Storage.
+    database_url: str = "sqlite:///data/solaris.db"
+    redis_url: str | None = None
+    identity_cache_ttl_s: float = Field(default=60.0, ge=0)
+
+    # Money.
+    default_allowance_tokens: int = Field(default=100_000, ge=0)
+    default_max_completion_tokens: int = Field(default=4096, gt=0)
+    min_completion_tokens: int = Field(default=16, gt=0)  # below this a request is blocked
+    reservation_timeout_s: float = Field(default=900.0, gt=0)
+    models: dict[str, ModelPolicy] = Field(default_factory=dict)
+
+    # Block replies and links.
+    public_base_url: str = "http://localhost:8080"
+    language: Literal["pt-BR", "en"] = "pt-BR"
+    secret_key: SecretStr | None = None
+    link_ttl_s: int = Field(default=900, gt=0)
+
+    # Server.
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+    body_bytes_max: int = Field(default=16 * 1024 * 1024, gt=0)
+
+    @field_validator("librechat_keys", mode="before")
+    @classmethod
+    def _keys(cls, value: Any) -> Any:
+        return _split_keys(value)
+
+    @field_validator("upstream_base_url", "public_base_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/")
+
+    @field_validator("database_url")
+    @classmethod
+    def _database(cls, value: str) -> str:
+        if not value.startswith(("sqlite:", "postgresql:", "postgresql+asyncpg:", "postgres:")):
+            raise ValueError("must be a sqlite:/// path or a postgresql:// URL")
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis(cls, value: str | None) -> str | None:
+        if value and not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must be a redis:// URL")
+        return value or None
+
+    @model_validator(mode="after")
+    def _reservation_outlives_calls(self) -> Settings:
+        # A reservation must not expire while its own call may still be running, or a slow
+        # stream could be served past the balance.
+        if self.reservation_timeout_s <= self.stream_seconds_max:
+            raise ValueError(
+                "reservation_timeout_s must be greater than stream_seconds_max "
+                f"({self.reservation_timeout_s} <= {self.stream_seconds_max})"
+            )
+        return self
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        yaml_path = os.environ.get("SOLARIS_CONFIG")
+        if yaml_path:
+            sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=yaml_path))
+        return tuple(sources)
+
+    def model_policy(self, model: str) -> ModelPolicy:
+        return self.models.get(model, DEFAULT_MODEL_POLICY)
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite:")
+
+    def signing_key(self) -> bytes:
+        """The secret for signed links; generated once per SQLite data dir when not set."""
+        if self.secret_key is not None:
+            return self.secret_key.get_secret_value().encode()
+        if not self.is_sqlite:
+            raise ConfigError("SOLARIS_SECRET_KEY: required with PostgreSQL (shared by instances)")
+        path = sqlite_path(self.database_url).parent / "secret_key"
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(secrets.token_urlsafe(32))
+            path.chmod(0o600)
+        return path.read_text().strip().encode()
+
+
+def sqlite_path(database_url: str) -> Path:
+    return Path(database_url.split("///", 1)[1])
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build the settings, turning validation errors into one message naming each setting."""
+    if (path := os.environ.get("SOLARIS_CONFIG")) and not Path(path).is_file():
+        raise ConfigError(f"SOLARIS_CONFIG: file not found: {path}")
+    try:
+        return Settings(**overrides)
+    except ValidationError as error:
+        problems = []
+        for item in error.errors():
+            name = "_".join(str(part) for part in item["loc"]) or "settings"
+            problems.append(f"SOLARIS_{name.upper()}: {item['msg']}")
+        raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems)) from None

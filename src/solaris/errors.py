@@ -1,0 +1,122 @@
+"""The one error tree of the gateway.
+
+    SolarisError
+    ├── ConfigError              a bad setting; start-up stops and names it
+    ├── StoreError               the database is unusable (e.g. not migrated)
+    └── ApiError                 answered to the client in OpenAI's error shape
+        ├── BadRequest           400 invalid_request_error
+        ├── Unauthorized         401 invalid_api_key
+        ├── NotFound             404 unknown_url
+        ├── PayloadTooLarge      413
+        ├── UnsupportedMediaType 415
+        ├── ServiceUnavailable   503 (database unreachable: fail closed)
+        ├── UpstreamUnreachable  502
+        └── UpstreamTimeout      504
+
+Dependencies' errors (aiohttp, SQLAlchemy) are mapped into this tree at one boundary each:
+`gateway/upstream.py` and `gateway/proxy.py`.
+"""
+
+from __future__ import annotations
+
+import orjson
+
+__all__ = [
+    "ApiError",
+    "BadRequest",
+    "ConfigError",
+    "NotFound",
+    "PayloadTooLarge",
+    "ServiceUnavailable",
+    "SolarisError",
+    "StoreError",
+    "Unauthorized",
+    "UnsupportedMediaType",
+    "UpstreamTimeout",
+    "UpstreamUnreachable",
+    "error_body",
+]
+
+
+class SolarisError(Exception):
+    """Root of every error the gateway raises on purpose."""
+
+
+class ConfigError(SolarisError):
+    """A setting is missing or invalid; the message names it."""
+
+
+class StoreError(SolarisError):
+    """The database cannot be used as it is (unmigrated, wrong version)."""
+
+
+def error_body(
+    message: str, type_: str, code: str | None = None, param: str | None = None
+) -> bytes:
+    """OpenAI's error envelope: `{"error": {"message", "type", "param", "code"}}`."""
+    return orjson.dumps(
+        {"error": {"message": message, "type": type_, "param": param, "code": code}}
+    )
+
+
+class ApiError(SolarisError):
+    """An error answered to the client; subclasses fix status, type and code."""
+
+    status = 500
+    type = "server_error"
+    code: str | None = None
+
+    def __init__(self, message: str, *, param: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+
+    def body(self) -> bytes:
+        return error_body(self.message, self.type, self.code, self.param)
+
+
+class BadRequest(ApiError):
+    status = 400
+    type = "invalid_request_error"
+
+
+class Unauthorized(ApiError):
+    status = 401
+    type = "invalid_request_error"
+    code = "invalid_api_key"
+
+
+class NotFound(ApiError):
+    status = 404
+    type = "invalid_request_error"
+    code = "unknown_url"
+
+
+class PayloadTooLarge(ApiError):
+    status = 413
+    type = "invalid_request_error"
+    code = "payload_too_large"
+
+
+class UnsupportedMediaType(ApiError):
+    status = 415
+    type = "invalid_request_error"
+    code = "unsupported_media_type"
+
+
+class ServiceUnavailable(ApiError):
+    status = 503
+    type = "server_error"
+    code = "service_unavailable"
+
+
+class UpstreamUnreachable(ApiError):
+    status = 502
+    type = "upstream_error"
+    code = "upstream_unreachable"
+
+
+class UpstreamTimeout(ApiError):
+    status = 504
+    type = "upstream_error"
+    code = "upstream_timeout"

@@ -1,0 +1,1 @@
+"""The /v1 proxy: identity, upstream client, SSE relay, block replies."""

@@ -1,0 +1,119 @@
+"""Reading, checking and preparing request bodies: the only place a body is parsed.
+
+The body is parsed once (orjson) and forwarded as received unless the gateway must change it:
+`stream_options.include_usage` on streams, an operator's model alias, or a completion cap when the
+balance covers less than the client asked for. Unknown fields always pass through.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from starlette.types import Receive
+
+from solaris.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
+from solaris.metering import estimate
+
+__all__ = ["ENDPOINTS", "Endpoint", "parse_json", "read_body", "upstream_body"]
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    name: str
+    upstream_path: str
+    input_field: str  # the field that must be present besides `model`
+    prompt_tokens: Callable[[Mapping[str, Any]], int]
+    generates: bool  # has a completion (and so a completion cap and maybe a stream)
+
+
+ENDPOINTS = {
+    "/v1/chat/completions": Endpoint(
+        "chat", "/chat/completions", "messages", estimate.chat_prompt_tokens, True
+    ),
+    "/v1/completions": Endpoint(
+        "completions", "/completions", "prompt", estimate.completions_prompt_tokens, True
+    ),
+    "/v1/embeddings": Endpoint(
+        "embeddings", "/embeddings", "input", estimate.embeddings_input_tokens, False
+    ),
+}
+
+
+async def read_body(receive: Receive, headers: Mapping[bytes, bytes], limit: int) -> bytes:
+    """The whole request body, refusing more than `limit` bytes before reading them all."""
+    declared = headers.get(b"content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"Request body is larger than {limit} bytes.")
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise BadRequest("The client went away before sending the whole body.")
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"Request body is larger than {limit} bytes.")
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def parse_json(raw: bytes, headers: Mapping[bytes, bytes], endpoint: Endpoint) -> dict[str, Any]:
+    content_type = headers.get(b"content-type")
+    if content_type is not None and not content_type.lower().startswith(b"application/json"):
+        raise UnsupportedMediaType(
+            "Send the request body as JSON (Content-Type: application/json)."
+        )
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError as error:
+        raise BadRequest(f"The request body is not valid JSON: {error}") from None
+    if not isinstance(body, dict):
+        raise BadRequest("The request body must be a JSON object.")
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        raise BadRequest("You must provide a model parameter.", param="model")
+    if endpoint.input_field not in body:
+        raise BadRequest(f"Missing required parameter: '{endpoint.input_field}'.")
+    if endpoint.name == "chat":
+        messages = body["messages"]
+        if not isinstance(messages, list) or not messages:
+            raise BadRequest("'messages' must be a non-empty array.", param="messages")
+        if not all(isinstance(message, dict) for message in messages):
+            raise BadRequest("Each item of 'messages' must be an object.", param="messages")
+    if "stream" in body and not isinstance(body["stream"], bool):
+        raise BadRequest("'stream' must be a boolean.", param="stream")
+    return body
+
+
+def client_wants_usage(body: Mapping[str, Any]) -> bool:
+    options = body.get("stream_options")
+    return isinstance(options, dict) and options.get("include_usage") is True
+
+
+def upstream_body(
+    raw: bytes,
+    body: dict[str, Any],
+    upstream_model: str | None,
+    completion_cap: int | None,
+) -> bytes:
+    """The bytes to forward: `raw` itself unless something must change."""
+    changes: dict[str, Any] = {}
+    if body.get("stream") is True and not client_wants_usage(body):
+        options = body.get("stream_options")
+        changes["stream_options"] = {
+            **(options if isinstance(options, dict) else {}),
+            "include_usage": True,
+        }
+    if upstream_model is not None:
+        changes["model"] = upstream_model
+    if completion_cap is not None:
+        field = "max_completion_tokens" if "max_completion_tokens" in body else "max_tokens"
+        changes[field] = completion_cap
+    if not changes:
+        return raw
+    return orjson.dumps({**body, **changes})

@@ -1,0 +1,123 @@
+"""Who is calling: a LibreChat service key plus the user it names, or a per-user API key.
+
+With the service key, the user is named by headers LibreChat fills in from `librechat.yaml`
+(`X-LibreChat-User-Id: "{{LIBRECHAT_USER_ID}}"`), falling back to the body's `user`, which
+LibreChat sets to the same id. LibreChat sends values beyond Latin-1 as `b64:<base64 of UTF-8>`;
+an unresolved placeholder arrives empty and is refused rather than billed to nobody.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from solaris.config import Settings
+from solaris.errors import BadRequest, Unauthorized
+from solaris.ledger.users import Users, hash_key
+from solaris.store.cache import IdentityCache
+
+__all__ = ["Caller", "Identity", "decode_header_value"]
+
+EXTERNAL_ID_LENGTH_MAX = 255
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    user_id: int
+    external_id: str
+    via_librechat: bool  # service key: blocked streams get an in-chat reply instead of a 402
+    conversation_id: str | None
+
+
+def decode_header_value(raw: bytes, header: str) -> str:
+    value = raw.decode("latin-1").strip()
+    if not value.startswith("b64:"):
+        return value
+    try:
+        return base64.b64decode(value[4:], validate=True).decode("utf-8").strip()
+    except (binascii.Error, UnicodeDecodeError):
+        raise BadRequest(f"header {header}: invalid b64: value") from None
+
+
+class Identity:
+    def __init__(self, settings: Settings, users: Users, cache: IdentityCache) -> None:
+        self.users = users
+        self.cache = cache
+        self._service_key_digests = [
+            hashlib.sha256(key.get_secret_value().encode()).digest()
+            for key in settings.librechat_keys
+        ]
+        self._user_header = settings.user_id_header.lower().encode("latin-1")
+        self._email_header = settings.user_email_header.lower().encode("latin-1")
+        self._conversation_header = settings.conversation_id_header.lower().encode("latin-1")
+        self._user_header_name = settings.user_id_header
+
+    async def resolve(self, headers: Mapping[bytes, bytes], body: Mapping[str, Any]) -> Caller:
+        key = _bearer(headers)
+        if self._is_service_key(key):
+            return await self._librechat_user(headers, body)
+        user_id = await self.cache.get("key:" + hash_key(key))
+        if user_id is None:
+            user = await self.users.user_for_key(key)
+            if user is None:
+                raise Unauthorized("Incorrect API key provided.")
+            user_id = user.id
+            await self.cache.set("key:" + hash_key(key), user_id)
+        return Caller(user_id, "", via_librechat=False, conversation_id=None)
+
+    async def authenticate(self, headers: Mapping[bytes, bytes]) -> None:
+        """Any valid key (for routes that are not billed, such as the model list)."""
+        key = _bearer(headers)
+        if self._is_service_key(key):
+            return
+        if await self.cache.get("key:" + hash_key(key)) is None:
+            user = await self.users.user_for_key(key)
+            if user is None:
+                raise Unauthorized("Incorrect API key provided.")
+            await self.cache.set("key:" + hash_key(key), user.id)
+
+    def _is_service_key(self, key: str) -> bool:
+        digest = hashlib.sha256(key.encode()).digest()
+        # Compare against every key so timing does not reveal which one nearly matched.
+        matches = [hmac.compare_digest(digest, known) for known in self._service_key_digests]
+        return any(matches)
+
+    async def _librechat_user(
+        self, headers: Mapping[bytes, bytes], body: Mapping[str, Any]
+    ) -> Caller:
+        raw = headers.get(self._user_header)
+        external_id = decode_header_value(raw, self._user_header_name) if raw else ""
+        if not external_id:
+            body_user = body.get("user")
+            external_id = body_user.strip() if isinstance(body_user, str) else ""
+        if not external_id:
+            raise BadRequest(
+                f"No user id: the LibreChat service key needs a {self._user_header_name} header "
+                '("{{LIBRECHAT_USER_ID}}" in librechat.yaml) or a `user` field in the body.',
+                param="user",
+            )
+        if len(external_id) > EXTERNAL_ID_LENGTH_MAX:
+            raise BadRequest("The user id is too long.", param="user")
+        conversation = headers.get(self._conversation_header)
+        conversation_id = conversation.decode("latin-1")[:128] if conversation else None
+        user_id = await self.cache.get("ext:" + external_id)
+        if user_id is None:
+            email_raw = headers.get(self._email_header)
+            email = decode_header_value(email_raw, "email") if email_raw else None
+            user = await self.users.ensure(external_id, email or None)
+            user_id = user.id
+            await self.cache.set("ext:" + external_id, user_id)
+        return Caller(user_id, external_id, True, conversation_id or None)
+
+
+def _bearer(headers: Mapping[bytes, bytes]) -> str:
+    value = headers.get(b"authorization", b"").decode("latin-1")
+    scheme, _, key = value.partition(" ")
+    if scheme.lower() != "bearer" or not key.strip():
+        raise Unauthorized("Missing API key: send `Authorization: Bearer <key>`.")
+    return key.strip()

@@ -1,0 +1,343 @@
+"""The metered proxy for POST /v1/chat/completions, /v1/completions and /v1/embeddings.
+
+One request flows one way: read → parse → identify → estimate → reserve → forward → relay →
+settle. `admit` does everything up to the reservation; `serve` forwards and relays, and settles in
+a `finally` so that a disconnect, a broken upstream or a shutdown still leaves exactly one usage
+row (or a release when the upstream failed and nothing was generated).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import orjson
+import structlog
+from sqlalchemy.exc import SQLAlchemyError
+from starlette.types import Receive, Scope, Send
+
+from solaris.config import ModelPolicy, Settings
+from solaris.errors import ApiError, ServiceUnavailable, UpstreamTimeout, UpstreamUnreachable
+from solaris.gateway.block import block_chat_stream, block_json
+from solaris.gateway.body import (
+    ENDPOINTS,
+    Endpoint,
+    client_wants_usage,
+    parse_json,
+    read_body,
+    upstream_body,
+)
+from solaris.gateway.identity import Caller, Identity
+from solaris.gateway.relay import SseRelay, Usage, generated_text, usage_from
+from solaris.gateway.responses import SSE, send_bytes, send_error
+from solaris.gateway.upstream import Upstream
+from solaris.ledger.ledger import Ledger, UsageRecord
+from solaris.metering import billing, estimate, tokenizer
+from solaris.portal.links import buy_url, sign_link
+
+__all__ = ["Proxy"]
+
+log = structlog.get_logger(__name__)
+
+SETTLE_ATTEMPTS = 4
+ESTIMATE_INLINE_BYTES_MAX = 64 * 1024
+DATABASE_ERRORS = (SQLAlchemyError, OSError)
+
+
+@dataclass(slots=True)
+class Ticket:
+    """An admitted request: who, what, and how many billable tokens are held for it."""
+
+    request_id: str
+    endpoint: Endpoint
+    caller: Caller
+    body: dict[str, Any]
+    raw: bytes
+    model: str
+    policy: ModelPolicy
+    prompt_tokens: int
+    completion_cap: int
+    held: int
+    started: float
+
+    @property
+    def stream(self) -> bool:
+        return self.endpoint.generates and self.body.get("stream") is True
+
+
+class Proxy:
+    def __init__(
+        self,
+        settings: Settings,
+        identity: Identity,
+        ledger: Ledger,
+        upstream: Upstream,
+        signing_key: bytes,
+    ) -> None:
+        self.settings = settings
+        self.identity = identity
+        self.ledger = ledger
+        self.upstream = upstream
+        self.signing_key = signing_key
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        request_id = "req_" + uuid.uuid4().hex
+        id_header = [(b"x-request-id", request_id.encode())]
+        try:
+            ticket = await self.admit(scope, receive, request_id)
+        except ApiError as error:
+            await send_error(send, error, id_header)
+            return
+        if ticket.held == 0:
+            await self.block(ticket, send)
+            return
+        await self.serve(ticket, receive, send)
+
+    async def admit(self, scope: Scope, receive: Receive, request_id: str) -> Ticket:
+        started = time.perf_counter()
+        endpoint = ENDPOINTS[scope["path"]]
+        headers: dict[bytes, bytes] = dict(scope["headers"])
+        raw = await read_body(receive, headers, self.settings.body_bytes_max)
+        body = parse_json(raw, headers, endpoint)
+        model: str = body["model"]
+        policy = self.settings.model_policy(model)
+        if len(raw) > ESTIMATE_INLINE_BYTES_MAX:  # tokenizing megabytes would stall the loop
+            prompt_tokens = await asyncio.to_thread(endpoint.prompt_tokens, body)
+        else:
+            prompt_tokens = endpoint.prompt_tokens(body)
+        cap = (
+            estimate.completion_cap(body, self.settings.default_max_completion_tokens)
+            if endpoint.generates
+            else 0
+        )
+        wanted = billing.billable(prompt_tokens, cap, policy)
+        least = min(cap, self.settings.min_completion_tokens)
+        minimum = max(1, billing.billable(prompt_tokens, least, policy))
+        try:
+            caller = await self.identity.resolve(headers, body)
+            held = await self.ledger.reserve(
+                caller.user_id, request_id, wanted, minimum, self.settings.reservation_timeout_s
+            )
+        except DATABASE_ERRORS as error:
+            log.error("database_unavailable", request_id=request_id, error=str(error))
+            raise ServiceUnavailable(
+                "The gateway's database is unavailable; please try again shortly."
+            ) from None
+        return Ticket(
+            request_id,
+            endpoint,
+            caller,
+            body,
+            raw,
+            model,
+            policy,
+            prompt_tokens,
+            cap,
+            held,
+            started,
+        )
+
+    async def block(self, ticket: Ticket, send: Send) -> None:
+        log.info("blocked", request_id=ticket.request_id, user_id=ticket.caller.user_id)
+        settings = self.settings
+        if ticket.caller.via_librechat and ticket.stream and ticket.endpoint.name == "chat":
+            token = sign_link(
+                self.signing_key, ticket.caller.user_id, settings.link_ttl_s, self.ledger.clock()
+            )
+            await block_chat_stream(
+                send,
+                settings.language,
+                ticket.model,
+                buy_url(settings.public_base_url, token),
+                settings.link_ttl_s,
+                client_wants_usage(ticket.body),
+                ticket.request_id,
+            )
+        else:
+            await block_json(send, settings.language, settings.public_base_url, ticket.request_id)
+
+    async def serve(self, ticket: Ticket, receive: Receive, send: Send) -> None:
+        id_header = [(b"x-request-id", ticket.request_id.encode())]
+        data = upstream_body(
+            ticket.raw, ticket.body, ticket.policy.upstream_name, self._capped_completion(ticket)
+        )
+        try:
+            response = await self.upstream.request(
+                "POST", ticket.endpoint.upstream_path, data, ticket.request_id
+            )
+        except ApiError as error:
+            await self._release(ticket)
+            await send_error(send, error, id_header)
+            return
+        try:
+            if response.status >= 400:
+                await self._pass_error(ticket, response, send)
+            elif ticket.stream and response.content_type == "text/event-stream":
+                await self._relay_stream(ticket, response, receive, send)
+            else:
+                await self._relay_whole(ticket, response, send)
+        finally:
+            response.release()
+
+    def _capped_completion(self, ticket: Ticket) -> int | None:
+        """A lower completion limit when the balance covers less than the client asked for."""
+        if not ticket.endpoint.generates:
+            return None
+        wanted = billing.billable(ticket.prompt_tokens, ticket.completion_cap, ticket.policy)
+        if ticket.held >= wanted:
+            return None
+        affordable = billing.completion_tokens_affordable(
+            ticket.held, ticket.prompt_tokens, ticket.policy
+        )
+        choices = ticket.body.get("n")
+        per_choice = (
+            affordable // choices if isinstance(choices, int) and choices > 1 else affordable
+        )
+        return max(1, per_choice)
+
+    async def _pass_error(
+        self, ticket: Ticket, response: aiohttp.ClientResponse, send: Send
+    ) -> None:
+        """Upstream 4xx/5xx: its status and body go back as they are; nothing is charged."""
+        try:
+            payload = await response.read()
+        except (aiohttp.ClientError, TimeoutError):
+            payload = UpstreamUnreachable("The model provider failed.").body()
+        await self._release(ticket)
+        content_type = response.headers.get("Content-Type", "application/json").encode()
+        await send_bytes(
+            send,
+            response.status,
+            payload,
+            content_type,
+            [(b"x-request-id", ticket.request_id.encode())],
+        )
+
+    async def _relay_whole(
+        self, ticket: Ticket, response: aiohttp.ClientResponse, send: Send
+    ) -> None:
+        id_header = [(b"x-request-id", ticket.request_id.encode())]
+        try:
+            payload = await response.read()
+        except (aiohttp.ClientError, TimeoutError) as error:
+            await self._release(ticket)
+            failure: ApiError = (
+                UpstreamTimeout("The model provider did not answer in time.")
+                if isinstance(error, TimeoutError)
+                else UpstreamUnreachable("The model provider's answer broke off.")
+            )
+            await send_error(send, failure, id_header)
+            return
+        try:
+            answer = orjson.loads(payload)
+        except orjson.JSONDecodeError:
+            answer = None
+        parsed: Mapping[str, Any] = answer if isinstance(answer, dict) else {}
+        record = self._record(
+            ticket, usage_from(parsed), lambda: "".join(generated_text(parsed)), "ok"
+        )
+        await asyncio.shield(self._settle(record))
+        content_type = response.headers.get("Content-Type", "application/json").encode()
+        await send_bytes(send, response.status, payload, content_type, id_header)
+
+    async def _relay_stream(
+        self, ticket: Ticket, response: aiohttp.ClientResponse, receive: Receive, send: Send
+    ) -> None:
+        await send(
+            {
+                "type": "http.response.start",
+                "status": response.status,
+                "headers": [
+                    (b"content-type", SSE),
+                    (b"cache-control", b"no-cache"),
+                    (b"x-request-id", ticket.request_id.encode()),
+                ],
+            }
+        )
+        relay = SseRelay(hide_usage=not client_wants_usage(ticket.body))
+        client = _ClientWatch(receive, response)
+        status = "interrupted"  # stays so only if the server itself cancels us (shutdown)
+        try:
+            async for chunk in response.content.iter_any():
+                if forward := relay.feed(chunk):
+                    await send({"type": "http.response.body", "body": forward, "more_body": True})
+            status = "client_disconnected" if client.gone else "ok"
+        except (aiohttp.ClientError, TimeoutError):
+            status = "client_disconnected" if client.gone else "upstream_cut"
+        finally:
+            client.stop()
+            if status != "ok":
+                response.close()  # stop the provider generating for nobody
+            record = self._record(ticket, relay.usage, relay.text, status)
+            await asyncio.shield(self._settle(record))
+        if status == "upstream_cut":
+            error = UpstreamUnreachable("The model provider's stream broke off.").body()
+            await send({"type": "http.response.body", "body": b"data: " + error + b"\n\n"})
+        elif status == "ok":
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    def _record(
+        self, ticket: Ticket, usage: Usage | None, generated: Callable[[], str], status: str
+    ) -> UsageRecord:
+        """The usage row: the provider's numbers, or our count of what was generated."""
+        estimated = usage is None
+        if usage is None:
+            completion = (
+                tokenizer.count_tokens(ticket.model, generated())
+                if ticket.endpoint.generates
+                else 0
+            )
+            usage = Usage(prompt_tokens=ticket.prompt_tokens, completion_tokens=completion)
+        return UsageRecord(
+            request_id=ticket.request_id,
+            user_id=ticket.caller.user_id,
+            endpoint=ticket.endpoint.name,
+            model=ticket.model,
+            prompt_tokens=usage.prompt_tokens,
+            completion_tokens=usage.completion_tokens,
+            cached_tokens=usage.cached_tokens,
+            reasoning_tokens=usage.reasoning_tokens,
+            billable=billing.billable(usage.prompt_tokens, usage.completion_tokens, ticket.policy),
+            estimated=estimated,
+            status=status,
+            latency_ms=int((time.perf_counter() - ticket.started) * 1000),
+            conversation_id=ticket.caller.conversation_id,
+        )
+
+    async def _settle(self, record: UsageRecord) -> None:
+        for attempt in range(SETTLE_ATTEMPTS):
+            try:
+                await self.ledger.settle(record)
+                return
+            except DATABASE_ERRORS as error:
+                log.warning("settle_retry", request_id=record.request_id, error=str(error))
+                await asyncio.sleep(0.2 * 2**attempt)
+        log.error("settle_failed", request_id=record.request_id, billable=record.billable)
+
+    async def _release(self, ticket: Ticket) -> None:
+        try:
+            await self.ledger.release(ticket.caller.user_id, ticket.request_id)
+        except DATABASE_ERRORS as error:  # the reservation expires by itself
+            log.warning("release_failed", request_id=ticket.request_id, error=str(error))
+
+
+class _ClientWatch:
+    """Notices the client hanging up mid-stream and closes the upstream so the relay stops."""
+
+    def __init__(self, receive: Receive, response: aiohttp.ClientResponse) -> None:
+        self.gone = False
+        self._task = asyncio.create_task(self._watch(receive, response))
+
+    async def _watch(self, receive: Receive, response: aiohttp.ClientResponse) -> None:
+        while (await receive())["type"] != "http.disconnect":
+            pass
+        self.gone = True
+        response.close()
+
+    def stop(self) -> None:
+        self._task.cancel()

@@ -1,0 +1,149 @@
+"""Reading usage out of upstream answers, streamed (SSE) or not, without buffering the stream.
+
+`SseRelay.feed` takes the bytes as they arrive and returns what can go to the client now: every
+complete event, as received, except the usage chunk that the gateway itself asked for, which is
+removed for clients that did not ask. Only events that carry a usage object are parsed; the other
+payloads are kept (by reference) and parsed only if the stream ends without usage, to count what
+was generated with the offline tokenizer.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+__all__ = ["SseRelay", "Usage", "generated_text", "usage_from"]
+
+# A usage object (not `"usage": null`, which OpenAI puts on every chunk when usage is on).
+USAGE_OBJECT = re.compile(rb'"usage"\s*:\s*\{')
+KEPT_BYTES_MAX = 4 * 1024 * 1024  # beyond this, kept payloads are folded into their text
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    prompt_tokens: int
+    completion_tokens: int
+    cached_tokens: int = 0
+    reasoning_tokens: int = 0
+
+
+def _count(value: Any) -> int:
+    return value if isinstance(value, int) and value >= 0 else 0
+
+
+def usage_from(payload: Mapping[str, Any]) -> Usage | None:
+    """The provider's usage in an answer or chunk, if it reports one."""
+    usage = payload.get("usage")
+    if not isinstance(usage, dict) or "prompt_tokens" not in usage:
+        return None
+    prompt_details = usage.get("prompt_tokens_details") or {}
+    completion_details = usage.get("completion_tokens_details") or {}
+    return Usage(
+        prompt_tokens=_count(usage.get("prompt_tokens")),
+        completion_tokens=_count(usage.get("completion_tokens")),
+        cached_tokens=_count(prompt_details.get("cached_tokens")),
+        reasoning_tokens=_count(completion_details.get("reasoning_tokens")),
+    )
+
+
+def generated_text(payload: Mapping[str, Any]) -> Iterator[str]:
+    """Text the model generated in a chat/completions answer or chunk (for offline counting)."""
+    choices = payload.get("choices")
+    if not isinstance(choices, list):
+        return
+    for choice in choices:
+        if not isinstance(choice, dict):
+            continue
+        if isinstance(text := choice.get("text"), str):
+            yield text
+        for part_name in ("delta", "message"):
+            part = choice.get(part_name)
+            if isinstance(part, dict):
+                yield from _message_text(part)
+
+
+def _message_text(message: Mapping[str, Any]) -> Iterator[str]:
+    for field in ("content", "reasoning_content", "refusal"):
+        if isinstance(value := message.get(field), str):
+            yield value
+    for call in message.get("tool_calls") or ():
+        function = call.get("function") if isinstance(call, dict) else None
+        if isinstance(function, dict):
+            for field in ("name", "arguments"):
+                if isinstance(value := function.get(field), str):
+                    yield value
+
+
+class SseRelay:
+    """One upstream stream: forwards events, finds usage, remembers what was generated."""
+
+    def __init__(self, hide_usage: bool) -> None:
+        self.hide_usage = hide_usage
+        self.usage: Usage | None = None
+        self.events = 0
+        self._tail = b""
+        self._kept: list[bytes] = []
+        self._kept_bytes = 0
+        self._texts: list[str] = []
+
+    def feed(self, chunk: bytes) -> bytes:
+        data = self._tail + chunk if self._tail else chunk
+        if b"\r" in data:
+            data = data.replace(b"\r\n", b"\n")
+        end = data.rfind(b"\n\n")
+        if end < 0:
+            self._tail = data
+            return b""
+        complete, self._tail = data[: end + 2], data[end + 2 :]
+        if USAGE_OBJECT.search(complete) is None:
+            self._keep_payloads(complete)
+            return complete
+        return b"".join(self._event(event + b"\n\n") for event in complete[:-2].split(b"\n\n"))
+
+    def text(self) -> str:
+        """Everything generated so far (only called when the stream reported no usage)."""
+        self._fold()
+        return "".join(self._texts)
+
+    def _event(self, event: bytes) -> bytes:
+        if USAGE_OBJECT.search(event) is None:
+            self._keep_payloads(event)
+            return event
+        payload = orjson.loads(_data_of(event))
+        self.usage = usage_from(payload) or self.usage
+        self._texts.extend(generated_text(payload))
+        if not self.hide_usage:
+            return event
+        if not payload.get("choices"):
+            return b""  # the usage-only chunk the client did not ask for
+        payload.pop("usage", None)
+        return b"data: " + orjson.dumps(payload) + b"\n\n"
+
+    def _keep_payloads(self, events: bytes) -> None:
+        self.events += events.count(b"data:")
+        self._kept.append(events)
+        self._kept_bytes += len(events)
+        if self._kept_bytes > KEPT_BYTES_MAX:
+            self._fold()
+
+    def _fold(self) -> None:
+        for block in self._kept:
+            for line in block.split(b"\n"):
+                if not line.startswith(b"data:"):
+                    continue
+                data = line[5:].strip()
+                if data and data != b"[DONE]":
+                    try:
+                        self._texts.extend(generated_text(orjson.loads(data)))
+                    except orjson.JSONDecodeError:
+                        continue  # a broken line from a cut stream counts as nothing
+        self._kept.clear()
+        self._kept_bytes = 0
+
+
+def _data_of(event: bytes) -> bytes:
+    return b"".join(line[5:].strip() for line in event.split(b"\n") if line.startswith(b"data:"))

@@ -1,0 +1,260 @@
+"""Balances as pending transfers: reserve → settle | release | expire.
+
+A request first *reserves* billable tokens against `balance - reserved` (atomically: the account
+row is locked, so concurrent requests on any number of gateway processes serialise on it). After
+the upstream answers, *settle* writes the usage row and its ledger entry, debits the balance and
+closes the reservation in one transaction, keyed by the request id so a retry never charges twice.
+An upstream failure *releases* the reservation. A reservation nobody resolves (a killed process)
+*expires*: it stops counting against the balance once `expires_at` has passed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from solaris.store.database import Database
+from solaris.store.schema import accounts, ledger_entries, reservations, usage
+
+__all__ = ["Clock", "Ledger", "SettleOutcome", "UsageRecord", "utcnow"]
+
+Clock = Callable[[], datetime]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class UsageRecord:
+    """What one finished request consumed; becomes one immutable usage row."""
+
+    request_id: str
+    user_id: int
+    endpoint: str
+    model: str
+    prompt_tokens: int
+    completion_tokens: int
+    cached_tokens: int
+    reasoning_tokens: int
+    billable: int
+    estimated: bool
+    status: str  # "ok" | "client_disconnected" | "upstream_cut"
+    latency_ms: int
+    conversation_id: str | None = None
+
+    def __post_init__(self) -> None:
+        assert self.request_id, "a usage record needs its request id"
+        assert self.billable >= 0, "billable tokens are never negative"
+        assert min(self.prompt_tokens, self.completion_tokens) >= 0
+
+
+@dataclass(frozen=True, slots=True)
+class SettleOutcome:
+    charged: int
+    already_settled: bool
+
+
+class Ledger:
+    def __init__(self, database: Database, clock: Clock = utcnow) -> None:
+        self.database = database
+        self.clock = clock
+        dialect = postgresql if database.dialect == "postgresql" else sqlite
+        self._insert = dialect.insert
+
+    async def reserve(
+        self, user_id: int, request_id: str, wanted: int, minimum: int, ttl_s: float
+    ) -> int:
+        """Hold up to `wanted` billable tokens, at least `minimum`; 0 when not even that fits."""
+        assert 0 < minimum <= wanted, (minimum, wanted)
+        now = self.clock()
+        async with self.database.transaction() as conn:
+            available = await self._available(conn, user_id)
+            if available < minimum:
+                available += await self._expire_overdue(conn, user_id, now)
+            if available < minimum:
+                return 0
+            amount = min(wanted, available)
+            await conn.execute(
+                update(accounts)
+                .where(accounts.c.user_id == user_id)
+                .values(reserved=accounts.c.reserved + amount)
+            )
+            await conn.execute(
+                reservations.insert().values(
+                    id=request_id,
+                    user_id=user_id,
+                    amount=amount,
+                    state="pending",
+                    created_at=now,
+                    expires_at=now + timedelta(seconds=ttl_s),
+                )
+            )
+        return amount
+
+    async def settle(self, record: UsageRecord) -> SettleOutcome:
+        """Charge what was used, close the reservation; idempotent by request id."""
+        now = self.clock()
+        async with self.database.transaction() as conn:
+            inserted = await conn.execute(
+                self._insert(usage)
+                .values(_usage_row(record, now))
+                .on_conflict_do_nothing(index_elements=["request_id"])
+                .returning(usage.c.id)
+            )
+            if inserted.first() is None:
+                return SettleOutcome(charged=0, already_settled=True)
+            held = await self._resolve(conn, record.request_id, "settled", now)
+            if record.billable:
+                await conn.execute(
+                    ledger_entries.insert().values(
+                        user_id=record.user_id,
+                        kind="usage",
+                        amount=-record.billable,
+                        idempotency_key=f"usage:{record.request_id}",
+                        request_id=record.request_id,
+                        created_by="gateway",
+                        created_at=now,
+                    )
+                )
+            await conn.execute(
+                update(accounts)
+                .where(accounts.c.user_id == record.user_id)
+                .values(
+                    balance=accounts.c.balance - record.billable,
+                    reserved=accounts.c.reserved - held,
+                )
+            )
+        return SettleOutcome(charged=record.billable, already_settled=False)
+
+    async def release(self, user_id: int, request_id: str) -> None:
+        """The call failed: free the hold, charge nothing."""
+        now = self.clock()
+        async with self.database.transaction() as conn:
+            held = await self._resolve(conn, request_id, "released", now)
+            if held:
+                await conn.execute(
+                    update(accounts)
+                    .where(accounts.c.user_id == user_id)
+                    .values(reserved=accounts.c.reserved - held)
+                )
+
+    async def balance(self, user_id: int) -> tuple[int, int]:
+        """(balance, reserved-and-not-expired) of one user."""
+        now = self.clock()
+        async with self.database.transaction() as conn:
+            row = (
+                await conn.execute(select(accounts.c.balance).where(accounts.c.user_id == user_id))
+            ).one()
+            held = await conn.scalar(
+                select(func.coalesce(func.sum(reservations.c.amount), 0)).where(
+                    reservations.c.user_id == user_id,
+                    reservations.c.state == "pending",
+                    reservations.c.expires_at > now,
+                )
+            )
+        return int(row.balance), int(held or 0)
+
+    async def credit(
+        self,
+        conn: AsyncConnection,
+        user_id: int,
+        kind: str,
+        amount: int,
+        idempotency_key: str,
+        created_by: str,
+        note: str | None = None,
+    ) -> bool:
+        """Add a credit entry inside the caller's transaction; False if the key was used."""
+        assert amount > 0 and kind in ("allowance", "grant", "purchase", "refund"), (kind, amount)
+        inserted = await conn.execute(
+            self._insert(ledger_entries)
+            .values(
+                user_id=user_id,
+                kind=kind,
+                amount=amount,
+                idempotency_key=idempotency_key,
+                note=note,
+                created_by=created_by,
+                created_at=self.clock(),
+            )
+            .on_conflict_do_nothing(index_elements=["idempotency_key"])
+            .returning(ledger_entries.c.id)
+        )
+        if inserted.first() is None:
+            return False
+        await conn.execute(
+            update(accounts)
+            .where(accounts.c.user_id == user_id)
+            .values(balance=accounts.c.balance + amount)
+        )
+        return True
+
+    async def _available(self, conn: AsyncConnection, user_id: int) -> int:
+        row = (
+            await conn.execute(
+                select(accounts.c.balance, accounts.c.reserved)
+                .where(accounts.c.user_id == user_id)
+                .with_for_update()
+            )
+        ).one()
+        return int(row.balance) - int(row.reserved)
+
+    async def _expire_overdue(self, conn: AsyncConnection, user_id: int, now: datetime) -> int:
+        """Expire this user's reservations past their deadline; returns the tokens freed."""
+        expired = await conn.execute(
+            update(reservations)
+            .where(
+                reservations.c.user_id == user_id,
+                reservations.c.state == "pending",
+                reservations.c.expires_at <= now,
+            )
+            .values(state="expired", resolved_at=now)
+            .returning(reservations.c.amount)
+        )
+        freed = sum(int(row.amount) for row in expired)
+        if freed:
+            await conn.execute(
+                update(accounts)
+                .where(accounts.c.user_id == user_id)
+                .values(reserved=accounts.c.reserved - freed)
+            )
+        return freed
+
+    async def _resolve(
+        self, conn: AsyncConnection, request_id: str, state: str, now: datetime
+    ) -> int:
+        """Close a pending reservation; returns what it held (0 if it had expired meanwhile)."""
+        closed = await conn.execute(
+            update(reservations)
+            .where(reservations.c.id == request_id, reservations.c.state == "pending")
+            .values(state=state, resolved_at=now)
+            .returning(reservations.c.amount)
+        )
+        amount = closed.scalar()
+        return int(amount or 0)
+
+
+def _usage_row(record: UsageRecord, now: datetime) -> dict[str, Any]:
+    return {
+        "request_id": record.request_id,
+        "user_id": record.user_id,
+        "endpoint": record.endpoint,
+        "model": record.model,
+        "prompt_tokens": record.prompt_tokens,
+        "completion_tokens": record.completion_tokens,
+        "cached_tokens": record.cached_tokens,
+        "reasoning_tokens": record.reasoning_tokens,
+        "billable": record.billable,
+        "estimated": record.estimated,
+        "status": record.status,
+        "latency_ms": record.latency_ms,
+        "conversation_id": record.conversation_id,
+        "created_at": now,
+    }

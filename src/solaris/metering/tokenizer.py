@@ -1,0 +1,103 @@
+"""Offline tiktoken encodings built from the BPE files shipped in ``encodings/``.
+
+tiktoken's registry downloads its BPE files on first use, and the gateway must start without
+network access. So we run tiktoken's own encoding constructors (for the split regex and the
+special tokens) with their file loader pointed at the shipped copies, which are checked against
+the sha256 those constructors pass in.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import types
+from functools import cache, lru_cache
+from pathlib import Path
+from typing import Any
+
+import tiktoken
+from tiktoken.model import encoding_name_for_model
+from tiktoken_ext import openai_public  # type: ignore[import-untyped]
+
+ENCODINGS_DIR = Path(__file__).with_name("encodings")
+SHIPPED_ENCODINGS = ("o200k_base", "cl100k_base")
+# Models tiktoken does not know (claude-*, llama-*, ...) get the newer, larger vocabulary.
+DEFAULT_ENCODING = "o200k_base"
+
+
+def load_bpe_file(path: Path, expected_hash: str) -> dict[bytes, int]:
+    """Parse a ``.tiktoken`` file ("base64-token rank" lines) once its sha256 matches.
+
+    tiktoken.load.load_tiktoken_bpe would also copy local files into its download cache (and
+    fail where TIKTOKEN_CACHE_DIR is read-only), so the same check and parse are done here.
+    """
+    data = path.read_bytes()
+    actual = hashlib.sha256(data).hexdigest()
+    if actual != expected_hash:
+        raise ValueError(f"sha256 mismatch for {path}: expected {expected_hash}, got {actual}")
+    ranks: dict[bytes, int] = {}
+    for line in data.splitlines():
+        if line:
+            token, rank = line.split()
+            ranks[base64.b64decode(token)] = int(rank)
+    return ranks
+
+
+def build_encoding(name: str, directory: Path = ENCODINGS_DIR) -> tiktoken.Encoding:
+    """Build encoding `name` from `directory`, uncached; never touches the network."""
+    if name not in SHIPPED_ENCODINGS:
+        raise ValueError(f"encoding {name!r} is not shipped (have {', '.join(SHIPPED_ENCODINGS)})")
+
+    def load_local(blobpath: str, expected_hash: str) -> dict[bytes, int]:
+        # The constructor passes its download URL; the file name is the same locally.
+        return load_bpe_file(directory / blobpath.rsplit("/", 1)[-1], expected_hash)
+
+    # Run a copy of the constructor whose globals resolve `load_tiktoken_bpe` to the local
+    # loader: unlike patching openai_public, this changes nothing other threads can see.
+    constructor = openai_public.ENCODING_CONSTRUCTORS[name]
+    local_constructor = types.FunctionType(
+        constructor.__code__, {**constructor.__globals__, "load_tiktoken_bpe": load_local}
+    )
+    params: dict[str, Any] = local_constructor()
+    return tiktoken.Encoding(**params)
+
+
+@cache
+def get_encoding(name: str) -> tiktoken.Encoding:
+    """The shared encoding `name` (one of SHIPPED_ENCODINGS), built on first use."""
+    return build_encoding(name)
+
+
+def encoding_name(model: str) -> str:
+    """tiktoken's encoding for `model`, narrowed to the shipped ones.
+
+    "provider/model" names (e.g. "openai/gpt-4o") are looked up without the provider prefix.
+    """
+    try:
+        name = encoding_name_for_model(model.rsplit("/", 1)[-1])
+    except KeyError:
+        return DEFAULT_ENCODING
+    if name in SHIPPED_ENCODINGS:
+        return name
+    # o200k_harmony (gpt-oss) has o200k_base's ranks and regex and differs only in special
+    # tokens, which count as plain text here; the older r50k/p50k families are closest to cl100k.
+    return "o200k_base" if name.startswith("o200k") else "cl100k_base"
+
+
+# Bounded because model names come from clients.
+@lru_cache(maxsize=1024)
+def encoding_for_model(model: str) -> tiktoken.Encoding:
+    """The encoding used to count tokens for `model` (o200k_base when unknown)."""
+    return get_encoding(encoding_name(model))
+
+
+def count_tokens(model: str, text: str) -> int:
+    """Tokens in `text` for `model`; special-token text such as "<|endoftext|>" is plain text."""
+    # encode_ordinary is tiktoken's faster equivalent of encode(text, disallowed_special=()).
+    return len(encoding_for_model(model).encode_ordinary(text))
+
+
+def warm() -> None:
+    """Load every shipped encoding, so that no request pays for reading the files."""
+    for name in SHIPPED_ENCODINGS:
+        get_encoding(name)

@@ -1,0 +1,1 @@
+"""The user portal: signed links now; pages come with the portal issue."""

@@ -1,0 +1,92 @@
+"""Identity lookups cached in process, and in Redis when configured (shared by instances).
+
+The cache only ever saves a database read: every miss falls through to the database, and a Redis
+failure is logged once and treated as a miss, so the gateway keeps serving without Redis.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+
+import redis.asyncio as aioredis
+import structlog
+from redis.exceptions import RedisError
+
+__all__ = ["IdentityCache"]
+
+log = structlog.get_logger(__name__)
+
+LOCAL_ENTRIES_MAX = 100_000
+REDIS_TIMEOUT_S = 0.25
+REDIS_PREFIX = "solaris:identity:"
+
+
+class IdentityCache:
+    """Maps a lookup key (an external user id or a key hash) to a user id, with a TTL."""
+
+    def __init__(self, redis_url: str | None, ttl_s: float) -> None:
+        self.ttl_s = ttl_s
+        self._local: OrderedDict[str, tuple[float, int]] = OrderedDict()
+        self._redis = (
+            aioredis.from_url(
+                redis_url,
+                socket_timeout=REDIS_TIMEOUT_S,
+                socket_connect_timeout=REDIS_TIMEOUT_S,
+                decode_responses=True,
+            )
+            if redis_url
+            else None
+        )
+        self._redis_healthy = True
+
+    async def get(self, key: str) -> int | None:
+        entry = self._local.get(key)
+        now = time.monotonic()
+        if entry is not None and entry[0] > now:
+            return entry[1]
+        if self._redis is None:
+            return None
+        try:
+            value = await self._redis.get(REDIS_PREFIX + key)
+        except (RedisError, OSError) as error:
+            self._redis_failed(error)
+            return None
+        self._redis_recovered()
+        if value is None:
+            return None
+        self._remember(key, int(value), now)
+        return int(value)
+
+    async def set(self, key: str, user_id: int) -> None:
+        self._remember(key, user_id, time.monotonic())
+        if self._redis is None:
+            return
+        try:
+            await self._redis.set(REDIS_PREFIX + key, user_id, ex=max(1, int(self.ttl_s)))
+        except (RedisError, OSError) as error:
+            self._redis_failed(error)
+        else:
+            self._redis_recovered()
+
+    async def close(self) -> None:
+        if self._redis is not None:
+            await self._redis.aclose()
+
+    def _remember(self, key: str, user_id: int, now: float) -> None:
+        self._local[key] = (now + self.ttl_s, user_id)
+        self._local.move_to_end(key)
+        if len(self._local) > LOCAL_ENTRIES_MAX:
+            self._local.popitem(last=False)
+
+    def _redis_failed(self, error: Exception) -> None:
+        if self._redis_healthy:
+            log.warning(
+                "redis_unavailable", error=str(error), effect="identity cache is local only"
+            )
+        self._redis_healthy = False
+
+    def _redis_recovered(self) -> None:
+        if not self._redis_healthy:
+            log.info("redis_recovered")
+        self._redis_healthy = True

@@ -1,0 +1,150 @@
+"""The tables, in SQLAlchemy Core. Migrations (store/migrations) create exactly these.
+
+Token amounts are integers ("billable tokens"). `ledger_entries` and `usage` are append-only:
+triggers refuse UPDATE and DELETE on them, so a balance is always explainable by its entries.
+`accounts.balance` is the running sum of a user's entries, kept in the same transaction as each
+entry; `accounts.reserved` is the sum of the user's pending reservations.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+
+__all__ = [
+    "RESERVATION_STATES",
+    "accounts",
+    "api_keys",
+    "ledger_entries",
+    "metadata",
+    "reservations",
+    "usage",
+    "used_links",
+    "users",
+]
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+# SQLite only auto-increments INTEGER PRIMARY KEY; PostgreSQL gets a real 64-bit identity.
+Id = BigInteger().with_variant(Integer, "sqlite")
+Timestamp = DateTime(timezone=True)
+
+RESERVATION_STATES = ("pending", "settled", "released", "expired")
+ENTRY_KINDS = ("allowance", "grant", "purchase", "usage", "refund", "adjustment", "expiry")
+
+users = Table(
+    "users",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("external_id", String(255), nullable=False, unique=True),  # LibreChat's user id
+    Column("email", String(320)),
+    Column("created_at", Timestamp, nullable=False),
+)
+
+accounts = Table(
+    "accounts",
+    metadata,
+    Column("user_id", Id, ForeignKey("users.id"), primary_key=True),
+    Column("balance", BigInteger, nullable=False),
+    Column("reserved", BigInteger, nullable=False, default=0),
+    CheckConstraint("reserved >= 0", name="reserved_not_negative"),
+)
+
+reservations = Table(
+    "reservations",
+    metadata,
+    Column("id", String(64), primary_key=True),  # the request id
+    Column("user_id", Id, ForeignKey("users.id"), nullable=False),
+    Column("amount", BigInteger, nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("created_at", Timestamp, nullable=False),
+    Column("expires_at", Timestamp, nullable=False),
+    Column("resolved_at", Timestamp),
+    CheckConstraint("amount > 0", name="amount_positive"),
+    CheckConstraint("state IN ('pending', 'settled', 'released', 'expired')", name="state_known"),
+    Index("ix_reservations_user_id_state", "user_id", "state"),
+)
+
+ledger_entries = Table(
+    "ledger_entries",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("user_id", Id, ForeignKey("users.id"), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("amount", BigInteger, nullable=False),  # signed: credits > 0, usage < 0
+    Column("idempotency_key", String(128), nullable=False, unique=True),
+    Column("request_id", String(64)),
+    Column("note", Text),
+    Column("created_by", String(128), nullable=False),
+    Column("created_at", Timestamp, nullable=False),
+    CheckConstraint(
+        "kind IN ('allowance', 'grant', 'purchase', 'usage', 'refund', 'adjustment', 'expiry')",
+        name="kind_known",
+    ),
+    CheckConstraint("amount <> 0", name="amount_not_zero"),
+    Index("ix_ledger_entries_user_id_created_at", "user_id", "created_at"),
+)
+
+usage = Table(
+    "usage",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("request_id", String(64), nullable=False, unique=True),
+    Column("user_id", Id, ForeignKey("users.id"), nullable=False),
+    Column("endpoint", String(32), nullable=False),
+    Column("model", String(128), nullable=False),
+    Column("prompt_tokens", Integer, nullable=False),
+    Column("completion_tokens", Integer, nullable=False),
+    Column("cached_tokens", Integer, nullable=False),
+    Column("reasoning_tokens", Integer, nullable=False),
+    Column("billable", BigInteger, nullable=False),
+    Column("estimated", Boolean, nullable=False),
+    Column("status", String(24), nullable=False),
+    Column("latency_ms", Integer, nullable=False),
+    Column("conversation_id", String(128)),
+    Column("created_at", Timestamp, nullable=False),
+    CheckConstraint(
+        "prompt_tokens >= 0 AND completion_tokens >= 0 AND cached_tokens >= 0 "
+        "AND reasoning_tokens >= 0 AND billable >= 0",
+        name="tokens_not_negative",
+    ),
+    Index("ix_usage_user_id_created_at", "user_id", "created_at"),
+)
+
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("user_id", Id, ForeignKey("users.id"), nullable=False),
+    Column("key_hash", String(64), nullable=False, unique=True),  # sha256 hex of a random key
+    Column("prefix", String(16), nullable=False),  # shown to operators to tell keys apart
+    Column("created_at", Timestamp, nullable=False),
+    Column("revoked_at", Timestamp),
+)
+
+used_links = Table(
+    "used_links",
+    metadata,
+    Column("jti", String(64), primary_key=True),  # a signed link's id, spent once
+    Column("used_at", Timestamp, nullable=False),
+)

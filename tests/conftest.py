@@ -1,0 +1,211 @@
+"""Real servers for the behaviour tests: the dev provider, and gateways on SQLite and PostgreSQL.
+
+Every behaviour test that takes `gateway` runs twice: against the embedded default (SQLite, no
+Redis) and against PostgreSQL + Redis. Under CI=true a missing PostgreSQL or Redis fails the run
+instead of skipping.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+import pytest
+from sqlalchemy import select
+
+from solaris.ledger.ledger import Ledger
+from solaris.ledger.users import Users
+from solaris.store.database import open_database
+from solaris.store.schema import usage
+
+from tests.servers import free_port, spawn
+
+T = TypeVar("T")
+PG_ADMIN_URL = os.environ.get("SOLARIS_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+REDIS_URL = os.environ.get("SOLARIS_TEST_REDIS", "redis://127.0.0.1:6379/0")
+SERVICE_KEY = "sk-librechat-test-service-key"
+
+
+def _service_missing(what: str, error: Exception) -> None:
+    message = f"{what} is not reachable: {error}"
+    if os.environ.get("CI") == "true":
+        pytest.fail(message, pytrace=False)
+    pytest.skip(message)
+
+
+async def _pg(sql: str) -> None:
+    import asyncpg
+
+    connection = await asyncpg.connect(PG_ADMIN_URL.replace("postgresql://", "postgres://"))
+    try:
+        await connection.execute(sql)
+    finally:
+        await connection.close()
+
+
+@dataclass
+class Database:
+    url: str
+    redis_url: str | None
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A fresh PostgreSQL database for this test session, dropped at the end."""
+    name = "solaris_test_" + uuid.uuid4().hex[:12]
+    try:
+        asyncio.run(_pg(f'CREATE DATABASE "{name}"'))
+    except (OSError, Exception) as error:
+        _service_missing("PostgreSQL", error)
+    yield PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
+    asyncio.run(_pg(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    import redis
+
+    try:
+        redis.Redis.from_url(REDIS_URL, socket_timeout=2).ping()
+    except redis.RedisError as error:
+        _service_missing("Redis", error)
+    return REDIS_URL
+
+
+@pytest.fixture(scope="session")
+def provider(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The dev provider: an OpenAI-compatible upstream that counts with the real tokenizer."""
+    port = free_port()
+    log = tmp_path_factory.mktemp("provider") / "provider.log"
+    argv = ["dev-provider", "--port", str(port)]
+    with spawn(argv, f"http://127.0.0.1:{port}/health", log_path=log):
+        yield f"http://127.0.0.1:{port}/v1"
+
+
+def migrate(env: dict[str, str]) -> None:
+    subprocess.run(
+        [sys.executable, "-m", "solaris", "migrate"],
+        env={**os.environ, **env},
+        check=True,
+        capture_output=True,
+    )
+
+
+@dataclass
+class Gateway:
+    url: str
+    env: dict[str, str]
+    log: Path
+    process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+
+    def client(self, user: str | None = None, **headers: str) -> httpx.Client:
+        base = {"Authorization": f"Bearer {SERVICE_KEY}"}
+        if user is not None:
+            base["X-LibreChat-User-Id"] = user
+        return httpx.Client(base_url=self.url, headers={**base, **headers}, timeout=30)
+
+    def cli(self, *args: str) -> str:
+        done = subprocess.run(
+            [sys.executable, "-m", "solaris", *args],
+            env={**os.environ, **self.env},
+            capture_output=True,
+            text=True,
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    def fund(self, user: str, tokens: int) -> None:
+        """Grant credits through the library, on the gateway's own database."""
+
+        async def job(users: Users) -> None:
+            found = await users.ensure(user)
+            async with users.database.transaction() as conn:
+                key = f"test:{uuid.uuid4().hex}"
+                await users.ledger.credit(conn, found.id, "grant", tokens, key, "test")
+
+        self._with_users(job)
+
+    def user_row(self, user: str) -> dict[str, Any]:
+        async def job(users: Users) -> dict[str, Any]:
+            found = await users.find(user)
+            assert found is not None, f"no user {user}"
+            balance, held = await users.ledger.balance(found.id)
+            return {"id": found.id, "balance": balance, "held": held}
+
+        return self._with_users(job)
+
+    def usage_rows(self, user: str) -> list[dict[str, Any]]:
+        async def job(users: Users) -> list[dict[str, Any]]:
+            found = await users.find(user)
+            if found is None:
+                return []
+            query = select(usage).where(usage.c.user_id == found.id).order_by(usage.c.id)
+            async with users.database.transaction() as conn:
+                return [dict(row._mapping) for row in await conn.execute(query)]
+
+        return self._with_users(job)
+
+    def _with_users(self, job: Callable[[Users], Awaitable[T]]) -> T:
+        async def run() -> T:
+            database = open_database(self.env["SOLARIS_DATABASE_URL"], pool_size=1)
+            try:
+                return await job(Users(Ledger(database), 0))
+            finally:
+                await database.close()
+
+        return asyncio.run(run())
+
+
+def gateway_env(tmp: Path, provider: str, backend: Database, **extra: str) -> dict[str, str]:
+    env = {
+        "SOLARIS_UPSTREAM_BASE_URL": provider,
+        "SOLARIS_UPSTREAM_API_KEY": "sk-upstream-test",
+        "SOLARIS_LIBRECHAT_KEYS": SERVICE_KEY,
+        "SOLARIS_DATABASE_URL": backend.url,
+        "SOLARIS_DEFAULT_ALLOWANCE_TOKENS": "0",
+        "SOLARIS_SECRET_KEY": "test-secret-key-0123456789abcdef",
+        "SOLARIS_PUBLIC_BASE_URL": "https://chat.example.com",
+        **extra,
+    }
+    if backend.redis_url:
+        env["SOLARIS_REDIS_URL"] = backend.redis_url
+    return env
+
+
+def start_gateway(env: dict[str, str], tmp: Path) -> Iterator[Gateway]:
+    port = free_port()
+    env = {**env, "SOLARIS_PORT": str(port)}
+    migrate(env)
+    log = tmp / f"gateway-{port}.log"
+    with spawn(["serve"], f"http://127.0.0.1:{port}/healthz", env=env, log_path=log) as process:
+        yield Gateway(f"http://127.0.0.1:{port}", env, log, process)
+
+
+@pytest.fixture(scope="session", params=["sqlite", "postgres"])
+def backend(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Database:
+    if request.param == "sqlite":
+        path = tmp_path_factory.mktemp("sqlite") / "solaris.db"
+        return Database(f"sqlite:///{path}", None)
+    return Database(request.getfixturevalue("postgres_url"), request.getfixturevalue("redis_url"))
+
+
+@pytest.fixture(scope="session")
+def gateway(
+    backend: Database, provider: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Gateway]:
+    """A gateway shared by a session's tests; each test uses users of its own."""
+    tmp = tmp_path_factory.mktemp("gateway")
+    yield from start_gateway(gateway_env(tmp, provider, backend), tmp)
+
+
+@pytest.fixture
+def user() -> str:
+    return "user-" + uuid.uuid4().hex[:10]
