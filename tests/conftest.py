@@ -25,7 +25,6 @@ from solaris.ledger.ledger import Ledger
 from solaris.ledger.users import Users
 from solaris.store.database import open_database
 from solaris.store.schema import usage
-
 from tests.servers import free_port, spawn
 
 T = TypeVar("T")
@@ -42,7 +41,7 @@ def _service_missing(what: str, error: Exception) -> None:
 
 
 async def _pg(sql: str) -> None:
-    import asyncpg
+    import asyncpg  # type: ignore[import-untyped]
 
     connection = await asyncpg.connect(PG_ADMIN_URL.replace("postgresql://", "postgres://"))
     try:

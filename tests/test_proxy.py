@@ -12,15 +12,16 @@ from typing import Any
 import httpx
 import openai
 import pytest
+from openai.types.chat import ChatCompletionMessageParam
 
 from solaris.metering.estimate import chat_prompt_tokens
 from tests.conftest import SERVICE_KEY, Gateway
 
-MESSAGES: list[dict[str, Any]] = [
+MESSAGES: list[ChatCompletionMessageParam] = [
     {"role": "system", "content": "You are terse."},
     {"role": "user", "content": "Olá! Quanto é 2 + 2?"},
 ]
-PROMPT_TOKENS = chat_prompt_tokens({"model": "gpt-4o-mini", "messages": MESSAGES})
+PROMPT_TOKENS = chat_prompt_tokens({"model": "gpt-4o-mini", "messages": list(MESSAGES)})
 
 
 def sdk(gateway: Gateway, user: str) -> openai.OpenAI:
@@ -33,7 +34,9 @@ def sdk(gateway: Gateway, user: str) -> openai.OpenAI:
 
 
 def provider_requests(provider: str) -> list[dict[str, Any]]:
-    records: list[dict[str, Any]] = httpx.get(provider.removesuffix("/v1") + "/_dev/requests").json()
+    records: list[dict[str, Any]] = httpx.get(
+        provider.removesuffix("/v1") + "/_dev/requests"
+    ).json()
     return records
 
 
@@ -41,7 +44,7 @@ def test_non_streamed_answer_is_charged_what_the_provider_reported(
     gateway: Gateway, user: str
 ) -> None:
     gateway.fund(user, 10_000)
-    answer = sdk(gateway, user).chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)  # type: ignore[arg-type]
+    answer = sdk(gateway, user).chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
     assert answer.choices[0].message.content
     assert answer.usage is not None and answer.usage.prompt_tokens == PROMPT_TOKENS
     [row] = gateway.usage_rows(user)
@@ -61,7 +64,7 @@ def test_streamed_answer_hides_the_usage_chunk_it_asked_for(
     chunks = list(
         sdk(gateway, user).chat.completions.create(
             model="gpt-4o-mini",
-            messages=MESSAGES,  # type: ignore[arg-type]
+            messages=MESSAGES,
             stream=True,
             user=user,
             extra_body={"unknown_field": {"kept": True}},
@@ -84,7 +87,7 @@ def test_streamed_answer_keeps_usage_for_clients_that_ask(gateway: Gateway, user
     chunks = list(
         sdk(gateway, user).chat.completions.create(
             model="gpt-4o-mini",
-            messages=MESSAGES,  # type: ignore[arg-type]
+            messages=MESSAGES,
             stream=True,
             stream_options={"include_usage": True},
         )
@@ -98,8 +101,12 @@ def test_streamed_answer_keeps_usage_for_clients_that_ask(gateway: Gateway, user
 def test_completions_and_embeddings_are_metered(gateway: Gateway, user: str) -> None:
     gateway.fund(user, 10_000)
     client = sdk(gateway, user)
-    completion = client.completions.create(model="gpt-3.5-turbo-instruct", prompt="Say hi", user=user)
-    embedding = client.embeddings.create(model="text-embedding-3-small", input=["um", "dois"], user=user)
+    completion = client.completions.create(
+        model="gpt-3.5-turbo-instruct", prompt="Say hi", user=user
+    )
+    embedding = client.embeddings.create(
+        model="text-embedding-3-small", input=["um", "dois"], user=user
+    )
     rows = {row["endpoint"]: row for row in gateway.usage_rows(user)}
     assert completion.usage is not None and embedding.usage is not None
     assert rows["completions"]["billable"] == completion.usage.total_tokens
@@ -147,7 +154,7 @@ def test_per_user_api_key(gateway: Gateway, user: str) -> None:
     gateway.fund(user, 5_000)
     key = gateway.cli("keys", "create", user).strip()
     client = openai.OpenAI(api_key=key, base_url=gateway.url + "/v1", max_retries=0)
-    answer = client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)  # type: ignore[arg-type]
+    answer = client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
     assert answer.usage is not None
     assert gateway.usage_rows(user)[0]["billable"] == answer.usage.total_tokens
     assert client.models.list().data
@@ -159,7 +166,11 @@ def test_per_user_api_key(gateway: Gateway, user: str) -> None:
         (b"{not json", {}, 400),
         (json.dumps({"messages": MESSAGES}).encode(), {}, 400),
         (json.dumps({"model": "gpt-4o-mini", "messages": "hi"}).encode(), {}, 400),
-        (json.dumps({"model": "gpt-4o-mini", "messages": MESSAGES, "stream": "yes"}).encode(), {}, 400),
+        (
+            json.dumps({"model": "gpt-4o-mini", "messages": MESSAGES, "stream": "yes"}).encode(),
+            {},
+            400,
+        ),
         (b"[1, 2]", {}, 400),
         (b"model=gpt-4o-mini", {"Content-Type": "application/x-www-form-urlencoded"}, 415),
         (b"x" * (20 * 1024 * 1024), {}, 413),
@@ -179,7 +190,9 @@ def test_bad_input_gets_an_openai_error_and_costs_nothing(
         assert response.status_code == status, response.text
         error = response.json()["error"]
         assert error["message"] and error["type"] == "invalid_request_error"
-        still = http.post("/v1/chat/completions", json={"model": "gpt-4o-mini", "messages": MESSAGES})
+        still = http.post(
+            "/v1/chat/completions", json={"model": "gpt-4o-mini", "messages": MESSAGES}
+        )
         assert still.status_code == 200
     rows = gateway.usage_rows(user)
     assert len(rows) == 1

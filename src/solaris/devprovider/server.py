@@ -252,15 +252,13 @@ def _invalid_url(method: str, path: str) -> bytes:
 
 
 async def _read_body(receive: Receive) -> bytes:
-    message = await receive()
-    body: bytes = message.get("body", b"")
-    if not message.get("more_body"):
-        return body
-    parts = [body]
-    while message.get("more_body"):
+    body = b""
+    more = True
+    while more:
         message = await receive()
-        parts.append(message.get("body", b""))
-    return b"".join(parts)
+        body += message.get("body", b"")
+        more = message.get("more_body", False)
+    return body
 
 
 def _request_id() -> tuple[bytes, bytes]:

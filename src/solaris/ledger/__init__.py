@@ -1,0 +1,1 @@
+"""Balances: reserve, settle, release, expire; users and their keys."""

@@ -1,0 +1,72 @@
+"""End to end with LibreChat's own client stack (@langchain/openai on the openai npm SDK),
+configured as LibreChat configures a custom endpoint with the user headers.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+from urllib.parse import parse_qs, urlparse
+
+import pytest
+
+from solaris.portal.links import verify_link
+from tests.conftest import SERVICE_KEY, Gateway
+from tests.librechat import ensure_installed, run_librechat
+
+pytestmark = pytest.mark.npm
+
+SECRET = b"test-secret-key-0123456789abcdef"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def librechat_client() -> None:
+    ensure_installed()
+
+
+def job(gateway: Gateway, user: str, mode: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "baseURL": gateway.url + "/v1",
+        "apiKey": SERVICE_KEY,
+        "model": "gpt-4o-mini",
+        "userId": user,
+        "userEmail": "łukasz@exemplo.com.br",
+        "conversationId": str(uuid.uuid4()),
+        "messages": [{"role": "user", "content": "Qual é a capital do Brasil?"}],
+        "mode": mode,
+        **extra,
+    }
+
+
+def test_librechat_chat_and_title_are_served_and_charged(gateway: Gateway, user: str) -> None:
+    gateway.fund(user, 10_000)
+    chat = run_librechat(job(gateway, user, "chat"))
+    assert chat["ok"], chat
+    assert chat["content"] and chat["textChunks"] > 1
+    title = run_librechat(job(gateway, user, "title"))
+    assert title["ok"], title
+    assert title["content"]
+    rows = gateway.usage_rows(user)
+    assert len(rows) == 2
+    assert all(not row["estimated"] and row["conversation_id"] for row in rows)
+    assert gateway.user_row(user)["balance"] == 10_000 - sum(row["billable"] for row in rows)
+
+
+def test_librechat_user_without_balance_sees_a_buy_link_and_titles_get_402(
+    gateway: Gateway, user: str
+) -> None:
+    gateway.fund(user, 1)
+    chat = run_librechat(job(gateway, user, "chat"))
+    assert chat["ok"], chat
+    content: str = chat["content"]
+    assert "Seu saldo de tokens acabou" in content
+    url = urlparse(content.split("](", 1)[1].split(")", 1)[0])
+    assert url.scheme == "https" and url.netloc == "chat.example.com"
+    assert url.path == "/portal/buy"
+    assert verify_link(SECRET, parse_qs(url.query)["t"][0]).user_id == gateway.user_row(user)["id"]
+
+    title = run_librechat(job(gateway, user, "title", titleFallback=False))
+    assert not title["ok"]
+    assert title["status"] == 402
+    assert "Saldo de tokens insuficiente" in title["message"]
+    assert gateway.usage_rows(user) == []
