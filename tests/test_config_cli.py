@@ -1,0 +1,103 @@
+"""Settings, start-up refusals and the operator's command line."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from solaris.config import Settings, load_settings
+from solaris.errors import ConfigError
+
+README = Path(__file__).parents[1] / "README.md"
+
+
+def solaris(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "solaris", *args],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_every_setting_is_documented_in_the_readme() -> None:
+    documented = set(re.findall(r"`(SOLARIS_[A-Z_]+)`", README.read_text()))
+    for name in Settings.model_fields:
+        assert f"SOLARIS_{name.upper()}" in documented, f"SOLARIS_{name.upper()} is undocumented"
+
+
+@pytest.mark.parametrize(
+    ("env", "named"),
+    [
+        ({"SOLARIS_UPSTREAM_BASE_URL": "ftp://x"}, "SOLARIS_UPSTREAM_BASE_URL"),
+        ({"SOLARIS_DEFAULT_ALLOWANCE_TOKENS": "-5"}, "SOLARIS_DEFAULT_ALLOWANCE_TOKENS"),
+        ({"SOLARIS_LANGUAGE": "fr"}, "SOLARIS_LANGUAGE"),
+        ({"SOLARIS_RESERVATION_TIMEOUT_S": "10"}, "reservation_timeout_s"),
+        ({"SOLARIS_CONFIG": "/nonexistent.yaml"}, "SOLARIS_CONFIG"),
+    ],
+)
+def test_a_bad_setting_stops_start_up_and_is_named(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], named: str
+) -> None:
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    with pytest.raises(ConfigError, match=named):
+        load_settings()
+
+
+def test_yaml_file_sets_models_and_env_wins(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    config = tmp_path / "solaris.yaml"
+    config.write_text(
+        "language: en\nlibrechat_keys: [k1, k2]\n"
+        "models:\n  gpt-4o: {input_weight: 2.5, output_weight: 10}\n"
+        "  fast: {upstream_name: gpt-4o-mini}\n"
+    )
+    monkeypatch.setenv("SOLARIS_CONFIG", str(config))
+    monkeypatch.setenv("SOLARIS_LANGUAGE", "pt-BR")
+    settings = load_settings()
+    assert settings.language == "pt-BR"
+    assert [k.get_secret_value() for k in settings.librechat_keys] == ["k1", "k2"]
+    assert settings.model_policy("gpt-4o").output_weight == 10
+    assert settings.model_policy("fast").upstream_name == "gpt-4o-mini"
+    assert settings.model_policy("unknown").input_weight == 1
+
+
+def test_bad_setting_on_the_command_line_exits_2_with_its_name() -> None:
+    done = solaris("migrate", SOLARIS_DATABASE_URL="mysql://nope")
+    assert done.returncode == 2
+    assert "SOLARIS_DATABASE_URL" in done.stderr
+
+
+def test_serve_refuses_an_unmigrated_database(tmp_path: Path) -> None:
+    database = f"sqlite:///{tmp_path}/fresh.db"
+    done = solaris("serve", "--port", "0", SOLARIS_DATABASE_URL=database)
+    assert done.returncode == 2
+    assert "solaris migrate" in done.stderr
+
+
+def test_operator_commands_round_trip(tmp_path: Path) -> None:
+    env = {
+        "SOLARIS_DATABASE_URL": f"sqlite:///{tmp_path}/ops.db",
+        "SOLARIS_DEFAULT_ALLOWANCE_TOKENS": "1000",
+    }
+    assert "revision 0001" in solaris("migrate", **env).stdout
+    granted = solaris(
+        "credits", "grant", "ana", "500", "--note", "boas-vindas", "--key", "g1", **env
+    )
+    assert granted.returncode == 0 and "balance 1500" in granted.stdout
+    again = solaris("credits", "grant", "ana", "500", "--key", "g1", **env)
+    assert "already granted; balance 1500" in again.stdout
+    key = solaris("keys", "create", "ana", **env).stdout.strip()
+    assert key.startswith("sk-sol-") and len(key) > 40
+    listing = solaris("users", "list", **env).stdout
+    assert "ana" in listing and "1500" in listing
+    missing = solaris("usage", "nobody", **env)
+    assert missing.returncode == 2 and "no user 'nobody'" in missing.stderr
