@@ -197,3 +197,20 @@ def test_bad_input_gets_an_openai_error_and_costs_nothing(
     rows = gateway.usage_rows(user)
     assert len(rows) == 1
     assert gateway.user_row(user)["balance"] == 1_000 - rows[0]["billable"]
+
+
+def test_litellm_style_stream_is_charged_exactly(gateway: Gateway, user: str) -> None:
+    """LiteLLM puts the usage on a final chunk that still has `choices: [{"delta": {}}]`."""
+    gateway.fund(user, 10_000)
+    chunks = list(
+        sdk(gateway, user).chat.completions.create(
+            model="gpt-4o-mini",
+            messages=MESSAGES,
+            stream=True,
+            extra_body={"dev_provider": {"usage_style": "litellm", "reply_tokens": 30}},
+        )
+    )
+    assert all(c.usage is None for c in chunks)
+    [row] = gateway.usage_rows(user)
+    assert (row["prompt_tokens"], row["completion_tokens"]) == (PROMPT_TOKENS, 30)
+    assert row["estimated"] is False
