@@ -52,6 +52,10 @@ def test_unreachable_upstream_is_a_502(backend: Database, tmp_path: Path, user: 
         assert response.status_code == 502
         assert response.json()["error"]["code"] == "upstream_unreachable"
         assert_untouched(gateway, user, 5_000)
+        ready = httpx.get(gateway.url + "/readyz")
+        assert ready.status_code == 503
+        assert ready.json()["checks"]["upstream"].startswith("unreachable")
+        assert ready.json()["checks"]["database"] == "ok"
 
 
 @pytest.fixture(scope="module")

@@ -214,3 +214,12 @@ def test_litellm_style_stream_is_charged_exactly(gateway: Gateway, user: str) ->
     [row] = gateway.usage_rows(user)
     assert (row["prompt_tokens"], row["completion_tokens"]) == (PROMPT_TOKENS, 30)
     assert row["estimated"] is False
+
+
+def test_health_and_readiness(gateway: Gateway) -> None:
+    assert httpx.get(gateway.url + "/healthz").json()["status"] == "ok"
+    ready = httpx.get(gateway.url + "/readyz")
+    assert ready.status_code == 200, ready.text
+    checks = ready.json()["checks"]
+    assert checks["database"] == checks["upstream"] == "ok"
+    assert checks["redis"] in ("ok", "not configured")

@@ -7,6 +7,7 @@ pools opened, the schema version checked.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -59,6 +60,12 @@ class Gateway:
         await self.cache.close()
         await self.database.close()
 
+    async def readiness(self) -> dict[str, str]:
+        database, redis, upstream = await asyncio.gather(
+            self.database.probe(), self.cache.ping(), self.upstream.probe()
+        )
+        return {"database": database, "redis": redis, "upstream": upstream}
+
     async def models(self, scope: Scope, receive: Receive, send: Send) -> None:
         """GET /v1/models: the operator's configured models, or the upstream's list."""
         try:
@@ -100,7 +107,16 @@ def build_app(settings: Settings, clock: Clock = utcnow) -> SolarisApp:
     async def healthz(_request: Request) -> Response:
         return JSONResponse({"status": "ok", "time": time.time()})
 
-    web = Starlette(routes=[Route("/healthz", healthz)], lifespan=lifespan)
+    async def readyz(_request: Request) -> Response:
+        checks = await gateway.readiness()
+        ready = all(state in ("ok", "not configured") for state in checks.values())
+        return JSONResponse(
+            {"status": "ready" if ready else "not ready", "checks": checks},
+            status_code=200 if ready else 503,
+        )
+
+    routes = [Route("/healthz", healthz), Route("/readyz", readyz)]
+    web = Starlette(routes=routes, lifespan=lifespan)
     return SolarisApp(gateway, web)
 
 

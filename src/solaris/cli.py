@@ -82,7 +82,9 @@ def serve(
     overrides = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
     settings = load_settings(**overrides)
 
-    async def check(_settings: Settings, database: Database) -> None:
+    async def check(settings: Settings, database: Database) -> None:
+        if settings.migrate_on_start:
+            await migrate(database)
         await database.check_migrated()
 
     _run(check)

@@ -64,6 +64,7 @@ class Settings(BaseSettings):
     # Storage.
     database_url: str = "sqlite:///data/solaris.db"
     redis_url: str | None = None
+    migrate_on_start: bool = False  # `solaris serve` applies migrations first (containers)
     identity_cache_ttl_s: float = Field(default=60.0, ge=0)
 
     # Money.

@@ -15,6 +15,7 @@ from solaris.errors import UpstreamTimeout, UpstreamUnreachable
 __all__ = ["Upstream"]
 
 CONNECTIONS_MAX = 512
+PROBE_TIMEOUT_S = 3.0
 
 
 class Upstream:
@@ -42,6 +43,19 @@ class Upstream:
     async def close(self) -> None:
         if self._session is not None:
             await self._session.close()
+
+    async def probe(self) -> str:
+        """ "ok" when the upstream answers HTTP at all (for /readyz), else what is wrong."""
+        assert self._session is not None, "Upstream.start() was not awaited"
+        try:
+            async with self._session.get(
+                self.base_url + "/models",
+                headers=self._headers,
+                timeout=aiohttp.ClientTimeout(total=PROBE_TIMEOUT_S),
+            ) as response:
+                return "ok" if response.status < 500 else f"answers {response.status}"
+        except (TimeoutError, aiohttp.ClientError) as error:
+            return f"unreachable: {error or type(error).__name__}"
 
     async def request(
         self, method: str, path: str, body: bytes | None, request_id: str

@@ -69,6 +69,16 @@ class IdentityCache:
         else:
             self._redis_recovered()
 
+    async def ping(self) -> str:
+        """ "ok", "not configured", or what is wrong (for /readyz)."""
+        if self._redis is None:
+            return "not configured"
+        try:
+            await self._redis.ping()
+        except (RedisError, OSError) as error:
+            return f"unreachable: {error}"
+        return "ok"
+
     async def close(self) -> None:
         if self._redis is not None:
             await self._redis.aclose()

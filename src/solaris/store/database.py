@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import event
 from sqlalchemy.engine import Connection as SyncConnection
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from solaris.config import sqlite_path
@@ -86,6 +87,16 @@ class Database:
                 f"database schema is at {current or 'nothing'}, the code needs {head}: "
                 "run `solaris migrate` first"
             )
+
+    async def probe(self) -> str:
+        """ "ok" when reachable and migrated (for /readyz), else what is wrong."""
+        try:
+            await self.check_migrated()
+        except StoreError as error:
+            return str(error)
+        except (SQLAlchemyError, OSError) as error:
+            return f"unreachable: {type(error).__name__}"
+        return "ok"
 
     async def close(self) -> None:
         await self.engine.dispose()
