@@ -30,9 +30,11 @@ from solaris.ledger.ledger import Clock, Ledger, utcnow
 from solaris.ledger.users import Users
 from solaris.metering import tokenizer
 from solaris.store.cache import IdentityCache
-from solaris.store.database import Database, open_database
+from solaris.store.database import Database, async_url, open_database
 
 __all__ = ["Gateway", "build_app"]
+
+DATABASE_POOL_SIZE = 20
 
 
 class Gateway:
@@ -41,7 +43,7 @@ class Gateway:
     def __init__(self, settings: Settings, clock: Clock = utcnow) -> None:
         self.settings = settings
         self.database: Database = open_database(settings.database_url)
-        self.ledger = Ledger(self.database, clock)
+        self.ledger = _ledger(settings, self.database, clock)
         self.users = Users(self.ledger, settings.default_allowance_tokens)
         self.cache = IdentityCache(settings.redis_url, settings.identity_cache_ttl_s)
         self.identity = Identity(settings, self.users, self.cache)
@@ -53,10 +55,12 @@ class Gateway:
     async def start(self) -> None:
         await self.database.check_migrated()
         tokenizer.warm()
+        await self.ledger.start()
         await self.upstream.start()
 
     async def close(self) -> None:
         await self.upstream.close()
+        await self.ledger.close()
         await self.cache.close()
         await self.database.close()
 
@@ -91,6 +95,16 @@ class Gateway:
         async with response:
             payload = await response.read()
         await send_bytes(send, response.status, payload, JSON)
+
+
+def _ledger(settings: Settings, database: Database, clock: Clock) -> Ledger:
+    """On PostgreSQL the request path calls the ledger's SQL functions (one round trip each)."""
+    if database.dialect != "postgresql":
+        return Ledger(database, clock)
+    from solaris.ledger.postgres import PostgresLedger
+
+    dsn = async_url(settings.database_url).replace("postgresql+asyncpg://", "postgresql://")
+    return PostgresLedger(database, dsn, pool_size=DATABASE_POOL_SIZE, clock=clock)
 
 
 def build_app(settings: Settings, clock: Clock = utcnow) -> SolarisApp:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
+import asyncpg  # type: ignore[import-untyped]
 import orjson
 import structlog
 from sqlalchemy.exc import SQLAlchemyError
@@ -46,7 +47,7 @@ log = structlog.get_logger(__name__)
 
 SETTLE_ATTEMPTS = 4
 ESTIMATE_INLINE_BYTES_MAX = 64 * 1024
-DATABASE_ERRORS = (SQLAlchemyError, OSError)
+DATABASE_ERRORS = (SQLAlchemyError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError)
 
 
 @dataclass(slots=True)

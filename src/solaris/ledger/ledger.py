@@ -68,6 +68,12 @@ class Ledger:
         dialect = postgresql if database.dialect == "postgresql" else sqlite
         self._insert = dialect.insert
 
+    async def start(self) -> None:
+        """Open what the ledger needs beyond the database engine (nothing, here)."""
+
+    async def close(self) -> None:
+        """Close what `start` opened."""
+
     async def reserve(
         self, user_id: int, request_id: str, wanted: int, minimum: int, ttl_s: float
     ) -> int:
