@@ -11,6 +11,7 @@ import asyncio
 import os
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
@@ -28,6 +29,7 @@ from solaris.store.schema import usage
 from tests.servers import free_port, spawn
 
 T = TypeVar("T")
+SETTLE_WAIT_S = 10.0
 PG_ADMIN_URL = os.environ.get("SOLARIS_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("SOLARIS_TEST_REDIS", "redis://127.0.0.1:6379/0")
 SERVICE_KEY = "sk-librechat-test-service-key"
@@ -132,20 +134,28 @@ class Gateway:
 
         self._with_users(job)
 
-    def user_row(self, user: str) -> dict[str, Any]:
+    def user_row(self, user: str, settled: bool = True) -> dict[str, Any]:
+        """Balance and held tokens; by default once nothing is held (requests have settled)."""
+
         async def job(users: Users) -> dict[str, Any]:
             found = await users.find(user)
             assert found is not None, f"no user {user}"
+            if settled:
+                await _wait_settled(users, found.id)
             balance, held = await users.ledger.balance(found.id)
             return {"id": found.id, "balance": balance, "held": held}
 
         return self._with_users(job)
 
-    def usage_rows(self, user: str) -> list[dict[str, Any]]:
+    def usage_rows(self, user: str, settled: bool = True) -> list[dict[str, Any]]:
+        """The user's usage rows; by default once nothing is held (requests have settled)."""
+
         async def job(users: Users) -> list[dict[str, Any]]:
             found = await users.find(user)
             if found is None:
                 return []
+            if settled:
+                await _wait_settled(users, found.id)
             query = select(usage).where(usage.c.user_id == found.id).order_by(usage.c.id)
             async with users.database.transaction() as conn:
                 return [dict(row._mapping) for row in await conn.execute(query)]
@@ -161,6 +171,16 @@ class Gateway:
                 await database.close()
 
         return asyncio.run(run())
+
+
+async def _wait_settled(users: Users, user_id: int) -> None:
+    """The gateway settles right after the client has its answer: wait for that (bounded)."""
+    deadline = time.monotonic() + SETTLE_WAIT_S
+    while time.monotonic() < deadline:
+        _balance, held = await users.ledger.balance(user_id)
+        if held == 0:
+            return
+        await asyncio.sleep(0.02)
 
 
 def gateway_env(tmp: Path, provider: str, backend: Database, **extra: str) -> dict[str, str]:

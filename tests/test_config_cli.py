@@ -88,7 +88,7 @@ def test_operator_commands_round_trip(tmp_path: Path) -> None:
         "SOLARIS_DATABASE_URL": f"sqlite:///{tmp_path}/ops.db",
         "SOLARIS_DEFAULT_ALLOWANCE_TOKENS": "1000",
     }
-    assert "revision 0001" in solaris("migrate", **env).stdout
+    assert "database at revision" in solaris("migrate", **env).stdout
     granted = solaris(
         "credits", "grant", "ana", "500", "--note", "boas-vindas", "--key", "g1", **env
     )

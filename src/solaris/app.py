@@ -34,7 +34,9 @@ from solaris.store.database import Database, async_url, open_database
 
 __all__ = ["Gateway", "build_app"]
 
-DATABASE_POOL_SIZE = 20
+# Connections for what is not on the request path once warm: users seen for the first time,
+# credits, readiness. The request path has its own pool (SOLARIS_DATABASE_POOL_SIZE).
+MANAGEMENT_POOL_SIZE = 4
 
 
 class Gateway:
@@ -42,7 +44,7 @@ class Gateway:
 
     def __init__(self, settings: Settings, clock: Clock = utcnow) -> None:
         self.settings = settings
-        self.database: Database = open_database(settings.database_url)
+        self.database: Database = open_database(settings.database_url, MANAGEMENT_POOL_SIZE)
         self.ledger = _ledger(settings, self.database, clock)
         self.users = Users(self.ledger, settings.default_allowance_tokens)
         self.cache = IdentityCache(settings.redis_url, settings.identity_cache_ttl_s)
@@ -104,7 +106,7 @@ def _ledger(settings: Settings, database: Database, clock: Clock) -> Ledger:
     from solaris.ledger.postgres import PostgresLedger
 
     dsn = async_url(settings.database_url).replace("postgresql+asyncpg://", "postgresql://")
-    return PostgresLedger(database, dsn, pool_size=DATABASE_POOL_SIZE, clock=clock)
+    return PostgresLedger(database, dsn, pool_size=settings.database_pool_size, clock=clock)
 
 
 def build_app(settings: Settings, clock: Clock = utcnow) -> SolarisApp:

@@ -63,6 +63,7 @@ class Settings(BaseSettings):
 
     # Storage.
     database_url: str = "sqlite:///data/solaris.db"
+    database_pool_size: int = Field(default=10, ge=1, le=200)  # request-path connections
     redis_url: str | None = None
     migrate_on_start: bool = False  # `solaris serve` applies migrations first (containers)
     identity_cache_ttl_s: float = Field(default=60.0, ge=0)

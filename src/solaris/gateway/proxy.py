@@ -47,6 +47,12 @@ log = structlog.get_logger(__name__)
 
 SETTLE_ATTEMPTS = 4
 ESTIMATE_INLINE_BYTES_MAX = 64 * 1024
+# How a relayed stream ends for the client: an SSE error event tells SDKs the stream broke.
+STREAM_ENDINGS = {
+    "upstream_cut": b"data: "
+    + UpstreamUnreachable("The model provider's stream broke off.").body()
+    + b"\n\n",
+}
 DATABASE_ERRORS = (SQLAlchemyError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError)
 
 
@@ -242,9 +248,11 @@ class Proxy:
         record = self._record(
             ticket, usage_from(parsed), lambda: "".join(generated_text(parsed)), "ok"
         )
-        await asyncio.shield(self._settle(record))
         content_type = response.headers.get("Content-Type", "application/json").encode()
-        await send_bytes(send, response.status, payload, content_type, id_header)
+        try:
+            await send_bytes(send, response.status, payload, content_type, id_header)
+        finally:  # the client has its answer one database round trip sooner
+            await asyncio.shield(self._settle(record))
 
     async def _relay_stream(
         self, ticket: Ticket, response: aiohttp.ClientResponse, receive: Receive, send: Send
@@ -275,12 +283,10 @@ class Proxy:
             if status != "ok":
                 response.close()  # stop the provider generating for nobody
             record = self._record(ticket, relay.usage, relay.text, status)
-            await asyncio.shield(self._settle(record))
-        if status == "upstream_cut":
-            error = UpstreamUnreachable("The model provider's stream broke off.").body()
-            await send({"type": "http.response.body", "body": b"data: " + error + b"\n\n"})
-        elif status == "ok":
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
+            try:
+                await send({"type": "http.response.body", "body": STREAM_ENDINGS.get(status, b"")})
+            finally:
+                await asyncio.shield(self._settle(record))
 
     def _record(
         self, ticket: Ticket, usage: Usage | None, generated: Callable[[], str], status: str

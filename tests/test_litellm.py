@@ -1,0 +1,236 @@
+"""The real LiteLLM proxy as the upstream: gateway → LiteLLM → dev provider.
+
+LiteLLM (PyPI `litellm[proxy]`, pinned in the Makefile) runs from its own virtualenv in
+`.tools/litellm` (`make litellm`, part of `make install`), with one model `gpt-4o-mini` routed to
+`openai/gpt-4o-mini` at the dev provider, no database and a master key. Under CI=true a missing
+install fails the module; elsewhere it is skipped.
+
+LiteLLM rewrites streams: it answers every stream with its own chunks and sends the usage in a
+final chunk that carries `choices: [{"index": 0, "delta": {}}]`, not OpenAI's `choices: []`.
+What these tests check is what a user would notice: they are charged exactly the usage the
+provider reported to LiteLLM, streamed or not, and they see no usage chunk they did not ask for.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import openai
+import pytest
+from openai.types.chat import ChatCompletionMessageParam
+
+from tests.conftest import SERVICE_KEY, Database, Gateway, gateway_env, start_gateway
+from tests.servers import free_port
+
+LITELLM_BIN = Path(__file__).resolve().parent.parent / ".tools" / "litellm" / "bin" / "litellm"
+LITELLM_READY_TIMEOUT_S = 240.0  # LiteLLM imports for ~20 s on a quiet machine; CI is slower
+MASTER_KEY = "sk-litellm-test-master-key"
+FUNDS = 50_000
+# Settings of ours LiteLLM would pick up from the environment: a database, provider keys.
+_AMBIENT = ("DATABASE_URL", "DIRECT_URL", "LITELLM_", "OPENAI_", "ANTHROPIC_", "AZURE_")
+
+
+def _litellm_config(provider: str) -> dict[str, Any]:
+    return {
+        "model_list": [
+            {
+                "model_name": "gpt-4o-mini",
+                "litellm_params": {
+                    "model": "openai/gpt-4o-mini",
+                    "api_base": provider,
+                    "api_key": "sk-dev-provider",
+                },
+            }
+        ],
+        "general_settings": {"master_key": MASTER_KEY},
+    }
+
+
+@contextmanager
+def run_litellm(config: Path, port: int, log_path: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """The LiteLLM proxy on 127.0.0.1:`port` until the block ends (like `spawn` for solaris)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(_AMBIENT)}
+    env["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"  # never fetch the price list: no network here
+    argv = [str(LITELLM_BIN), "--config", str(config), "--host", "127.0.0.1", "--port", str(port)]
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            _wait_live(f"http://127.0.0.1:{port}/health/liveliness", process, log_path)
+            yield process
+        finally:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+                try:
+                    process.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait()
+
+
+def _wait_live(url: str, process: subprocess.Popen[bytes], log_path: Path) -> None:
+    deadline = time.monotonic() + LITELLM_READY_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            tail = log_path.read_text(errors="replace")[-4000:]
+            raise RuntimeError(f"litellm exited with {process.returncode}:\n{tail}")
+        try:
+            if httpx.get(url, timeout=2.0).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.25)
+    raise TimeoutError(f"litellm not live at {url} after {LITELLM_READY_TIMEOUT_S} s")
+
+
+@pytest.fixture(scope="module")
+def litellm(provider: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The LiteLLM proxy in front of the dev provider; yields its OpenAI base URL."""
+    if not LITELLM_BIN.exists():
+        message = f"{LITELLM_BIN} is missing: run `make litellm`"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message, pytrace=False)
+        pytest.skip(message)
+    tmp = tmp_path_factory.mktemp("litellm")
+    config = tmp / "config.yaml"
+    config.write_text(json.dumps(_litellm_config(provider), indent=2))  # JSON is YAML
+    port = free_port()
+    with run_litellm(config, port, tmp / "litellm.log"):
+        yield f"http://127.0.0.1:{port}/v1"
+
+
+@pytest.fixture(scope="module")
+def metered(
+    backend: Database, litellm: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Gateway]:
+    """A gateway whose upstream is the LiteLLM proxy, keyed with LiteLLM's master key."""
+    tmp = tmp_path_factory.mktemp("litellm-gateway")
+    env = gateway_env(tmp, litellm, backend, SOLARIS_UPSTREAM_API_KEY=MASTER_KEY)
+    yield from start_gateway(env, tmp)
+
+
+def _question(marker: str) -> list[ChatCompletionMessageParam]:
+    return [
+        {"role": "system", "content": "Você é um assistente conciso."},
+        {"role": "user", "content": f"Resuma a história do Brasil em uma frase. ({marker})"},
+    ]
+
+
+def _provider_report(provider: str, marker: str) -> dict[str, int]:
+    """The usage the dev provider reports for the request LiteLLM sent it (found by `marker`).
+
+    The recorded body is sent to the provider again, unstreamed: its reply and count are
+    deterministic, so this is exactly the usage it reported to LiteLLM the first time.
+    """
+    recorded = httpx.get(provider.removesuffix("/v1") + "/_dev/requests", timeout=10).json()
+    bodies = [
+        entry["body"]
+        for entry in recorded
+        if entry["path"] == "/v1/chat/completions" and marker in json.dumps(entry["body"])
+    ]
+    assert len(bodies) == 1, f"LiteLLM should have called the provider once, not {len(bodies)}"
+    body = {k: v for k, v in bodies[0].items() if k not in ("stream", "stream_options")}
+    answer = httpx.post(provider + "/chat/completions", json=body, timeout=30)
+    assert answer.status_code == 200, answer.text
+    usage = answer.json()["usage"]
+    return {
+        "prompt_tokens": usage["prompt_tokens"],
+        "completion_tokens": usage["completion_tokens"],
+    }
+
+
+def _assert_charged(gateway: Gateway, user: str, report: dict[str, int]) -> None:
+    """One exact (not estimated) usage row with the provider's numbers, and the balance to match."""
+    rows = gateway.usage_rows(user)
+    assert len(rows) == 1, rows
+    row = rows[0]
+    assert {k: row[k] for k in report} == report
+    assert row["estimated"] is False
+    assert row["billable"] == report["prompt_tokens"] + report["completion_tokens"]
+    shown = gateway.user_row(user)
+    assert (shown["balance"], shown["held"]) == (FUNDS - row["billable"], 0)
+
+
+def _openai(gateway: Gateway, user: str) -> openai.OpenAI:
+    return openai.OpenAI(
+        api_key=SERVICE_KEY,
+        base_url=gateway.url + "/v1",
+        default_headers={"X-LibreChat-User-Id": user},
+        max_retries=0,
+    )
+
+
+def test_a_non_streamed_chat_is_charged_what_the_provider_reported(
+    metered: Gateway, provider: str, user: str
+) -> None:
+    metered.fund(user, FUNDS)
+    marker = uuid.uuid4().hex
+    answer = _openai(metered, user).chat.completions.create(
+        model="gpt-4o-mini",
+        messages=_question(marker),
+        max_tokens=12,
+    )
+    report = _provider_report(provider, marker)
+    assert answer.choices[0].message.content
+    assert answer.usage is not None
+    assert answer.usage.prompt_tokens == report["prompt_tokens"]
+    assert answer.usage.completion_tokens == report["completion_tokens"]
+    _assert_charged(metered, user, report)
+
+
+@pytest.mark.parametrize("client_asks_usage", [False, True], ids=["librechat", "usage"])
+def test_a_streamed_chat_is_charged_what_the_provider_reported(
+    metered: Gateway, provider: str, user: str, client_asks_usage: bool
+) -> None:
+    """LibreChat streams without asking for usage; the gateway asks LiteLLM for it anyway."""
+    metered.fund(user, FUNDS)
+    marker = uuid.uuid4().hex
+    stream = _openai(metered, user).chat.completions.create(
+        model="gpt-4o-mini",
+        messages=_question(marker),
+        max_tokens=12,
+        stream=True,
+        stream_options={"include_usage": True} if client_asks_usage else openai.omit,
+    )
+    chunks = list(stream)
+    report = _provider_report(provider, marker)
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text, "the reply streams through to the client"
+    usages = [c.usage for c in chunks if c.usage is not None]
+    if client_asks_usage:
+        assert len(usages) == 1
+        assert usages[0].prompt_tokens == report["prompt_tokens"]
+        assert usages[0].completion_tokens == report["completion_tokens"]
+    else:
+        assert usages == [], "a client that did not ask for usage never sees it"
+    _assert_charged(metered, user, report)
+
+
+def test_librechat_lists_the_models_litellm_serves(metered: Gateway, user: str) -> None:
+    """LibreChat's `models.fetch` asks the gateway, which passes LiteLLM's list through."""
+    with metered.client(user) as http:
+        response = http.get("/v1/models")
+    assert response.status_code == 200
+    assert "gpt-4o-mini" in [model["id"] for model in response.json()["data"]]
+
+
+def test_a_litellm_error_comes_back_and_charges_nothing(metered: Gateway, user: str) -> None:
+    """A model LiteLLM does not route is LiteLLM's error, passed back; nothing is charged."""
+    metered.fund(user, FUNDS)
+    body = {"model": "gpt-4o", "messages": _question(uuid.uuid4().hex), "stream": True}
+    with metered.client(user) as http:
+        response = http.post("/v1/chat/completions", json=body)
+    assert 400 <= response.status_code < 500
+    assert response.json()["error"]["message"]
+    assert metered.usage_rows(user) == []
+    shown = metered.user_row(user)
+    assert (shown["balance"], shown["held"]) == (FUNDS, 0)
