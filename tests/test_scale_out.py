@@ -36,7 +36,7 @@ from tests.servers import free_port
 from tests.test_balance import COST, MESSAGES, _check_hard_balance, chat
 
 READY_TIMEOUT_S = 20.0
-RESERVATION_TIMEOUT_S = 20  # short, so a killed instance's holds expire within the test
+RESERVATION_TIMEOUT_S = 30  # short enough to wait for, long enough for a loaded CI machine
 STREAM_SECONDS_MAX = 10  # must stay below RESERVATION_TIMEOUT_S (the gateway checks it)
 UPSTREAM_HEADER = "x-upstream-addr"
 
@@ -324,22 +324,6 @@ def test_killing_one_instance_mid_load_loses_no_usage(
             )
         )
         victim_addr, survivor_addr = Pair.address(victim), Pair.address(survivor)
-        from solaris.store.database import open_database
-        from solaris.ledger.ledger import Ledger
-        from solaris.ledger.users import Users
-        async def probe():
-            t = time.monotonic()
-            db = open_database(survivor.env["SOLARIS_DATABASE_URL"], pool_size=1)
-            print("DBG open", time.monotonic() - t)
-            users = Users(Ledger(db), 0)
-            found = await users.find(user)
-            print("DBG find", time.monotonic() - t)
-            b = await users.ledger.balance(found.id)
-            print("DBG balance", time.monotonic() - t, b)
-            await db.close()
-            print("DBG close", time.monotonic() - t)
-        t = time.monotonic(); asyncio.run(probe()); print("DBG run", time.monotonic() - t)
-        t = time.monotonic(); asyncio.run(probe()); print("DBG run", time.monotonic() - t)
 
         assert len(outcomes) == total
         assert not [o for o in outcomes if o.blocked], "the load never exhausts the balance"

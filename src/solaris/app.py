@@ -8,11 +8,15 @@ pools opened, the schema version checked.
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import orjson
+import structlog
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest, start_http_server
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -29,6 +33,8 @@ from solaris.gateway.upstream import Upstream
 from solaris.ledger.ledger import Clock, Ledger, utcnow
 from solaris.ledger.users import Users
 from solaris.metering import tokenizer
+from solaris.observability.metrics import Metrics
+from solaris.observability.requests import RequestLog
 from solaris.store.cache import IdentityCache
 from solaris.store.database import Database, async_url, open_database
 
@@ -37,6 +43,27 @@ __all__ = ["Gateway", "build_app"]
 # Connections for what is not on the request path once warm: users seen for the first time,
 # credits, readiness. The request path has its own pool (SOLARIS_DATABASE_POOL_SIZE).
 MANAGEMENT_POOL_SIZE = 4
+SETTLE_DRAIN_S = 10.0
+
+log = structlog.get_logger("solaris")
+
+
+def summary(settings: Settings) -> dict[str, Any]:
+    """The configuration, secrets masked, for the start-up log line."""
+    shown = settings.model_dump(mode="json", exclude={"models"})
+    for name, value in shown.items():
+        if value and ("key" in name or "token" in name or name.endswith("_url")):
+            shown[name] = _mask(name, value)
+    shown["models"] = sorted(settings.models)
+    return shown
+
+
+def _mask(name: str, value: Any) -> Any:
+    if isinstance(value, list):
+        return [_mask(name, item) for item in value]
+    if name.endswith("_url"):  # keep the address, hide any password in it
+        return re.sub(r"//([^:/@]+):[^@]*@", r"//\1:***@", str(value))
+    return "***"
 
 
 class Gateway:
@@ -47,11 +74,17 @@ class Gateway:
         self.database: Database = open_database(settings.database_url, MANAGEMENT_POOL_SIZE)
         self.ledger = _ledger(settings, self.database, clock)
         self.users = Users(self.ledger, settings.default_allowance_tokens)
-        self.cache = IdentityCache(settings.redis_url, settings.identity_cache_ttl_s)
+        self.metrics = Metrics()
+        self.cache = IdentityCache(settings.redis_url, settings.identity_cache_ttl_s, self.metrics)
         self.identity = Identity(settings, self.users, self.cache)
         self.upstream = Upstream(settings)
         self.proxy = Proxy(
-            settings, self.identity, self.ledger, self.upstream, settings.signing_key()
+            settings,
+            self.identity,
+            self.ledger,
+            self.upstream,
+            settings.signing_key(),
+            RequestLog(self.metrics),
         )
 
     async def start(self) -> None:
@@ -59,8 +92,13 @@ class Gateway:
         tokenizer.warm()
         await self.ledger.start()
         await self.upstream.start()
+        if self.settings.metrics_port is not None:
+            start_http_server(self.settings.metrics_port, registry=self.metrics.registry)
+        log.info("started", **summary(self.settings))
 
     async def close(self) -> None:
+        # Requests cancelled at the end of the grace period are still settling: let them.
+        await self.proxy.drain(SETTLE_DRAIN_S)
         await self.upstream.close()
         await self.ledger.close()
         await self.cache.close()
@@ -131,7 +169,19 @@ def build_app(settings: Settings, clock: Clock = utcnow) -> SolarisApp:
             status_code=200 if ready else 503,
         )
 
-    routes = [Route("/healthz", healthz), Route("/readyz", readyz)]
+    async def metrics(request: Request) -> Response:
+        token = settings.metrics_token
+        if token is not None and request.headers.get("authorization") != (
+            f"Bearer {token.get_secret_value()}"
+        ):
+            return JSONResponse({"error": "metrics need the metrics token"}, status_code=401)
+        return Response(generate_latest(gateway.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    routes = [
+        Route("/healthz", healthz),
+        Route("/readyz", readyz),
+        Route("/metrics", metrics),
+    ]
     web = Starlette(routes=routes, lifespan=lifespan)
     return SolarisApp(gateway, web)
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import sys
 import uuid
 from collections.abc import Awaitable, Callable
@@ -27,6 +28,7 @@ from solaris.config import Settings, load_settings
 from solaris.errors import SolarisError
 from solaris.ledger.ledger import Ledger
 from solaris.ledger.users import User, Users
+from solaris.observability.logs import configure_logging
 from solaris.store.database import Database, migrate, open_database
 from solaris.store.schema import usage as usage_table
 
@@ -81,6 +83,7 @@ def serve(
 
     overrides = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
     settings = load_settings(**overrides)
+    configure_logging(settings.log_format)
 
     async def check(settings: Settings, database: Database) -> None:
         if settings.migrate_on_start:
@@ -88,16 +91,24 @@ def serve(
         await database.check_migrated()
 
     _run(check)
+    # uvicorn drains on SIGTERM, then re-raises the signal to the handler it found: make that
+    # one a clean exit, so a graceful shutdown exits 0.
+    signal.signal(signal.SIGTERM, _exit_cleanly)
     uvicorn.run(
         build_app(settings),
         host=settings.host,
         port=settings.port,
         loop="uvloop",
         http="httptools",
-        access_log=False,
+        access_log=False,  # the gateway logs one structured line per request itself
         log_level="warning",
         lifespan="on",
+        timeout_graceful_shutdown=settings.shutdown_grace_s,
     )
+
+
+def _exit_cleanly(_signum: int, _frame: object) -> None:
+    raise SystemExit(0)
 
 
 @app.command("migrate")

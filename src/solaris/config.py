@@ -81,6 +81,13 @@ class Settings(BaseSettings):
     secret_key: SecretStr | None = None
     link_ttl_s: int = Field(default=900, gt=0)
 
+    # Operations.
+    log_format: Literal["auto", "json", "console"] = "auto"  # auto: console on a terminal
+    log_content: bool = False  # put prompts and completions in the request log lines
+    metrics_token: SecretStr | None = None  # when set, /metrics wants `Bearer <token>`
+    metrics_port: int | None = Field(default=None, ge=1, le=65535)  # serve /metrics there too
+    shutdown_grace_s: int = Field(default=30, ge=0)  # in-flight requests get this long
+
     # Server.
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)

@@ -3,7 +3,8 @@
 One request flows one way: read → parse → identify → estimate → reserve → forward → relay →
 settle. `admit` does everything up to the reservation; `serve` forwards and relays, and settles in
 a `finally` so that a disconnect, a broken upstream or a shutdown still leaves exactly one usage
-row (or a release when the upstream failed and nothing was generated).
+row (or a release when the upstream failed and nothing was generated). Each request's story is
+kept in an `Exchange` and logged and measured once, at the end.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from solaris.gateway.responses import SSE, send_bytes, send_error
 from solaris.gateway.upstream import Upstream
 from solaris.ledger.ledger import Ledger, UsageRecord
 from solaris.metering import billing, estimate, tokenizer
+from solaris.observability.requests import Exchange, RequestLog
 from solaris.portal.links import buy_url, sign_link
 
 __all__ = ["Proxy"]
@@ -47,20 +49,20 @@ log = structlog.get_logger(__name__)
 
 SETTLE_ATTEMPTS = 4
 ESTIMATE_INLINE_BYTES_MAX = 64 * 1024
+DATABASE_ERRORS = (SQLAlchemyError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError)
 # How a relayed stream ends for the client: an SSE error event tells SDKs the stream broke.
 STREAM_ENDINGS = {
     "upstream_cut": b"data: "
     + UpstreamUnreachable("The model provider's stream broke off.").body()
     + b"\n\n",
 }
-DATABASE_ERRORS = (SQLAlchemyError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError)
 
 
 @dataclass(slots=True)
 class Ticket:
     """An admitted request: who, what, and how many billable tokens are held for it."""
 
-    request_id: str
+    exchange: Exchange
     endpoint: Endpoint
     caller: Caller
     body: dict[str, Any]
@@ -70,7 +72,10 @@ class Ticket:
     prompt_tokens: int
     completion_cap: int
     held: int
-    started: float
+
+    @property
+    def request_id(self) -> str:
+        return self.exchange.request_id
 
     @property
     def stream(self) -> bool:
@@ -85,33 +90,43 @@ class Proxy:
         ledger: Ledger,
         upstream: Upstream,
         signing_key: bytes,
+        requests: RequestLog,
     ) -> None:
         self.settings = settings
         self.identity = identity
         self.ledger = ledger
         self.upstream = upstream
         self.signing_key = signing_key
+        self.requests = requests
+        self.metrics = requests.metrics
+        self._settling: set[asyncio.Task[None]] = set()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        request_id = "req_" + uuid.uuid4().hex
-        id_header = [(b"x-request-id", request_id.encode())]
+        exchange = Exchange(
+            "req_" + uuid.uuid4().hex, ENDPOINTS[scope["path"]].name, time.perf_counter()
+        )
         try:
-            ticket = await self.admit(scope, receive, request_id)
+            ticket = await self.admit(scope, receive, exchange)
+            if ticket.held == 0:
+                await self.block(ticket, send)
+            else:
+                await self.serve(ticket, receive, send)
         except ApiError as error:
-            await send_error(send, error, id_header)
-            return
-        if ticket.held == 0:
-            await self.block(ticket, send)
-            return
-        await self.serve(ticket, receive, send)
+            exchange.status = error.status
+            if not exchange.outcome:
+                exchange.outcome = "unavailable" if error.status == 503 else "rejected"
+            exchange.error = error.code or error.type
+            await send_error(send, error, [(b"x-request-id", exchange.request_id.encode())])
+        finally:
+            self.requests.finish(exchange, time.perf_counter())
 
-    async def admit(self, scope: Scope, receive: Receive, request_id: str) -> Ticket:
-        started = time.perf_counter()
+    async def admit(self, scope: Scope, receive: Receive, exchange: Exchange) -> Ticket:
         endpoint = ENDPOINTS[scope["path"]]
         headers: dict[bytes, bytes] = dict(scope["headers"])
         raw = await read_body(receive, headers, self.settings.body_bytes_max)
         body = parse_json(raw, headers, endpoint)
         model: str = body["model"]
+        exchange.model = model
         policy = self.settings.model_policy(model)
         if len(raw) > ESTIMATE_INLINE_BYTES_MAX:  # tokenizing megabytes would stall the loop
             prompt_tokens = await asyncio.to_thread(endpoint.prompt_tokens, body)
@@ -127,32 +142,31 @@ class Proxy:
         minimum = max(1, billing.billable(prompt_tokens, least, policy))
         try:
             caller = await self.identity.resolve(headers, body)
+            exchange.user_id = caller.user_id
             held = await self.ledger.reserve(
-                caller.user_id, request_id, wanted, minimum, self.settings.reservation_timeout_s
+                caller.user_id,
+                exchange.request_id,
+                wanted,
+                minimum,
+                self.settings.reservation_timeout_s,
             )
         except DATABASE_ERRORS as error:
-            log.error("database_unavailable", request_id=request_id, error=str(error))
+            self.metrics.store_errors.labels("database").inc()
+            log.error("database_unavailable", request_id=exchange.request_id, error=str(error))
             raise ServiceUnavailable(
                 "The gateway's database is unavailable; please try again shortly."
             ) from None
+        if held:
+            self.metrics.reservations_open.inc()
         return Ticket(
-            request_id,
-            endpoint,
-            caller,
-            body,
-            raw,
-            model,
-            policy,
-            prompt_tokens,
-            cap,
-            held,
-            started,
+            exchange, endpoint, caller, body, raw, model, policy, prompt_tokens, cap, held
         )
 
     async def block(self, ticket: Ticket, send: Send) -> None:
-        log.info("blocked", request_id=ticket.request_id, user_id=ticket.caller.user_id)
         settings = self.settings
+        ticket.exchange.outcome = "blocked"
         if ticket.caller.via_librechat and ticket.stream and ticket.endpoint.name == "chat":
+            ticket.exchange.status = 200
             token = sign_link(
                 self.signing_key, ticket.caller.user_id, settings.link_ttl_s, self.ledger.clock()
             )
@@ -166,21 +180,25 @@ class Proxy:
                 ticket.request_id,
             )
         else:
+            ticket.exchange.status = 402
             await block_json(send, settings.language, settings.public_base_url, ticket.request_id)
 
     async def serve(self, ticket: Ticket, receive: Receive, send: Send) -> None:
-        id_header = [(b"x-request-id", ticket.request_id.encode())]
+        exchange = ticket.exchange
         data = upstream_body(
             ticket.raw, ticket.body, ticket.policy.upstream_name, self._capped_completion(ticket)
         )
+        exchange.upstream_sent = time.perf_counter()
         try:
             response = await self.upstream.request(
                 "POST", ticket.endpoint.upstream_path, data, ticket.request_id
             )
         except ApiError as error:
+            exchange.upstream_done = time.perf_counter()
+            exchange.outcome = "upstream_error"
             await self._release(ticket)
-            await send_error(send, error, id_header)
-            return
+            raise error from None
+        exchange.upstream_first_byte = time.perf_counter()
         try:
             if response.status >= 400:
                 await self._pass_error(ticket, response, send)
@@ -190,6 +208,11 @@ class Proxy:
                 await self._relay_whole(ticket, response, send)
         finally:
             response.release()
+
+    async def drain(self, timeout_s: float) -> None:
+        """Wait for settlements still running (at shutdown), up to `timeout_s`."""
+        if self._settling:
+            await asyncio.wait(self._settling, timeout=timeout_s)
 
     def _capped_completion(self, ticket: Ticket) -> int | None:
         """A lower completion limit when the balance covers less than the client asked for."""
@@ -215,6 +238,9 @@ class Proxy:
             payload = await response.read()
         except (aiohttp.ClientError, TimeoutError):
             payload = UpstreamUnreachable("The model provider failed.").body()
+        ticket.exchange.upstream_done = time.perf_counter()
+        ticket.exchange.status = response.status
+        ticket.exchange.outcome = "upstream_error"
         await self._release(ticket)
         content_type = response.headers.get("Content-Type", "application/json").encode()
         await send_bytes(
@@ -228,18 +254,17 @@ class Proxy:
     async def _relay_whole(
         self, ticket: Ticket, response: aiohttp.ClientResponse, send: Send
     ) -> None:
-        id_header = [(b"x-request-id", ticket.request_id.encode())]
+        exchange = ticket.exchange
         try:
             payload = await response.read()
         except (aiohttp.ClientError, TimeoutError) as error:
+            exchange.upstream_done = time.perf_counter()
+            exchange.outcome = "upstream_error"
             await self._release(ticket)
-            failure: ApiError = (
-                UpstreamTimeout("The model provider did not answer in time.")
-                if isinstance(error, TimeoutError)
-                else UpstreamUnreachable("The model provider's answer broke off.")
-            )
-            await send_error(send, failure, id_header)
-            return
+            if isinstance(error, TimeoutError):
+                raise UpstreamTimeout("The model provider did not answer in time.") from None
+            raise UpstreamUnreachable("The model provider's answer broke off.") from None
+        exchange.upstream_done = time.perf_counter()
         try:
             answer = orjson.loads(payload)
         except orjson.JSONDecodeError:
@@ -248,15 +273,19 @@ class Proxy:
         record = self._record(
             ticket, usage_from(parsed), lambda: "".join(generated_text(parsed)), "ok"
         )
+        exchange.status, exchange.outcome = response.status, "served"
         content_type = response.headers.get("Content-Type", "application/json").encode()
         try:
+            id_header = [(b"x-request-id", ticket.request_id.encode())]
             await send_bytes(send, response.status, payload, content_type, id_header)
         finally:  # the client has its answer one database round trip sooner
-            await asyncio.shield(self._settle(record))
+            await self._settle(record)
 
     async def _relay_stream(
         self, ticket: Ticket, response: aiohttp.ClientResponse, receive: Receive, send: Send
     ) -> None:
+        exchange = ticket.exchange
+        exchange.status, exchange.outcome = response.status, "served"
         await send(
             {
                 "type": "http.response.start",
@@ -279,14 +308,17 @@ class Proxy:
         except (aiohttp.ClientError, TimeoutError):
             status = "client_disconnected" if client.gone else "upstream_cut"
         finally:
+            exchange.upstream_done = time.perf_counter()
             client.stop()
             if status != "ok":
                 response.close()  # stop the provider generating for nobody
+            if status == "upstream_cut":
+                exchange.outcome, exchange.error = "upstream_error", "cut"
             record = self._record(ticket, relay.usage, relay.text, status)
             try:
                 await send({"type": "http.response.body", "body": STREAM_ENDINGS.get(status, b"")})
             finally:
-                await asyncio.shield(self._settle(record))
+                await self._settle(record)
 
     def _record(
         self, ticket: Ticket, usage: Usage | None, generated: Callable[[], str], status: str
@@ -300,7 +332,7 @@ class Proxy:
                 else 0
             )
             usage = Usage(prompt_tokens=ticket.prompt_tokens, completion_tokens=completion)
-        return UsageRecord(
+        record = UsageRecord(
             request_id=ticket.request_id,
             user_id=ticket.caller.user_id,
             endpoint=ticket.endpoint.name,
@@ -312,24 +344,43 @@ class Proxy:
             billable=billing.billable(usage.prompt_tokens, usage.completion_tokens, ticket.policy),
             estimated=estimated,
             status=status,
-            latency_ms=int((time.perf_counter() - ticket.started) * 1000),
+            latency_ms=int((time.perf_counter() - ticket.exchange.started) * 1000),
             conversation_id=ticket.caller.conversation_id,
         )
+        ticket.exchange.record = record
+        if self.settings.log_content:  # off by default: logs never hold what users wrote
+            field = ticket.endpoint.input_field
+            ticket.exchange.content = {"input": ticket.body.get(field), "output": generated()}
+        return record
 
     async def _settle(self, record: UsageRecord) -> None:
-        for attempt in range(SETTLE_ATTEMPTS):
-            try:
-                await self.ledger.settle(record)
-                return
-            except DATABASE_ERRORS as error:
-                log.warning("settle_retry", request_id=record.request_id, error=str(error))
-                await asyncio.sleep(0.2 * 2**attempt)
-        log.error("settle_failed", request_id=record.request_id, billable=record.billable)
+        """Settle in a task of its own: a cancelled request (shutdown) still settles, and
+        `drain` waits for it before the pools close."""
+        task = asyncio.create_task(self._settle_with_retries(record))
+        self._settling.add(task)
+        task.add_done_callback(self._settling.discard)
+        await asyncio.shield(task)
+
+    async def _settle_with_retries(self, record: UsageRecord) -> None:
+        try:
+            for attempt in range(SETTLE_ATTEMPTS):
+                try:
+                    await self.ledger.settle(record)
+                    return
+                except DATABASE_ERRORS as error:
+                    self.metrics.store_errors.labels("database").inc()
+                    log.warning("settle_retry", request_id=record.request_id, error=str(error))
+                    await asyncio.sleep(0.2 * 2**attempt)
+            log.error("settle_failed", request_id=record.request_id, billable=record.billable)
+        finally:
+            self.metrics.reservations_open.dec()
 
     async def _release(self, ticket: Ticket) -> None:
+        self.metrics.reservations_open.dec()
         try:
             await self.ledger.release(ticket.caller.user_id, ticket.request_id)
         except DATABASE_ERRORS as error:  # the reservation expires by itself
+            self.metrics.store_errors.labels("database").inc()
             log.warning("release_failed", request_id=ticket.request_id, error=str(error))
 
 

@@ -8,6 +8,7 @@ SQLAlchemy engine: it is not on the request path.
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 import asyncpg  # type: ignore[import-untyped]
 
@@ -19,6 +20,9 @@ __all__ = ["PostgresLedger"]
 RESERVE = "SELECT solaris_reserve($1, $2, $3, $4, $5, $6)"
 SETTLE = "SELECT solaris_settle($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
 RELEASE = "SELECT solaris_release($1, $2, $3)"
+# A pooled connection can be dead after a database restart; such a call never reached the
+# database's commit, so it is tried once more on a fresh connection.
+CONNECTION_ERRORS = (asyncpg.PostgresConnectionError, asyncpg.InterfaceError, OSError)
 
 
 async def _keep_session(_connection: asyncpg.Connection) -> None:
@@ -49,18 +53,16 @@ class PostgresLedger(Ledger):
         self, user_id: int, request_id: str, wanted: int, minimum: int, ttl_s: float
     ) -> int:
         assert 0 < minimum <= wanted, (minimum, wanted)
-        assert self._pool is not None, "PostgresLedger.start() was not awaited"
         now = self.clock()
         expires = now + timedelta(seconds=ttl_s)
-        amount: int = await self._pool.fetchval(
+        amount: int = await self._fetchval(
             RESERVE, user_id, request_id, wanted, minimum, now, expires
         )
         assert 0 <= amount <= wanted
         return amount
 
     async def settle(self, record: UsageRecord) -> SettleOutcome:
-        assert self._pool is not None, "PostgresLedger.start() was not awaited"
-        settled: bool = await self._pool.fetchval(
+        settled: bool = await self._fetchval(
             SETTLE,
             record.request_id,
             record.user_id,
@@ -82,5 +84,11 @@ class PostgresLedger(Ledger):
         return SettleOutcome(charged=record.billable, already_settled=False)
 
     async def release(self, user_id: int, request_id: str) -> None:
+        await self._fetchval(RELEASE, user_id, request_id, self.clock())
+
+    async def _fetchval(self, query: str, *args: object) -> Any:
         assert self._pool is not None, "PostgresLedger.start() was not awaited"
-        await self._pool.execute(RELEASE, user_id, request_id, self.clock())
+        try:
+            return await self._pool.fetchval(query, *args)
+        except CONNECTION_ERRORS:
+            return await self._pool.fetchval(query, *args)

@@ -13,6 +13,8 @@ import redis.asyncio as aioredis
 import structlog
 from redis.exceptions import RedisError
 
+from solaris.observability.metrics import Metrics
+
 __all__ = ["IdentityCache"]
 
 log = structlog.get_logger(__name__)
@@ -25,8 +27,11 @@ REDIS_PREFIX = "solaris:identity:"
 class IdentityCache:
     """Maps a lookup key (an external user id or a key hash) to a user id, with a TTL."""
 
-    def __init__(self, redis_url: str | None, ttl_s: float) -> None:
+    def __init__(self, redis_url: str | None, ttl_s: float, metrics: Metrics) -> None:
         self.ttl_s = ttl_s
+        self._hits = metrics.identity_cache.labels("hit")
+        self._misses = metrics.identity_cache.labels("miss")
+        self._redis_errors = metrics.store_errors.labels("redis")
         self._local: OrderedDict[str, tuple[float, int]] = OrderedDict()
         self._redis = (
             aioredis.from_url(
@@ -44,7 +49,17 @@ class IdentityCache:
         entry = self._local.get(key)
         now = time.monotonic()
         if entry is not None and entry[0] > now:
+            self._hits.inc()
             return entry[1]
+        value = await self._redis_get(key)
+        if value is None:
+            self._misses.inc()
+            return None
+        self._hits.inc()
+        self._remember(key, value, now)
+        return value
+
+    async def _redis_get(self, key: str) -> int | None:
         if self._redis is None:
             return None
         try:
@@ -53,10 +68,7 @@ class IdentityCache:
             self._redis_failed(error)
             return None
         self._redis_recovered()
-        if value is None:
-            return None
-        self._remember(key, int(value), now)
-        return int(value)
+        return None if value is None else int(value)
 
     async def set(self, key: str, user_id: int) -> None:
         self._remember(key, user_id, time.monotonic())
@@ -90,6 +102,7 @@ class IdentityCache:
             self._local.popitem(last=False)
 
     def _redis_failed(self, error: Exception) -> None:
+        self._redis_errors.inc()
         if self._redis_healthy:
             log.warning(
                 "redis_unavailable", error=str(error), effect="identity cache is local only"

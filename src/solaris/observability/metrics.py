@@ -1,0 +1,87 @@
+"""The gateway's Prometheus metrics. No per-user label: per-user figures live in the database.
+
+Model names come from clients, so they are bounded: the first `MODEL_LABELS_MAX` distinct names
+get their own label value, the rest are counted as "other".
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+__all__ = ["Metrics", "provider_of"]
+
+MODEL_LABELS_MAX = 64
+LATENCY_BUCKETS_S = (
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120,
+)  # fmt: skip
+PROVIDER_PREFIXES = (
+    ("gpt-", "openai"), ("o1", "openai"), ("o3", "openai"), ("o4", "openai"),
+    ("text-embedding", "openai"), ("chatgpt", "openai"), ("claude", "anthropic"),
+    ("gemini", "google"), ("mistral", "mistral"), ("llama", "meta"), ("deepseek", "deepseek"),
+)  # fmt: skip
+
+
+def provider_of(model: str) -> str:
+    """The provider a model name points at: LiteLLM's "provider/model" prefix, or its family."""
+    if "/" in model:
+        return model.split("/", 1)[0][:32]
+    for prefix, provider in PROVIDER_PREFIXES:
+        if model.startswith(prefix):
+            return provider
+    return "other"
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.requests = Counter(
+            "solaris_requests", "Requests by route, model, HTTP status and outcome.",
+            ["route", "model", "status", "outcome"], registry=r,
+        )  # fmt: skip
+        self.gateway_seconds = Histogram(
+            "solaris_gateway_seconds", "Time the gateway itself spent on a request (not upstream).",
+            ["route"], buckets=LATENCY_BUCKETS_S, registry=r,
+        )  # fmt: skip
+        self.upstream_first_byte_seconds = Histogram(
+            "solaris_upstream_first_byte_seconds", "Upstream time to response headers.",
+            ["route", "provider"], buckets=LATENCY_BUCKETS_S, registry=r,
+        )  # fmt: skip
+        self.upstream_seconds = Histogram(
+            "solaris_upstream_seconds", "Upstream time to the end of the answer.",
+            ["route", "provider"], buckets=LATENCY_BUCKETS_S, registry=r,
+        )  # fmt: skip
+        self.tokens = Counter(
+            "solaris_tokens", "Tokens by model and kind (prompt, completion, cached, reasoning).",
+            ["model", "kind"], registry=r,
+        )  # fmt: skip
+        self.billable = Counter(
+            "solaris_billable_tokens", "Billable tokens charged, by model.", ["model"], registry=r
+        )
+        self.estimated = Counter(
+            "solaris_estimated_requests", "Settled requests counted offline (no usage).",
+            ["model"], registry=r,
+        )  # fmt: skip
+        self.reservations_open = Gauge(
+            "solaris_reservations_open", "Reservations this process holds right now.", registry=r
+        )
+        self.upstream_errors = Counter(
+            "solaris_upstream_errors", "Upstream failures by provider and kind.",
+            ["provider", "kind"], registry=r,
+        )  # fmt: skip
+        self.store_errors = Counter(
+            "solaris_store_errors", "Database and Redis errors.", ["store"], registry=r
+        )
+        self.identity_cache = Counter(
+            "solaris_identity_cache_lookups", "Identity cache lookups by result (hit, miss).",
+            ["result"], registry=r,
+        )  # fmt: skip
+        self._models: set[str] = set()
+
+    def model(self, name: str) -> str:
+        if name in self._models:
+            return name
+        if len(self._models) < MODEL_LABELS_MAX:
+            self._models.add(name)
+            return name
+        return "other"

@@ -1,0 +1,82 @@
+"""Each request's story, filled in as it flows through the proxy, then logged and measured once."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+
+from solaris.ledger.ledger import UsageRecord
+from solaris.observability.metrics import Metrics, provider_of
+
+__all__ = ["Exchange", "RequestLog"]
+
+log = structlog.get_logger("solaris.request")
+
+
+@dataclass(slots=True)
+class Exchange:
+    request_id: str
+    route: str
+    started: float
+    model: str = ""
+    user_id: int | None = None
+    status: int = 0
+    outcome: str = ""  # served | blocked | rejected | upstream_error | unavailable
+    upstream_sent: float | None = None
+    upstream_first_byte: float | None = None
+    upstream_done: float | None = None
+    record: UsageRecord | None = None
+    error: str | None = None
+    content: dict[str, Any] | None = None  # only with SOLARIS_LOG_CONTENT
+
+
+class RequestLog:
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+
+    def finish(self, exchange: Exchange, ended: float) -> None:
+        m = self.metrics
+        model = m.model(exchange.model) if exchange.model else "none"
+        total_s = ended - exchange.started
+        upstream_s = 0.0
+        if exchange.upstream_sent is not None:
+            provider = provider_of(exchange.model)
+            done = exchange.upstream_done or ended
+            upstream_s = done - exchange.upstream_sent
+            if exchange.upstream_first_byte is not None:
+                first_byte_s = exchange.upstream_first_byte - exchange.upstream_sent
+                m.upstream_first_byte_seconds.labels(exchange.route, provider).observe(first_byte_s)
+            m.upstream_seconds.labels(exchange.route, provider).observe(upstream_s)
+            if exchange.outcome == "upstream_error":
+                m.upstream_errors.labels(provider, exchange.error or str(exchange.status)).inc()
+        m.gateway_seconds.labels(exchange.route).observe(max(0.0, total_s - upstream_s))
+        m.requests.labels(exchange.route, model, str(exchange.status), exchange.outcome).inc()
+        record = exchange.record
+        if record is not None:
+            m.tokens.labels(model, "prompt").inc(record.prompt_tokens)
+            m.tokens.labels(model, "completion").inc(record.completion_tokens)
+            m.tokens.labels(model, "cached").inc(record.cached_tokens)
+            m.tokens.labels(model, "reasoning").inc(record.reasoning_tokens)
+            m.billable.labels(model).inc(record.billable)
+            if record.estimated:
+                m.estimated.labels(model).inc()
+        log.info(
+            "request",
+            request_id=exchange.request_id,
+            route=exchange.route,
+            user_id=exchange.user_id,
+            model=exchange.model or None,
+            status=exchange.status,
+            outcome=exchange.outcome,
+            error=exchange.error,
+            prompt_tokens=record.prompt_tokens if record else None,
+            completion_tokens=record.completion_tokens if record else None,
+            billable=record.billable if record else None,
+            estimated=record.estimated if record else None,
+            settle_status=record.status if record else None,
+            gateway_ms=round((total_s - upstream_s) * 1000, 2),
+            upstream_ms=round(upstream_s * 1000, 2) if exchange.upstream_sent else None,
+            **({"content": exchange.content} if exchange.content is not None else {}),
+        )
