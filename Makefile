@@ -29,3 +29,30 @@ services:  ## PostgreSQL and Redis for the integration tests (starts or installs
 $(UV):
 	python3 -m venv .tools
 	.tools/bin/pip install --quiet uv==$(UV_VERSION)
+
+# ── LiteLLM proxy and nginx for tests/test_litellm.py and tests/test_scale_out.py ────────────
+# LiteLLM lives in its own virtualenv so its pinned dependencies never meet ours; the stamp
+# file names the version, so a new LITELLM_VERSION reinstalls and an unchanged one is skipped.
+LITELLM_VERSION := 1.106.2
+LITELLM_STAMP := .tools/litellm/.installed-$(LITELLM_VERSION)
+
+.PHONY: litellm nginx
+install: $(LITELLM_STAMP)
+services: nginx
+
+litellm: $(LITELLM_STAMP)  ## the LiteLLM proxy in .tools/litellm (the real upstream of tests/test_litellm.py)
+
+$(LITELLM_STAMP): | $(UV)
+	rm -rf .tools/litellm
+	$(UV) venv --quiet --python python3 .tools/litellm
+	$(UV) pip install --quiet --python .tools/litellm/bin/python "litellm[proxy]==$(LITELLM_VERSION)"
+	touch $@
+
+nginx:  ## nginx for tests/test_scale_out.py (installed with apt when missing and run as root)
+	@if ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx >/dev/null; \
+	  else \
+	    echo "nginx is missing (apt-get install nginx): tests/test_scale_out.py will not run" >&2; \
+	  fi; \
+	fi

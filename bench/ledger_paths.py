@@ -1,17 +1,19 @@
-"""What one request's accounting costs, three ways, one request at a time on one connection.
+"""What one request's accounting (reserve + settle) costs, several ways, one request at a time.
 
     uv run python bench/ledger_paths.py          # fresh database, migrated, dropped afterwards
 
-A. the gateway's own `Ledger.reserve` + `Ledger.settle` (SQLAlchemy Core on asyncpg: 7 statements
-   plus BEGIN/COMMIT twice on this path);
+A. `Ledger` (SQLAlchemy Core on asyncpg, statement by statement: 7 statements plus BEGIN/COMMIT
+   twice = 11 round trips). The gateway's path on SQLite, and on PostgreSQL before it had SQL
+   functions.
 B. the same statements and transactions sent with raw asyncpg (prepared, from an asyncpg pool);
-C. one statement for the reservation and one for the settlement (data-modifying CTEs), raw asyncpg,
-   no explicit transactions: what "fewer round trips per request" looks like.
+C. one statement for the reservation and one for the settlement (data-modifying CTEs), raw asyncpg;
+D. `PostgresLedger`, when the code has it: the gateway's PostgreSQL request path (one call to a
+   PL/pgSQL function per phase, raw asyncpg pool).
 
-B and C write the same rows as A (usage row, reservation, ledger entry, account update), so the
-difference is the client stack and the number of round trips, not the work in PostgreSQL. They are
-sketches for measurement, not the gateway's code: C leaves out the expiry of overdue reservations
-(only needed when a balance is short). `bench/run.py` runs this after its wrk runs and puts the
+All write the same rows (usage row, reservation, ledger entry, account update), so the differences
+are the client stack and the number of round trips, not the work in PostgreSQL. B and C are
+sketches for measurement, not the gateway's code (C leaves out the expiry of overdue reservations,
+only needed when a balance is short). `bench/run.py` runs this after its wrk runs and puts the
 table in the report.
 """
 
@@ -30,10 +32,10 @@ from typing import Any
 import asyncpg  # type: ignore[import-untyped]
 
 from solaris.ledger.ledger import Ledger, UsageRecord
-from solaris.ledger.users import Users
 from solaris.store.database import migrate, open_database
 
 WANTED, MINIMUM, BILLABLE, TTL_S = 4104, 24, 24, 900
+GRANT = 10_000_000_000
 
 RESERVE_ONE_STATEMENT = """
 WITH account AS (
@@ -72,6 +74,7 @@ WHERE user_id = $2 AND EXISTS (SELECT 1 FROM used)"""
 
 @dataclass(frozen=True)
 class PathCost:
+    key: str  # "sqlalchemy" | "raw" | "cte" | "functions"
     name: str
     round_trips: int
     wall_ms: float
@@ -98,18 +101,48 @@ def _record(request_id: str, user_id: int) -> UsageRecord:
     )
 
 
+async def _new_user(pool: Any, external_id: str) -> int:
+    """A user with a large balance, written directly (the Users API is not what is measured)."""
+    async with pool.acquire() as conn, conn.transaction():
+        user_id: int = await conn.fetchval(
+            "INSERT INTO users (external_id, created_at) VALUES ($1, now()) RETURNING id",
+            external_id,
+        )
+        await conn.execute(
+            "INSERT INTO accounts (user_id, balance, reserved) VALUES ($1, $2, 0)",
+            user_id,
+            GRANT,
+        )
+        await conn.execute(
+            "INSERT INTO ledger_entries (user_id, kind, amount, idempotency_key, created_by, "
+            "created_at) VALUES ($1, 'grant', $2, $3, 'bench', now())",
+            user_id,
+            GRANT,
+            f"bench:{external_id}",
+        )
+    return user_id
+
+
 async def measure(database_url: str, count: int = 400) -> list[PathCost]:
     """Time the three paths against a migrated database (adds users `ledger-paths-*`)."""
     database = open_database(database_url)
     ledger = Ledger(database)
-    users = Users(ledger, 10_000_000_000)
-    tag = secrets.token_hex(3)
-    user_a = (await users.ensure(f"ledger-paths-{tag}-a")).id
-    user_b = (await users.ensure(f"ledger-paths-{tag}-b")).id
-    user_c = (await users.ensure(f"ledger-paths-{tag}-c")).id
     pool: Any = await asyncpg.create_pool(
         database_url.replace("postgresql+asyncpg://", "postgresql://"), min_size=1, max_size=2
     )
+    tag = secrets.token_hex(3)
+    user_a, user_b, user_c, user_d = [
+        await _new_user(pool, f"ledger-paths-{tag}-{n}") for n in "abcd"
+    ]
+    functions: Ledger | None = None
+    try:  # the gateway's PostgreSQL ledger, where the code has one
+        from solaris.ledger.postgres import PostgresLedger
+
+        dsn = database_url.replace("postgresql+asyncpg://", "postgresql://")
+        functions = PostgresLedger(database, dsn, pool_size=2)
+        await functions.start()
+    except (ImportError, TypeError, AttributeError):
+        functions = None
 
     async def gateway_ledger() -> None:
         request_id = "req_" + uuid.uuid4().hex
@@ -184,17 +217,32 @@ async def measure(database_url: str, count: int = 400) -> list[PathCost]:
         async with pool.acquire() as conn:
             await conn.execute(SETTLE_ONE_STATEMENT, request_id, user_c, BILLABLE, now)
 
+    async def sql_functions() -> None:
+        assert functions is not None
+        request_id = "req_" + uuid.uuid4().hex
+        held = await functions.reserve(user_d, request_id, WANTED, MINIMUM, TTL_S)
+        assert held == WANTED
+        await functions.settle(_record(request_id, user_d))
+
     try:
-        paths = (
-            ("A. gateway Ledger (SQLAlchemy Core + asyncpg)", 11, gateway_ledger),
-            ("B. same statements, raw asyncpg", 11, same_statements_raw),
-            ("C. one statement each, raw asyncpg", 2, one_statement_each),
-        )
+        paths: list[tuple[str, str, int, Callable[[], Awaitable[None]]]] = [
+            (
+                "sqlalchemy",
+                "A. `Ledger`: SQLAlchemy Core, statement by statement",
+                11,
+                gateway_ledger,
+            ),
+            ("raw", "B. the same statements, raw asyncpg", 11, same_statements_raw),
+            ("cte", "C. one CTE statement per phase, raw asyncpg", 2, one_statement_each),
+        ]
+        if functions is not None:
+            name = "D. `PostgresLedger` (the gateway's PostgreSQL path): SQL functions"
+            paths.append(("functions", name, 2, sql_functions))
         results = []
-        for name, round_trips, one in paths:
+        for key, name, round_trips, one in paths:
             wall, cpu = await _time(one, count)
-            results.append(PathCost(name, round_trips, wall, cpu))
-        for user in (user_a, user_b, user_c):
+            results.append(PathCost(key, name, round_trips, wall, cpu))
+        for user in (user_a, user_b, user_c, user_d):
             row = await pool.fetchrow(
                 "SELECT a.balance, a.reserved, (SELECT sum(amount) FROM ledger_entries e "
                 "WHERE e.user_id = a.user_id) AS entries FROM accounts a WHERE a.user_id = $1",
@@ -203,6 +251,8 @@ async def measure(database_url: str, count: int = 400) -> list[PathCost]:
             assert row["reserved"] == 0 and row["balance"] == row["entries"], dict(row)
         return results
     finally:
+        if functions is not None:
+            await functions.close()
         await pool.close()
         await database.close()
 

@@ -44,6 +44,9 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg  # type: ignore[import-untyped]
+from ledger_paths import PathCost
+from ledger_paths import measure as measure_paths
+from ledger_paths import table as paths_table
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO = BENCH_DIR.parent
@@ -55,6 +58,7 @@ MODE_LABEL = {"json": "non-streamed", "stream": "streamed"}
 CONNECTIONS = (1, 16, 64)
 SOLO = (("json", 16), ("json", 64), ("stream", 16))  # single-user gateway settings
 USERS = 100
+ROUND_LABEL = {0: "profile", -1: "diagnostic 1", -2: "diagnostic 2", -3: "diagnostic 3"}
 ADMIN_URL = os.environ.get(
     "BENCH_ADMIN_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
 )
@@ -125,6 +129,13 @@ def process_cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime, stime
 
 
+def run_queue_wait_s(pid: int) -> float:
+    """Seconds the process's main thread (the gateway's event loop) spent runnable but waiting
+    for a CPU (/proc/<pid>/schedstat, second field)."""
+    with open(f"/proc/{pid}/schedstat") as schedstat:
+        return int(schedstat.read().split()[1]) / 1e9
+
+
 def cpu_by_name(names: Iterable[str]) -> dict[str, float]:
     """Summed CPU seconds of every process whose comm is one of `names` (e.g. all postgres)."""
     wanted = set(names)
@@ -142,6 +153,14 @@ def cpu_by_name(names: Iterable[str]) -> dict[str, float]:
             fields = text.rsplit(")", 1)[1].split()
             totals[comm] += (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
     return totals
+
+
+def machine_busy_s() -> float:
+    """CPU seconds all cores spent busy since boot (/proc/stat), to see other jobs' load."""
+    with open("/proc/stat") as stat:
+        fields = [int(v) for v in stat.readline().split()[1:9]]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = fields
+    return (user + nice + system + irq + softirq + steal) / CLOCK_TICKS
 
 
 def children_cpu_s() -> float:
@@ -330,6 +349,7 @@ class Run:
     cpu: dict[str, float]  # CPU seconds during the run: gateway, provider, postgres, redis, wrk
     rows: int | None = None  # gateway: usage rows written for this run
     row_status: dict[str, int] = field(default_factory=dict)
+    note: str = ""
 
     @property
     def ok(self) -> int:
@@ -349,6 +369,7 @@ class Bench:
     key: str
     workdir: Path
     counter: int = 0
+    extra_runs: list[Run] = field(default_factory=list)  # measured but not reported (retries)
 
     def url(self, target: str) -> str:
         port = self.servers.gateway_port if target == "gateway" else self.servers.provider_port
@@ -369,7 +390,7 @@ class Bench:
             self.wrk,
             "-t1",
             f"-c{connections}",
-            f"-d{seconds:g}s",
+            f"-d{max(1, round(seconds))}s",
             "--timeout",
             "10s",
             "--latency",
@@ -384,6 +405,8 @@ class Bench:
             "postgres": procs["postgres"],
             "redis": procs["redis-server"],
             "wrk": children_cpu_s(),
+            "machine": machine_busy_s(),
+            "gateway_wait": run_queue_wait_s(self.servers.gateway.pid),
         }
         process = await asyncio.create_subprocess_exec(
             *argv, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
@@ -396,6 +419,8 @@ class Bench:
             "postgres": procs["postgres"],
             "redis": procs["redis-server"],
             "wrk": children_cpu_s(),
+            "machine": machine_busy_s(),
+            "gateway_wait": run_queue_wait_s(self.servers.gateway.pid),
         }
         text = output.decode(errors="replace")
         append(
@@ -405,7 +430,10 @@ class Bench:
         line = next((ln for ln in text.splitlines() if ln.startswith("BENCH ")), None)
         if process.returncode != 0 or line is None:
             raise RuntimeError(f"wrk failed ({process.returncode}):\n{text}")
-        return json.loads(line[6:]), {k: after[k] - before[k] for k in after}
+        cpu = {k: after[k] - before[k] for k in after}
+        ours = sum(v for k, v in cpu.items() if k not in ("machine", "gateway_wait"))
+        cpu["other"] = max(0.0, cpu.pop("machine") - ours)  # jobs this script did not start
+        return json.loads(line[6:]), cpu
 
     async def measure(
         self, target: str, mode: str, connections: int, users: int, seconds: float, rnd: int
@@ -474,12 +502,9 @@ class Bench:
 @dataclass
 class Profile:
     command: str
-    samples: int
     seconds: float
     requests: int
-    by_area: list[tuple[str, float]]
-    inclusive: list[tuple[str, float]]
-    leaves: list[tuple[str, float]]
+    summary: Summary
 
 
 FRAME = re.compile(r"^(?P<func>.*) \((?P<file>[^()]*?)(?::(?P<line>\d+))?\)$")
@@ -505,46 +530,70 @@ def area_of(path: str) -> str | None:
 
 
 Shares = list[tuple[str, float]]
+SYSCALLS = {"write", "writev", "send", "sendto", "sendmsg", "read", "recv", "recvfrom", "recvmsg"}
+NOT_INCLUSIVE = ("solaris/__main__.py", "solaris/cli.py")
 
 
-def summarise_profile(raw: str) -> tuple[int, Shares, Shares, Shares]:
-    """From py-spy's raw (collapsed) stacks: samples, time by area, inclusive gateway functions,
-    and self time by leaf function. A sample is charged to the innermost frame that belongs to a
-    known library (stdlib / asyncio frames are charged to their caller's area)."""
+@dataclass
+class Summary:
+    samples: int
+    by_area: list[tuple[str, float, float]]  # area, % of samples, % in socket syscalls
+    inclusive: Shares
+    leaves: Shares
+    syscalls: float  # % of samples in socket read/write system calls
+
+
+def summarise_profile(raw: str) -> Summary:
+    """Summarise py-spy's raw (collapsed) stacks.
+
+    A sample is charged to the innermost frame that belongs to a known library (stdlib, asyncio
+    and native frames are charged to their caller's area). With --native, a leaf in libc's
+    write()/read() family is a socket system call, counted separately within its area.
+    """
     areas: Counter[str] = Counter()
+    area_syscalls: Counter[str] = Counter()
     inclusive: Counter[str] = Counter()
     leaves: Counter[str] = Counter()
-    total = 0
+    total = syscalls = 0
     for line in raw.splitlines():
         stack, _, count_text = line.rpartition(" ")
         if not stack or not count_text.isdigit():
             continue
-        count = int(count_text)
-        total += count
-        frames = []
-        for part in stack.split(";"):
-            match = FRAME.match(part)
-            if match:
-                frames.append((match["func"], match["file"]))
+        frames = [
+            (match["func"], match["file"])
+            for part in stack.split(";")
+            if (match := FRAME.match(part))
+        ]
         if not frames:
             continue
+        count = int(count_text)
+        total += count
         area = next((a for f in reversed(frames) if (a := area_of(f[1]))), None)
-        areas[area or "event loop, asyncio and stdlib"] += count
+        area = area or "event loop (uvloop, asyncio tasks) and stdlib"
+        areas[area] += count
         func, path = frames[-1]
+        if path.startswith("libc") and func in SYSCALLS:
+            syscalls += count
+            area_syscalls[area] += count
         leaves[f"{func} ({short_path(path)})"] += count
         seen = set()
         for func, path in frames:
-            if "solaris/" in path and "devprovider" not in path:
+            if (
+                "solaris/" in path
+                and "devprovider" not in path
+                and not path.endswith(NOT_INCLUSIVE)
+            ):
                 name = f"{func} ({short_path(path)})"
                 if name not in seen:
                     seen.add(name)
                     inclusive[name] += count
     share = 100 / total if total else 0.0
-    return (
-        total,
-        [(name, n * share) for name, n in areas.most_common()],
-        [(name, n * share) for name, n in inclusive.most_common(14)],
-        [(name, n * share) for name, n in leaves.most_common(15)],
+    return Summary(
+        samples=total,
+        by_area=[(name, n * share, area_syscalls[name] * share) for name, n in areas.most_common()],
+        inclusive=[(name, n * share) for name, n in inclusive.most_common(12)],
+        leaves=[(name, n * share) for name, n in leaves.most_common(15)],
+        syscalls=syscalls * share,
     )
 
 
@@ -557,28 +606,31 @@ def short_path(path: str) -> str:
 
 
 async def profile(bench: Bench, py_spy: str, seconds: float) -> tuple[Profile, Run] | None:
+    """py-spy (with native frames when it can unwind them) during one 16-connection run."""
     out = bench.workdir / "profile.txt"
     pid = bench.servers.gateway.pid
-    argv = [
-        py_spy, "record", "--format", "raw", "-o", str(out), "-r", "200",
-        "-d", f"{seconds + 1:g}", "-p", str(pid),
-    ]  # fmt: skip
-    log(f"profiling the gateway with py-spy for {seconds:g} s (16 connections, non-streamed)")
-    spy = await asyncio.create_subprocess_exec(
-        *argv, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE
-    )
-    await asyncio.sleep(0.5)
-    run = await bench.measure("gateway", "json", 16, USERS, seconds, 0)
-    _, error = await spy.communicate()
-    if spy.returncode != 0 or not out.exists():
-        log(f"py-spy failed ({spy.returncode}): {error.decode(errors='replace')[-500:]}")
+    for native in (["--native"], []):
+        argv = [
+            py_spy, "record", *native, "--format", "raw", "-o", str(out), "-r", "100",
+            "-d", f"{seconds + 1:g}", "-p", str(pid),
+        ]  # fmt: skip
+        log(f"py-spy {' '.join(argv[1:])} during a 16-connection non-streamed run")
+        spy = await asyncio.create_subprocess_exec(
+            *argv, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE
+        )
+        await asyncio.sleep(0.5)
+        run = await bench.measure("gateway", "json", 16, USERS, seconds, 0)
+        _, error = await spy.communicate()
+        if spy.returncode == 0 and out.exists():
+            break
+        log(f"py-spy failed ({spy.returncode}): {error.decode(errors='replace')[-300:]}")
+        bench.extra_runs.append(run)
+    else:
         return None
-    keep = BENCH_DIR / "profile-latest.txt"
-    shutil.copyfile(out, keep)
-    samples, by_area, inclusive, leaves = summarise_profile(out.read_text())
-    shown = " ".join(argv[1:]).replace(str(out), "/tmp/profile.txt")
+    shutil.copyfile(out, BENCH_DIR / "profile-latest.txt")
+    shown = " ".join(argv[1:]).replace(str(out), "/tmp/profile.txt").replace(str(pid), "<pid>")
     return Profile(
-        f"py-spy {shown}", samples, seconds, run.requests, by_area, inclusive, leaves
+        f"py-spy {shown}", seconds, run.requests, summarise_profile(out.read_text())
     ), run
 
 
@@ -638,8 +690,8 @@ def results_table(rows: list[Row]) -> str:
     head = (
         "| mode | conns | users | direct req/s | gateway req/s | direct p50 | gateway p50 "
         "| **added p50** | direct p99 | gateway p99 | **added p99** | gateway CPU/req "
-        "| PostgreSQL CPU/req |\n"
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n"
+        "| gateway waiting for a CPU /req | PostgreSQL CPU/req |\n"
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n"
     )
     lines = []
     for row in rows:
@@ -650,7 +702,8 @@ def results_table(rows: list[Row]) -> str:
             f"| **{fmt(row.added_p50)}** "
             f"| {fmt(row.med(row.direct, 'p99_ms'))} | {fmt(row.med(row.gateway, 'p99_ms'))} "
             f"| **{fmt(row.added_p99)}** "
-            f"| {fmt(row.cpu('gateway'), 3)} | {fmt(row.cpu('postgres'), 3)} |"
+            f"| {fmt(row.cpu('gateway'), 3)} | {fmt(row.cpu('gateway_wait'), 3)} "
+            f"| {fmt(row.cpu('postgres'), 3)} |"
         )
     return head + "\n".join(lines)
 
@@ -658,7 +711,7 @@ def results_table(rows: list[Row]) -> str:
 def cores_table(rows: list[Row]) -> str:
     head = (
         "| mode | conns | users | gateway | provider | PostgreSQL | Redis | wrk | total "
-        "|\n|---|---:|---:|---:|---:|---:|---:|---:|---:|\n"
+        "| other jobs on the machine |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n"
     )
     lines = []
     for row in rows:
@@ -666,7 +719,7 @@ def cores_table(rows: list[Row]) -> str:
         lines.append(
             f"| {MODE_LABEL[row.mode]} | {row.connections} | {row.users} | "
             + " | ".join(fmt(p) for p in parts)
-            + f" | {fmt(sum(parts))} |"
+            + f" | {fmt(sum(parts))} | {fmt(row.cores('other'))} |"
         )
     return head + "\n".join(lines)
 
@@ -674,8 +727,9 @@ def cores_table(rows: list[Row]) -> str:
 def raw_table(runs: list[Run]) -> str:
     head = (
         "| round | target | mode | conns | users | req/s | p50 ms | p90 ms | p99 ms | non-2xx "
-        "| socket errors | CPU ms/req (gateway / provider / PostgreSQL) | 2xx | usage rows |\n"
-        "|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|\n"
+        "| socket errors | CPU ms/req (gateway / provider / PostgreSQL) | other jobs (cores) "
+        "| 2xx | usage rows |\n"
+        "|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|\n"
     )
     lines = []
     for r in runs:
@@ -683,9 +737,10 @@ def raw_table(runs: list[Run]) -> str:
             fmt(r.cpu_ms_per_request(w), 3) for w in ("gateway", "provider", "postgres")
         )
         lines.append(
-            f"| {r.round or 'profile'} | {r.target} | {MODE_LABEL[r.mode]} | {r.connections} "
+            f"| {ROUND_LABEL.get(r.round, r.round)}{' ' + r.note if r.note else ''} | {r.target} | {MODE_LABEL[r.mode]} | {r.connections} "
             f"| {r.users} | {r.rps:,.0f} | {r.p50_ms:.3f} | {r.p90_ms:.3f} | {r.p99_ms:.3f} "
-            f"| {r.non_2xx} | {r.socket_errors} | {cpu} | {r.ok if r.target == 'gateway' else ''} "
+            f"| {r.non_2xx} | {r.socket_errors} | {cpu} | {r.cpu['other'] / r.duration_s:.2f} "
+            f"| {r.ok if r.target == 'gateway' else ''} "
             f"| {r.rows if r.rows is not None else ''} |"
         )
     return head + "\n".join(lines)
@@ -837,7 +892,8 @@ measurement ran {seconds:g} s. Re-run with `uv run python bench/run.py` (full, ~
 - **added** = median gateway p50/p99 minus median direct p50/p99 at the same settings.
 - **CPU/req** = CPU seconds the process used during the run (from `/proc/<pid>/stat`) / requests
   wrk completed. PostgreSQL = all `postgres` processes on the machine (other databases' work would
-  show up here too).
+  show up here too). **Waiting for a CPU** = time the gateway's event-loop thread was runnable but
+  not running (`/proc/<pid>/schedstat`) / requests: what a busy machine adds to its latency.
 
 ### Commands
 
@@ -866,6 +922,18 @@ stack, not by the gateway alone.
 ### Database work per request (pg_stat_database of the benchmark database / usage rows)
 
 {dbwork}
+
+### The ledger alone, three ways (`bench/ledger_paths.py`, one request at a time, after the runs)
+
+{paths}
+
+A and D are the project's code (D, where present, is what the gateway runs on PostgreSQL); B and C
+are sketches that write the same rows, to show what the client stack (A vs B) and the number of
+round trips (B vs C) cost per request.
+
+### What waiting for WAL flushes costs (diagnostic)
+
+{diagnostic}
 
 ## Where the gateway spends its time
 
@@ -930,12 +998,17 @@ def dbwork_text(work: dict[str, float]) -> str:
 def profile_text(prof: Profile | None) -> str:
     if prof is None:
         return (
-            "Not profiled in this run (`--profile` with py-spy installed, e.g. "
-            "`pip install --target /tmp/pyspy py-spy` and `--py-spy /tmp/pyspy/bin/py-spy`)."
+            "Not profiled in this run: pass `--profile` with py-spy installed "
+            "(`pip install --target /tmp/pyspy py-spy`, then `--py-spy /tmp/pyspy/bin/py-spy`)."
         )
+    summary = prof.summary
     per_req = 1000 * prof.seconds / prof.requests if prof.requests else float("nan")
+    areas = "| area | % of samples | of which in socket read/write syscalls |\n|---|---:|---:|\n"
+    areas += "\n".join(
+        f"| {name} | {share:.1f} | {sys_:.1f} |" for name, share, sys_ in summary.by_area
+    )
 
-    def table(items: list[tuple[str, float]], what: str) -> str:
+    def table(items: Shares, what: str) -> str:
         return f"| {what} | % of samples |\n|---|---:|\n" + "\n".join(
             f"| `{name}` | {share:.1f} |" for name, share in items
         )
@@ -944,91 +1017,177 @@ def profile_text(prof: Profile | None) -> str:
         [
             f"py-spy sampled the gateway process while wrk drove it with 16 connections, "
             f"non-streamed, {USERS} users, for {prof.seconds:g} s ({prof.requests:,} requests, "
-            f"{per_req:.3f} ms of wall time per request; {prof.samples:,} non-idle samples at "
-            f"200 Hz). Command: `{prof.command}`; the raw stacks are in `bench/profile-latest.txt`.",
+            f"{per_req:.2f} ms of wall time per request; {summary.samples:,} non-idle samples "
+            f"at 100 Hz). Command: `{prof.command}`. The raw stacks are kept in "
+            "`bench/profile-latest.txt` (not committed).",
             "",
-            "**By area** (each sample charged to the innermost frame of a known library; "
-            "asyncio/stdlib frames are charged to their caller; samples with no library frame at "
-            "all are the event loop itself — uvloop callbacks, asyncio task stepping):",
+            "**By area.** Each sample is charged to the innermost frame of a known library; "
+            "stdlib, asyncio and C frames are charged to their caller. Samples with no library "
+            "frame are the event loop itself (uvloop callbacks, task stepping). The last column "
+            "is the part of the area's samples spent inside libc `write()`/`read()` on a socket "
+            f"({summary.syscalls:.1f}% of all samples): on this VM each of those wakes another "
+            "process (PostgreSQL, the provider) and is expensive.",
             "",
-            table(prof.by_area, "area"),
+            areas,
             "",
-            "**Gateway functions, inclusive** (share of samples with this function on the stack; "
-            "driver protocol callbacks run from the event loop, not under the awaiting function, "
-            "so database and HTTP reads are partly charged to the loop):",
+            "**Gateway functions, inclusive** (share of samples with the function on the stack; "
+            "a driver's protocol callbacks run from the event loop, not under the function that "
+            "awaits them, so part of each database call is charged to the loop):",
             "",
-            table(prof.inclusive, "function"),
+            table(summary.inclusive, "function"),
             "",
-            "**Hottest leaf functions (self time)**:",
+            "**Hottest leaf frames (self time)**:",
             "",
-            table(prof.leaves, "function"),
+            table(summary.leaves, "frame"),
         ]
     )
 
 
 def analysis_text(
-    rows: list[Row], acc: Accounting, work: dict[str, float], prof: Profile | None
+    rows: list[Row],
+    acc: Accounting,
+    work: dict[str, float],
+    prof: Profile | None,
+    paths: list[PathCost],
+    diagnostic: list[Run],
 ) -> str:
     def find(mode: str, connections: int, users: int = USERS) -> Row:
         return next(
             r for r in rows if (r.mode, r.connections, r.users) == (mode, connections, users)
         )
 
+    nproc = os.cpu_count() or 2
     j1, s1 = find("json", 1), find("stream", 1)
     j16, j64 = find("json", 16), find("json", 64)
     s16, s64 = find("stream", 16), find("stream", 64)
-    best_json = max(j16.med(j16.gateway, "rps"), j64.med(j64.gateway, "rps"))
+    best = max((j16, j64), key=lambda r: r.med(r.gateway, "rps"))
+    best_json = best.med(best.gateway, "rps")
     best_stream = max(s16.med(s16.gateway, "rps"), s64.med(s64.gateway, "rps"))
-    solo16 = find("json", 16, 1)
-    solo64 = find("json", 64, 1)
-    gw_cpu = j16.cpu("gateway")
-    pg_cpu = j16.cpu("postgres")
+    solo16, solo64 = find("json", 16, 1), find("json", 64, 1)
+    gw_cpu, pg_cpu = best.cpu("gateway"), best.cpu("postgres")
+    gw_cpu_1 = j1.cpu("gateway")
     direct16 = j16.med(j16.direct, "rps")
-    met_latency = j1.added_p50 < TARGET_ADDED_P50_MS
-    met_rps = best_json >= TARGET_RPS
+    by_key = {p.key: p for p in paths}
+    functions = "functions" in by_key
+    cores = {w: best.cores(w) for w in ("gateway", "provider", "postgres", "redis", "wrk", "other")}
+    busy = sum(cores.values())
+    if busy >= 0.9 * nproc:
+        verdict = (
+            f"the machine was saturated ({busy:.2f} of {nproc} cores busy), so this throughput is "
+            "what the whole stack gets from 2 shared cores, not the gateway's own ceiling"
+        )
+    elif cores["gateway"] >= 0.9:
+        verdict = "the gateway's single event loop was the bottleneck (about one full core)"
+    else:
+        verdict = (
+            f"neither the gateway ({cores['gateway']:.2f} cores) nor the machine ({busy:.2f} of "
+            f"{nproc}) was saturated: requests were waiting on something else (row locks, the "
+            "connection pool, WAL flushes)"
+        )
     bullets = [
         f"**Added latency, idle gateway (1 connection):** {j1.added_p50:.2f} ms at p50 "
         f"non-streamed ({j1.added_p99:.2f} ms at p99) and {s1.added_p50:.2f} ms streamed. "
         f"Target < {TARGET_ADDED_P50_MS:g} ms non-streamed: "
-        + ("**met**." if met_latency else "**not met**.")
-        + f" LiteLLM adds {LITELLM_ADDED_JSON_MS:g} ms / {LITELLM_ADDED_STREAM_MS:g} ms "
-        f"(PERFORMANCE.md), the naive metering proxy there {NAIVE_METERING_ADDED_MS:g} ms.",
+        + ("**met**." if j1.added_p50 < TARGET_ADDED_P50_MS else "**not met**.")
+        + f" Per request at 1 connection the gateway ran {gw_cpu_1:.2f} ms on a CPU and waited "
+        f"{j1.cpu('gateway_wait'):.2f} ms for one (other jobs used "
+        f"{j1.cores('other'):.2f} cores meanwhile); the rest is waiting on PostgreSQL (two "
+        "commits, each a WAL flush) and the provider."
+        + f" For comparison (PERFORMANCE.md): LiteLLM adds {LITELLM_ADDED_JSON_MS:g} ms "
+        f"non-streamed / {LITELLM_ADDED_STREAM_MS:g} ms streamed, the naive metering proxy "
+        f"{NAIVE_METERING_ADDED_MS:g} ms.",
         f"**Throughput with accounting on:** {best_json:,.0f} req/s non-streamed and "
-        f"{best_stream:,.0f} req/s streamed (best of 16/64 connections; one gateway worker). "
+        f"{best_stream:,.0f} req/s streamed (best of 16/64 connections, one gateway worker). "
         f"Target > {TARGET_RPS:,.0f} req/s: "
-        + ("**met**." if met_rps else "**not met**.")
-        + f" For scale: LiteLLM tops out near {LITELLM_RPS:g} req/s per worker "
-        f"({best_json / LITELLM_RPS:.0f} times less), the naive metering proxy in PERFORMANCE.md at "
-        f"~{NAIVE_METERING_RPS:g}, and the provider alone answers {direct16:,.0f} req/s here.",
-        f"**CPU per request:** the gateway process uses {gw_cpu:.2f} ms of CPU per non-streamed "
-        f"request at 16 connections and PostgreSQL {pg_cpu:.2f} ms "
-        f"(PERFORMANCE.md's naive metering proxy: {NAIVE_METERING_CPU_MS:g} ms + ~1 ms). On 2 cores "
-        f"shared with the provider, PostgreSQL and wrk, {gw_cpu:.2f} ms/req caps one worker at "
-        f"~{1000 / gw_cpu if gw_cpu else float('nan'):,.0f} req/s even with a core to itself; "
-        f"the sum over all processes (table above) shows how close the machine is to saturation.",
-        f"**Latency under load** is mostly queueing on a saturated machine: at 16 connections "
-        f"the gateway's p50 is {j16.med(j16.gateway, 'p50_ms'):.2f} ms vs "
-        f"{j16.med(j16.direct, 'p50_ms'):.2f} ms direct (at 64: "
-        f"{j64.med(j64.gateway, 'p50_ms'):.2f} vs {j64.med(j64.direct, 'p50_ms'):.2f} ms), which "
-        "is ≈ connections / throughput, not extra work per request.",
+        + ("**met**." if best_json >= TARGET_RPS else "**not met**.")
+        + f" For comparison: LiteLLM tops out near {LITELLM_RPS:g} req/s per worker, the naive "
+        f"metering proxy in PERFORMANCE.md at ~{NAIVE_METERING_RPS:g} req/s, and the provider "
+        f"alone answers {direct16:,.0f} req/s here.",
+        f"**CPU per request:** at {best.connections} connections the gateway process used "
+        f"{gw_cpu:.2f} ms of CPU per non-streamed request ({gw_cpu_1:.2f} ms at 1 connection, "
+        f"where nothing is batched) and PostgreSQL {pg_cpu:.2f} ms; PERFORMANCE.md's naive "
+        f"metering proxy used {NAIVE_METERING_CPU_MS:g} ms + ~1 ms. During those runs the "
+        f"gateway used {cores['gateway']:.2f} cores, PostgreSQL {cores['postgres']:.2f}, the "
+        f"provider {cores['provider']:.2f}, wrk {cores['wrk']:.2f} and other jobs "
+        f"{cores['other']:.2f}: {verdict}. At {gw_cpu:.2f} ms/request one worker with a core "
+        f"to itself would top out near {1000 / gw_cpu if gw_cpu else float('nan'):,.0f} req/s.",
+        f"**Latency under load is queueing:** wrk is a closed loop, so p50 is about connections "
+        f"divided by throughput. At 16 connections the gateway's p50 is "
+        f"{j16.med(j16.gateway, 'p50_ms'):.1f} ms vs {j16.med(j16.direct, 'p50_ms'):.2f} ms "
+        f"direct (at 64: {j64.med(j64.gateway, 'p50_ms'):.1f} vs "
+        f"{j64.med(j64.direct, 'p50_ms'):.1f} ms): the added latency under load is the "
+        "throughput gap, not per-request work.",
         f"**Single user (hot balance row):** {solo16.med(solo16.gateway, 'rps'):,.0f} req/s at 16 "
         f"connections and {solo64.med(solo64.gateway, 'rps'):,.0f} at 64, vs "
         f"{j16.med(j16.gateway, 'rps'):,.0f} / {j64.med(j64.gateway, 'rps'):,.0f} with {USERS} "
-        "users: every reservation and settlement of one user takes that user's account row lock "
-        "(`SELECT … FOR UPDATE` in reserve, `UPDATE accounts` in settle), so one user's "
-        "requests serialise on it inside PostgreSQL.",
+        "users. Every reserve and settle of a user locks that user's account row until its "
+        "transaction commits, and a commit waits for its WAL flush (synchronous_commit=on), so "
+        "one user's concurrent requests queue on that row one commit at a time.",
     ]
     if work:
-        bullets.append(
-            f"**Database round trips:** {work.get('xact_commit', 0):.2f} committed transactions, "
-            f"{work.get('tup_inserted', 0):.2f} rows inserted and {work.get('tup_updated', 0):.2f} "
-            "updated per request (reserve: lock + update account + insert reservation; settle: "
-            "insert usage + close reservation + insert ledger entry + update account), each "
-            "statement its own round trip, plus BEGIN and COMMIT."
+        path = (
+            "Reserve and settle are one round trip each (`SELECT solaris_reserve(...)` / "
+            "`SELECT solaris_settle(...)`, the PL/pgSQL functions of migration 0002), each its "
+            "own transaction."
+            if functions
+            else "Reserve sends BEGIN, `SELECT ... FOR UPDATE`, `UPDATE accounts`, `INSERT "
+            "reservations`, COMMIT; settle sends BEGIN, `INSERT usage`, `UPDATE reservations`, "
+            "`INSERT ledger_entries`, `UPDATE accounts`, COMMIT: 11 round trips."
         )
-    if prof is not None and prof.by_area:
-        top = ", ".join(f"{name} {share:.0f}%" for name, share in prof.by_area[:4])
-        bullets.append(f"**Profile (16 connections, non-streamed):** {top} of the gateway's CPU.")
+        bullets.append(
+            f"**Database work:** {work.get('xact_commit', 0):.2f} committed transactions (each a "
+            f"WAL flush), {work.get('tup_inserted', 0):.2f} rows inserted and "
+            f"{work.get('tup_updated', 0):.2f} updated per request. {path}"
+        )
+    if {"sqlalchemy", "raw", "cte"} <= by_key.keys():
+        a, b, c = by_key["sqlalchemy"], by_key["raw"], by_key["cte"]
+        text = (
+            "**The ledger alone** (`bench/ledger_paths.py`, one request at a time): reserve + "
+            f"settle statement by statement through SQLAlchemy costs {a.cpu_ms:.2f} ms of client "
+            f"CPU ({a.wall_ms:.2f} ms wall); the same 11 round trips from raw asyncpg "
+            f"{b.cpu_ms:.2f} ms ({b.wall_ms:.2f} ms wall), so SQLAlchemy's per-statement work "
+            f"(statement building, cache keys, the greenlet bridge, result objects) is "
+            f"~{a.cpu_ms - b.cpu_ms:.1f} ms per request; one statement per phase "
+            f"{c.cpu_ms:.2f} ms ({c.wall_ms:.2f} ms wall)."
+        )
+        if functions:
+            d = by_key["functions"]
+            text += (
+                f" The gateway's PostgreSQL path (SQL functions) costs {d.cpu_ms:.2f} ms CPU "
+                f"({d.wall_ms:.2f} ms wall): the accounting is now a small part of the "
+                f"{gw_cpu_1:.2f} ms the gateway spends per request at 1 connection."
+            )
+        else:
+            text += (
+                f" The gateway spends {gw_cpu_1:.2f} ms of CPU per request at 1 connection in "
+                "all, most of it in the first path."
+            )
+        bullets.append(text)
+    diag = diagnostic_summary(diagnostic)
+    keys = [(1, USERS, "on"), (1, USERS, "off"), (16, 1, "on"), (16, 1, "off")]
+    if all(k in diag for k in keys):
+        idle_on, idle_off, hot_on, hot_off = (diag[k] for k in keys)
+        helps = idle_off["p50"] < idle_on["p50"] and hot_off["rps"] > hot_on["rps"]
+        bullets.append(
+            (
+                "**Durable commits are a large part of the wait:** "
+                if helps
+                else "**Durable commits (inconclusive this time):** "
+            )
+            + f"with synchronous_commit off (diagnostic above) the 1-connection p50 was "
+            f"{idle_off['p50']:.2f} ms instead of {idle_on['p50']:.2f} ms, and one user at 16 "
+            f"connections got {hot_off['rps']:,.0f} instead of {hot_on['rps']:,.0f} req/s. "
+            "Each request waits for two WAL flushes (the reservation's commit, then the "
+            "settlement's, which the answer waits for), and a user's account row stays locked "
+            "until its flush is done."
+        )
+    if prof is not None and prof.summary.by_area:
+        top = ", ".join(f"{name} {share:.0f}%" for name, share, _ in prof.summary.by_area[:4])
+        bullets.append(
+            f"**Profile (16 connections, non-streamed):** {top} of the gateway's samples; "
+            f"{prof.summary.syscalls:.0f}% of all samples sit in socket write()/read() calls "
+            "(each one wakes another process on a 2-core machine)."
+        )
     bullets.append(
         "**Accounting:** "
         + (
@@ -1039,11 +1198,108 @@ def analysis_text(
         )
     )
     bullets.append(
-        "**Noise:** other work on this machine moves these numbers; the raw runs below show the "
-        "spread between rounds. Compare ratios (gateway vs direct in the same round) rather than "
-        "absolute numbers across runs."
+        f"**Noise:** jobs this script did not start used a median "
+        f"{median([row.cores('other') for row in rows]):.2f} of the {nproc} cores during the "
+        "gateway runs ('other jobs' column above; per run in the raw table, next to the spread "
+        "between rounds). Gateway vs direct within one report is more reliable than absolute "
+        "numbers across reports."
     )
     return "\n".join(f"- {b}" for b in bullets)
+
+
+# ----------------------------------------------------------------------------- diagnostic
+
+
+async def wal_diagnostic(
+    admin: Any,
+    db_name: str,
+    env: dict[str, str],
+    workdir: Path,
+    args: argparse.Namespace,
+    key: str,
+    run_id: str,
+) -> list[Run]:
+    """Two settings again, on a gateway restarted with its database's synchronous_commit on and
+    off in turn (2 rounds): what waiting for WAL flushes costs. A diagnostic only."""
+    runs = []
+    seconds = max(3.0, args.duration - 2)
+    for rnd in range(1, args.diagnostic_rounds + 1):
+        for sync in ("on", "off") if rnd % 2 else ("off", "on"):
+            log(f"diagnostic round {rnd}: gateway restarted with synchronous_commit={sync}")
+            await admin.execute(f'ALTER DATABASE "{db_name}" SET synchronous_commit = {sync}')
+            with servers(env, workdir) as srv:
+                db = await asyncpg.connect(env["SOLARIS_DATABASE_URL"])
+                try:
+                    bench = Bench(
+                        wrk=args.wrk,
+                        servers=srv,
+                        db=db,
+                        user_prefix=f"bench-{run_id}-u",
+                        solo_prefix=f"bench-{run_id}-solo-",
+                        key=key,
+                        workdir=workdir,
+                        counter=800 + 10 * rnd + 5 * (sync == "off"),
+                    )
+                    await bench.wrk_run("gateway", "json", 16, USERS, args.warmup, "warmup-diag")
+                    for connections, users in ((1, USERS), (16, 1)):
+                        run = await bench.measure(
+                            "gateway", "json", connections, users, seconds, -rnd
+                        )
+                        run.note = f"synchronous_commit={sync}"
+                        runs.append(run)
+                finally:
+                    await db.close()
+    await admin.execute(f'ALTER DATABASE "{db_name}" RESET synchronous_commit')
+    return runs
+
+
+def diagnostic_summary(runs: list[Run]) -> dict[tuple[int, int, str], dict[str, float]]:
+    grouped: dict[tuple[int, int, str], list[Run]] = defaultdict(list)
+    for run in runs:
+        grouped[(run.connections, run.users, run.note.rpartition("=")[2])].append(run)
+    return {
+        k: {
+            "rps": median([r.rps for r in v]),
+            "p50": median([r.p50_ms for r in v]),
+            "p99": median([r.p99_ms for r in v]),
+            "cpu": median([r.cpu_ms_per_request("gateway") for r in v]),
+            "wait": median([1000 * r.cpu["gateway_wait"] / r.requests for r in v]),
+            "other": median([r.cpu["other"] / r.duration_s for r in v]),
+        }
+        for k, v in grouped.items()
+    }
+
+
+def diagnostic_text(runs: list[Run]) -> str:
+    if not runs:
+        return "Not run (`--no-wal-diagnostic`)."
+    rounds = len({r.round for r in runs})
+    lines = [
+        "After the main rounds the gateway was restarted with `ALTER DATABASE ... SET "
+        "synchronous_commit = on` and `= off` in turn, and two non-streamed settings were "
+        f"measured on each ({rounds} rounds, medians; every run's usage rows are in the raw "
+        "table). This is a diagnostic of where the time goes, not a way to run the gateway: "
+        "without synchronous commits a PostgreSQL crash can lose the last settlements.",
+        "",
+        "| setting | synchronous_commit | gateway req/s | p50 ms | p99 ms | gateway CPU/req "
+        "| waiting for a CPU /req | other jobs (cores) |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for (connections, users, sync), m in sorted(
+        diagnostic_summary(runs).items(), key=lambda item: (item[0][0], item[0][2] != "on")
+    ):
+        lines.append(
+            f"| {connections} conn, {users} user(s) | {sync} | {m['rps']:,.0f} | {m['p50']:.2f} "
+            f"| {m['p99']:.2f} | {m['cpu']:.3f} | {m['wait']:.3f} | {m['other']:.2f} |"
+        )
+    short = [r for r in runs if (r.rows or 0) < r.ok]
+    lines += [
+        "",
+        f"Accounting in these runs: {sum(r.ok for r in runs):,} 2xx, "
+        f"{sum(r.rows or 0 for r in runs):,} usage rows; runs with fewer rows than 2xx: "
+        f"{len(short)}.",
+    ]
+    return "\n".join(lines)
 
 
 # ----------------------------------------------------------------------------- main
@@ -1060,6 +1316,13 @@ async def main_async(args: argparse.Namespace) -> int:
     log(f"logs in {workdir}; database {db_name}")
     admin = await asyncpg.connect(admin_url)
     pg_version = str(await admin.fetchval("SHOW server_version"))
+    pg_settings = ", ".join(
+        [
+            f"{name}={await admin.fetchval(f'SHOW {name}')}"
+            for name in ("synchronous_commit", "fsync", "shared_buffers", "max_connections")
+        ]
+    )
+    pg_version += f" ({pg_settings})"
     await admin.execute(f'CREATE DATABASE "{db_name}"')
     db_url = admin_url.rsplit("/", 1)[0] + "/" + db_name
     key = "sk-bench-" + secrets.token_hex(8)
@@ -1118,7 +1381,7 @@ async def main_async(args: argparse.Namespace) -> int:
                 else:
                     log("no py-spy: pip install --target /tmp/pyspy py-spy, then --py-spy BIN")
             rss = rss_mib(srv.gateway.pid)
-            accounting = await check_accounting(bench, runs)
+            accounting = await check_accounting(bench, [*runs, *bench.extra_runs])
             port = srv.gateway_port
             commands = [
                 *srv.commands,
@@ -1134,6 +1397,11 @@ async def main_async(args: argparse.Namespace) -> int:
         await asyncio.sleep(0.6)
         work = await database_work(db, db_name, accounting.totals["usage_rows"])
         await db.close()
+        log("timing the ledger paths (bench/ledger_paths.py)")
+        paths = await measure_paths(db_url, 150 if args.quick else 400)
+        diagnostic: list[Run] = []
+        if args.wal_diagnostic:
+            diagnostic = await wal_diagnostic(admin, db_name, env, workdir, args, key, run_id)
     finally:
         with contextlib.suppress(Exception):
             await admin.execute(f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)')
@@ -1166,8 +1434,10 @@ async def main_async(args: argparse.Namespace) -> int:
         accounting=accounting_text(accounting),
         dbwork=dbwork_text(work),
         profile=profile_text(prof),
-        analysis=analysis_text(rows, accounting, work, prof),
-        raw=raw_table(runs),
+        paths=paths_table(paths),
+        diagnostic=diagnostic_text(diagnostic),
+        analysis=analysis_text(rows, accounting, work, prof, paths, diagnostic),
+        raw=raw_table([*runs, *diagnostic]),
     )
     args.report.write_text(report)
     (args.report.with_suffix(".json")).write_text(
@@ -1187,9 +1457,19 @@ def main() -> None:
     parser.add_argument("--py-spy", help="the py-spy binary (default: py-spy on PATH)")
     parser.add_argument("--profile-seconds", type=float, default=None)
     parser.add_argument("--report", type=Path, help="where to write the report")
+    parser.add_argument(
+        "--diagnostic-rounds", type=int, help="rounds of the WAL diagnostic (default 2, quick 1)"
+    )
+    parser.add_argument(
+        "--no-wal-diagnostic",
+        dest="wal_diagnostic",
+        action="store_false",
+        help="skip the synchronous_commit=off diagnostic runs",
+    )
     args = parser.parse_args()
     args.rounds = args.rounds or (1 if args.quick else 3)
-    args.duration = args.duration or (3.0 if args.quick else 8.0)
+    args.duration = args.duration or (3.0 if args.quick else 7.0)
+    args.diagnostic_rounds = args.diagnostic_rounds or (1 if args.quick else 2)
     args.warmup = args.warmup or (1.0 if args.quick else 3.0)
     args.profile_seconds = args.profile_seconds or (5.0 if args.quick else 15.0)
     args.report = args.report or BENCH_DIR / ("REPORT.quick.md" if args.quick else "REPORT.md")

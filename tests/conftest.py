@@ -166,7 +166,7 @@ class Gateway:
         async def run() -> T:
             database = open_database(self.env["SOLARIS_DATABASE_URL"], pool_size=1)
             try:
-                return await job(Users(Ledger(database), 0))
+                return await job(Users(Ledger(database)))
             finally:
                 await database.close()
 

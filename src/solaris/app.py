@@ -24,14 +24,16 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from solaris.config import Settings
-from solaris.errors import ApiError, NotFound
+from solaris.errors import ApiError, BadRequest, NotFound, UpstreamUnreachable
 from solaris.gateway.body import ENDPOINTS
 from solaris.gateway.identity import Identity
 from solaris.gateway.proxy import Proxy
 from solaris.gateway.responses import JSON, send_bytes, send_error
 from solaris.gateway.upstream import Upstream
 from solaris.ledger.ledger import Clock, Ledger, utcnow
+from solaris.ledger.plans import Plan
 from solaris.ledger.users import Users
+from solaris.limits import RateLimiter
 from solaris.metering import tokenizer
 from solaris.observability.metrics import Metrics
 from solaris.observability.requests import RequestLog
@@ -73,11 +75,14 @@ class Gateway:
         self.settings = settings
         self.database: Database = open_database(settings.database_url, MANAGEMENT_POOL_SIZE)
         self.ledger = _ledger(settings, self.database, clock)
-        self.users = Users(self.ledger, settings.default_allowance_tokens)
+        self.users = Users(self.ledger)
         self.metrics = Metrics()
         self.cache = IdentityCache(settings.redis_url, settings.identity_cache_ttl_s, self.metrics)
         self.identity = Identity(settings, self.users, self.cache)
         self.upstream = Upstream(settings)
+        self.limiter = RateLimiter(
+            settings.redis_url, on_redis_error=self.metrics.store_errors.labels("redis").inc
+        )
         self.proxy = Proxy(
             settings,
             self.identity,
@@ -85,6 +90,7 @@ class Gateway:
             self.upstream,
             settings.signing_key(),
             RequestLog(self.metrics),
+            self.limiter,
         )
 
     async def start(self) -> None:
@@ -100,6 +106,7 @@ class Gateway:
         # Requests cancelled at the end of the grace period are still settling: let them.
         await self.proxy.drain(SETTLE_DRAIN_S)
         await self.upstream.close()
+        await self.limiter.close()
         await self.ledger.close()
         await self.cache.close()
         await self.database.close()
@@ -111,30 +118,44 @@ class Gateway:
         return {"database": database, "redis": redis, "upstream": upstream}
 
     async def models(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """GET /v1/models: the operator's configured models, or the upstream's list."""
+        """GET /v1/models: the models the caller's plan allows, from the operator's list or
+        the upstream's. The LibreChat key without a user sees the whole catalogue."""
+        headers: dict[bytes, bytes] = dict(scope["headers"])
+        plan: Plan | None = None
         try:
-            await self.identity.authenticate(dict(scope["headers"]))
+            plan = (await self.identity.resolve(headers, {})).plan
+        except BadRequest:
+            await self.identity.authenticate(headers)
         except ApiError as error:
             await send_error(send, error)
             return
         if self.settings.models:
-            listing = {
-                "object": "list",
-                "data": [
-                    {"id": name, "object": "model", "created": 0, "owned_by": "solaris"}
-                    for name in self.settings.models
-                ],
-            }
-            await send_bytes(send, 200, orjson.dumps(listing), JSON)
-            return
-        try:
-            response = await self.upstream.request("GET", "/models", None, "models")
-        except ApiError as error:
-            await send_error(send, error)
-            return
+            names = list(self.settings.models)
+        else:
+            try:
+                names = await self._upstream_models()
+            except ApiError as error:
+                await send_error(send, error)
+                return
+        listing = {
+            "object": "list",
+            "data": [
+                {"id": name, "object": "model", "created": 0, "owned_by": "solaris"}
+                for name in names
+                if plan is None or plan.allows(name)
+            ],
+        }
+        await send_bytes(send, 200, orjson.dumps(listing), JSON)
+
+    async def _upstream_models(self) -> list[str]:
+        response = await self.upstream.request("GET", "/models", None, "models")
         async with response:
             payload = await response.read()
-        await send_bytes(send, response.status, payload, JSON)
+        try:
+            data = orjson.loads(payload)["data"]
+            return [str(item["id"]) for item in data]
+        except (orjson.JSONDecodeError, KeyError, TypeError):
+            raise UpstreamUnreachable("The model provider's model list is unreadable.") from None
 
 
 def _ledger(settings: Settings, database: Database, clock: Clock) -> Ledger:

@@ -24,9 +24,10 @@ from typing import Annotated, Any, TypeVar
 import typer
 from sqlalchemy import select
 
-from solaris.config import Settings, load_settings
+from solaris.config import PlanConfig, Settings, load_settings
 from solaris.errors import SolarisError
-from solaris.ledger.ledger import Ledger
+from solaris.ledger.ledger import Ledger, utcnow
+from solaris.ledger.plans import Plans
 from solaris.ledger.users import User, Users
 from solaris.observability.logs import configure_logging
 from solaris.store.database import Database, migrate, open_database
@@ -38,9 +39,11 @@ app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 users_app = typer.Typer(no_args_is_help=True, help="Users and their balances.")
 credits_app = typer.Typer(no_args_is_help=True, help="Credits on users' balances.")
 keys_app = typer.Typer(no_args_is_help=True, help="Per-user API keys.")
+plans_app = typer.Typer(no_args_is_help=True, help="Plans: allowance, period, limits, models.")
 app.add_typer(users_app, name="users")
 app.add_typer(credits_app, name="credits")
 app.add_typer(keys_app, name="keys")
+app.add_typer(plans_app, name="plans")
 
 T = TypeVar("T")
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
@@ -61,7 +64,7 @@ def _run(job: Callable[[Settings, Database], Awaitable[T]]) -> T:
 
 
 def _users(settings: Settings, database: Database) -> Users:
-    return Users(Ledger(database), settings.default_allowance_tokens)
+    return Users(Ledger(database))
 
 
 async def _find(users: Users, external_id: str) -> User:
@@ -89,6 +92,7 @@ def serve(
         if settings.migrate_on_start:
             await migrate(database)
         await database.check_migrated()
+        await Plans(database).sync_from_settings(settings, utcnow())
 
     _run(check)
     # uvicorn drains on SIGTERM, then re-raises the signal to the handler it found: make that
@@ -115,8 +119,10 @@ def _exit_cleanly(_signum: int, _frame: object) -> None:
 def migrate_command() -> None:
     """Create or upgrade the database schema (SOLARIS_DATABASE_URL)."""
 
-    async def job(_settings: Settings, database: Database) -> str | None:
-        return await migrate(database)
+    async def job(settings: Settings, database: Database) -> str | None:
+        revision = await migrate(database)
+        await Plans(database).sync_from_settings(settings, utcnow())
+        return revision
 
     typer.echo(f"database at revision {_run(job)}")
 
@@ -152,6 +158,67 @@ def users_show(user: str, as_json: JsonOption = False) -> None:
         }
 
     _print([_run(job)], as_json, ["id", "user", "email", "balance", "held", "available"])
+
+
+@users_app.command("plan")
+def users_plan(user: str, plan: str) -> None:
+    """Put USER on PLAN at once (recorded). Example: solaris users plan u123 pro"""
+
+    async def job(settings: Settings, database: Database) -> None:
+        users = _users(settings, database)
+        found = await _find(users, user)
+        await users.change_plan(found.id, plan, by="cli")
+
+    _run(job)
+    typer.echo(f"{user} is now on plan {plan}")
+
+
+@plans_app.command("list")
+def plans_list(as_json: JsonOption = False) -> None:
+    """List plans."""
+
+    async def job(_settings: Settings, database: Database) -> list[dict[str, Any]]:
+        return [
+            {
+                "plan": plan.name,
+                "allowance": plan.allowance_tokens,
+                "period": plan.period,
+                "rpm": plan.rpm,
+                "tpm": plan.tpm,
+                "models": ",".join(plan.models),
+                "default": default,
+            }
+            for plan, default in await Plans(database).all()
+        ]
+
+    _print(_run(job), as_json, ["plan", "allowance", "period", "rpm", "tpm", "models", "default"])
+
+
+@plans_app.command("set")
+def plans_set(
+    name: str,
+    allowance: Annotated[int, typer.Option(min=0, help="Billable tokens per period.")],
+    period: Annotated[str, typer.Option(help="monthly, weekly or daily.")] = "monthly",
+    rpm: Annotated[int | None, typer.Option(min=1, help="Requests per minute.")] = None,
+    tpm: Annotated[int | None, typer.Option(min=1, help="Tokens per minute.")] = None,
+    models: Annotated[str, typer.Option(help="Allowed models, comma-separated patterns.")] = "*",
+    default: Annotated[bool, typer.Option(help="New users get this plan.")] = False,
+) -> None:
+    """Create or change a plan. Example: solaris plans set pro --allowance 2000000 --rpm 60"""
+    config = PlanConfig(
+        allowance_tokens=allowance,
+        period=period,
+        rpm=rpm,
+        tpm=tpm,
+        models=[m.strip() for m in models.split(",") if m.strip()],
+        default=default,
+    )
+
+    async def job(_settings: Settings, database: Database) -> None:
+        await Plans(database).save(name, config, utcnow())
+
+    _run(job)
+    typer.echo(f"plan {name} saved")
 
 
 @credits_app.command("grant")

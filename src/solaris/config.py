@@ -24,7 +24,7 @@ from pydantic_settings import (
 
 from solaris.errors import ConfigError
 
-__all__ = ["ModelPolicy", "Settings", "load_settings"]
+__all__ = ["ModelPolicy", "PlanConfig", "Settings", "load_settings"]
 
 
 class ModelPolicy(BaseModel):
@@ -36,6 +36,20 @@ class ModelPolicy(BaseModel):
 
 
 DEFAULT_MODEL_POLICY = ModelPolicy()
+
+
+class PlanConfig(BaseModel):
+    """A plan as the operator writes it in YAML (`plans:`) or on the command line."""
+
+    allowance_tokens: int = Field(ge=0)
+    period: Literal["monthly", "weekly", "daily"] = "monthly"
+    anchor: Literal["subscription", "calendar"] = "subscription"
+    rpm: int | None = Field(default=None, gt=0)
+    tpm: int | None = Field(default=None, gt=0)
+    models: list[str] = Field(default_factory=lambda: ["*"])  # fnmatch patterns
+    weights: dict[str, ModelPolicy] = Field(default_factory=dict)
+    rollover: bool = False
+    default: bool = False
 
 
 def _split_keys(value: Any) -> Any:
@@ -74,6 +88,7 @@ class Settings(BaseSettings):
     min_completion_tokens: int = Field(default=16, gt=0)  # below this a request is blocked
     reservation_timeout_s: float = Field(default=900.0, gt=0)
     models: dict[str, ModelPolicy] = Field(default_factory=dict)
+    plans: dict[str, PlanConfig] = Field(default_factory=dict)  # best set in YAML
 
     # Block replies and links.
     public_base_url: str = "http://localhost:8080"
@@ -118,6 +133,13 @@ class Settings(BaseSettings):
         if value and not value.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError("must be a redis:// URL")
         return value or None
+
+    @model_validator(mode="after")
+    def _one_default_plan(self) -> Settings:
+        defaults = [name for name, plan in self.plans.items() if plan.default]
+        if self.plans and len(defaults) != 1:
+            raise ValueError(f"exactly one plan must be `default: true` (found {defaults})")
+        return self
 
     @model_validator(mode="after")
     def _reservation_outlives_calls(self) -> Settings:

@@ -6,9 +6,11 @@
     └── ApiError                 answered to the client in OpenAI's error shape
         ├── BadRequest           400 invalid_request_error
         ├── Unauthorized         401 invalid_api_key
+        ├── Forbidden            403 model_not_allowed
         ├── NotFound             404 unknown_url
         ├── PayloadTooLarge      413
         ├── UnsupportedMediaType 415
+        ├── RateLimited          429 rate_limit_exceeded (+ Retry-After)
         ├── ServiceUnavailable   503 (database unreachable: fail closed)
         ├── UpstreamUnreachable  502
         └── UpstreamTimeout      504
@@ -25,8 +27,10 @@ __all__ = [
     "ApiError",
     "BadRequest",
     "ConfigError",
+    "Forbidden",
     "NotFound",
     "PayloadTooLarge",
+    "RateLimited",
     "ServiceUnavailable",
     "SolarisError",
     "StoreError",
@@ -84,6 +88,22 @@ class Unauthorized(ApiError):
     status = 401
     type = "invalid_request_error"
     code = "invalid_api_key"
+
+
+class Forbidden(ApiError):
+    status = 403
+    type = "invalid_request_error"
+    code = "model_not_allowed"
+
+
+class RateLimited(ApiError):
+    status = 429
+    type = "requests"
+    code = "rate_limit_exceeded"
+
+    def __init__(self, message: str, retry_after_s: float) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
 
 
 class NotFound(ApiError):

@@ -12,18 +12,23 @@ import base64
 import binascii
 import hashlib
 import hmac
+import time
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from solaris.config import Settings
 from solaris.errors import BadRequest, Unauthorized
+from solaris.ledger.plans import Plan, Subscription
 from solaris.ledger.users import Users, hash_key
 from solaris.store.cache import IdentityCache
 
 __all__ = ["Caller", "Identity", "decode_header_value"]
 
 EXTERNAL_ID_LENGTH_MAX = 255
+PLAN_CACHE_TTL_S = 5.0  # a plan change reaches every gateway process within this
+PLAN_CACHE_ENTRIES_MAX = 100_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +37,11 @@ class Caller:
     external_id: str
     via_librechat: bool  # service key: blocked streams get an in-chat reply instead of a 402
     conversation_id: str | None
+    subscription: Subscription
+
+    @property
+    def plan(self) -> Plan:
+        return self.subscription.plan
 
 
 def decode_header_value(raw: bytes, header: str) -> str:
@@ -56,6 +66,7 @@ class Identity:
         self._email_header = settings.user_email_header.lower().encode("latin-1")
         self._conversation_header = settings.conversation_id_header.lower().encode("latin-1")
         self._user_header_name = settings.user_id_header
+        self._plans: OrderedDict[int, tuple[float, Subscription]] = OrderedDict()
 
     async def resolve(self, headers: Mapping[bytes, bytes], body: Mapping[str, Any]) -> Caller:
         key = _bearer(headers)
@@ -68,7 +79,7 @@ class Identity:
                 raise Unauthorized("Incorrect API key provided.")
             user_id = user.id
             await self.cache.set("key:" + hash_key(key), user_id)
-        return Caller(user_id, "", via_librechat=False, conversation_id=None)
+        return Caller(user_id, "", False, None, await self.subscription_of(user_id))
 
     async def authenticate(self, headers: Mapping[bytes, bytes]) -> None:
         """Any valid key (for routes that are not billed, such as the model list)."""
@@ -112,7 +123,20 @@ class Identity:
             user = await self.users.ensure(external_id, email or None)
             user_id = user.id
             await self.cache.set("ext:" + external_id, user_id)
-        return Caller(user_id, external_id, True, conversation_id or None)
+        subscription = await self.subscription_of(user_id)
+        return Caller(user_id, external_id, True, conversation_id or None, subscription)
+
+    async def subscription_of(self, user_id: int) -> Subscription:
+        now = time.monotonic()
+        cached = self._plans.get(user_id)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        subscription = await self.users.plans.of_user(user_id)
+        self._plans[user_id] = (now + PLAN_CACHE_TTL_S, subscription)
+        self._plans.move_to_end(user_id)
+        if len(self._plans) > PLAN_CACHE_ENTRIES_MAX:
+            self._plans.popitem(last=False)
+        return subscription
 
 
 def _bearer(headers: Mapping[bytes, bytes]) -> str:

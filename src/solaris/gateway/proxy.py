@@ -10,6 +10,7 @@ kept in an `Exchange` and logged and measured once, at the end.
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -24,7 +25,14 @@ from sqlalchemy.exc import SQLAlchemyError
 from starlette.types import Receive, Scope, Send
 
 from solaris.config import ModelPolicy, Settings
-from solaris.errors import ApiError, ServiceUnavailable, UpstreamTimeout, UpstreamUnreachable
+from solaris.errors import (
+    ApiError,
+    Forbidden,
+    RateLimited,
+    ServiceUnavailable,
+    UpstreamTimeout,
+    UpstreamUnreachable,
+)
 from solaris.gateway.block import block_chat_stream, block_json
 from solaris.gateway.body import (
     ENDPOINTS,
@@ -39,6 +47,7 @@ from solaris.gateway.relay import SseRelay, Usage, generated_text, usage_from
 from solaris.gateway.responses import SSE, send_bytes, send_error
 from solaris.gateway.upstream import Upstream
 from solaris.ledger.ledger import Ledger, UsageRecord
+from solaris.limits import Limit, RateLimiter
 from solaris.metering import billing, estimate, tokenizer
 from solaris.observability.requests import Exchange, RequestLog
 from solaris.portal.links import buy_url, sign_link
@@ -91,6 +100,7 @@ class Proxy:
         upstream: Upstream,
         signing_key: bytes,
         requests: RequestLog,
+        limiter: RateLimiter,
     ) -> None:
         self.settings = settings
         self.identity = identity
@@ -98,6 +108,7 @@ class Proxy:
         self.upstream = upstream
         self.signing_key = signing_key
         self.requests = requests
+        self.limiter = limiter
         self.metrics = requests.metrics
         self._settling: set[asyncio.Task[None]] = set()
 
@@ -116,7 +127,10 @@ class Proxy:
             if not exchange.outcome:
                 exchange.outcome = "unavailable" if error.status == 503 else "rejected"
             exchange.error = error.code or error.type
-            await send_error(send, error, [(b"x-request-id", exchange.request_id.encode())])
+            headers = [(b"x-request-id", exchange.request_id.encode())]
+            if isinstance(error, RateLimited) and error.retry_after_s > 0:
+                headers.append((b"retry-after", str(math.ceil(error.retry_after_s)).encode()))
+            await send_error(send, error, headers)
         finally:
             self.requests.finish(exchange, time.perf_counter())
 
@@ -127,7 +141,21 @@ class Proxy:
         body = parse_json(raw, headers, endpoint)
         model: str = body["model"]
         exchange.model = model
-        policy = self.settings.model_policy(model)
+        try:
+            caller = await self.identity.resolve(headers, body)
+            subscription = caller.subscription
+            await self.ledger.refresh_if_due(
+                caller.user_id, subscription.plan, subscription.anchored_at
+            )
+        except DATABASE_ERRORS as error:
+            raise self._database_down(exchange, error) from None
+        exchange.user_id = caller.user_id
+        if not caller.plan.allows(model):
+            raise Forbidden(
+                f"The model '{model}' is not available on your plan ({caller.plan.name}).",
+                param="model",
+            )
+        policy = caller.plan.policy(model, self.settings)
         if len(raw) > ESTIMATE_INLINE_BYTES_MAX:  # tokenizing megabytes would stall the loop
             prompt_tokens = await asyncio.to_thread(endpoint.prompt_tokens, body)
         else:
@@ -137,12 +165,11 @@ class Proxy:
             if endpoint.generates
             else 0
         )
+        await self._check_rate(caller, prompt_tokens + cap, exchange)
         wanted = billing.billable(prompt_tokens, cap, policy)
         least = min(cap, self.settings.min_completion_tokens)
         minimum = max(1, billing.billable(prompt_tokens, least, policy))
         try:
-            caller = await self.identity.resolve(headers, body)
-            exchange.user_id = caller.user_id
             held = await self.ledger.reserve(
                 caller.user_id,
                 exchange.request_id,
@@ -151,15 +178,37 @@ class Proxy:
                 self.settings.reservation_timeout_s,
             )
         except DATABASE_ERRORS as error:
-            self.metrics.store_errors.labels("database").inc()
-            log.error("database_unavailable", request_id=exchange.request_id, error=str(error))
-            raise ServiceUnavailable(
-                "The gateway's database is unavailable; please try again shortly."
-            ) from None
+            raise self._database_down(exchange, error) from None
         if held:
             self.metrics.reservations_open.inc()
         return Ticket(
             exchange, endpoint, caller, body, raw, model, policy, prompt_tokens, cap, held
+        )
+
+    async def _check_rate(self, caller: Caller, tokens: int, exchange: Exchange) -> None:
+        plan = caller.plan
+        if plan.rpm is None and plan.tpm is None:
+            return
+        verdict = await self.limiter.check(caller.user_id, Limit(plan.rpm, plan.tpm), tokens)
+        if verdict.allowed:
+            return
+        exchange.outcome = "limited"
+        what = {
+            "rpm": f"requests per minute ({plan.rpm})",
+            "tpm": f"tokens per minute ({plan.tpm})",
+            "too_large": f"tokens per minute ({plan.tpm}): this request alone needs {tokens}",
+        }[verdict.reason]
+        raise RateLimited(
+            f"Rate limit reached for {what} on your plan ({plan.name}). "
+            f"Please try again in {verdict.retry_after_s:.1f} s.",
+            retry_after_s=verdict.retry_after_s,
+        )
+
+    def _database_down(self, exchange: Exchange, error: BaseException) -> ServiceUnavailable:
+        self.metrics.store_errors.labels("database").inc()
+        log.error("database_unavailable", request_id=exchange.request_id, error=str(error))
+        return ServiceUnavailable(
+            "The gateway's database is unavailable; please try again shortly."
         )
 
     async def block(self, ticket: Ticket, send: Send) -> None:

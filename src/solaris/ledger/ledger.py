@@ -10,6 +10,7 @@ An upstream failure *releases* the reservation. A reservation nobody resolves (a
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -19,12 +20,18 @@ from sqlalchemy import func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from solaris.ledger.lots import add_lot, as_utc, expire_lots, next_expiry, spend
+from solaris.ledger.periods import period_bounds
+from solaris.ledger.plans import Plan
 from solaris.store.database import Database
 from solaris.store.schema import accounts, ledger_entries, reservations, usage
 
 __all__ = ["Clock", "Ledger", "SettleOutcome", "UsageRecord", "utcnow"]
 
 Clock = Callable[[], datetime]
+# Credits granted with an expiry by another process are swept within this long.
+REFRESH_CHECK_S = 60.0
+DUE_ENTRIES_MAX = 100_000
 
 
 def utcnow() -> datetime:
@@ -67,6 +74,7 @@ class Ledger:
         self.clock = clock
         dialect = postgresql if database.dialect == "postgresql" else sqlite
         self._insert = dialect.insert
+        self._due: OrderedDict[int, datetime] = OrderedDict()
 
     async def start(self) -> None:
         """Open what the ledger needs beyond the database engine (nothing, here)."""
@@ -118,6 +126,7 @@ class Ledger:
                 return SettleOutcome(charged=0, already_settled=True)
             held = await self._resolve(conn, record.request_id, "settled", now)
             if record.billable:
+                await spend(conn, record.user_id, record.billable)
                 await conn.execute(
                     ledger_entries.insert().values(
                         user_id=record.user_id,
@@ -176,9 +185,16 @@ class Ledger:
         idempotency_key: str,
         created_by: str,
         note: str | None = None,
+        expires_at: datetime | None = None,
     ) -> bool:
-        """Add a credit entry inside the caller's transaction; False if the key was used."""
+        """Add a credit entry and its lot inside the caller's transaction; False if the key
+        was used already (a repeated grant or purchase credits once)."""
         assert amount > 0 and kind in ("allowance", "grant", "purchase", "refund"), (kind, amount)
+        now = self.clock()
+        balance = await conn.scalar(
+            select(accounts.c.balance).where(accounts.c.user_id == user_id).with_for_update()
+        )
+        assert balance is not None, f"user {user_id} has no account"
         inserted = await conn.execute(
             self._insert(ledger_entries)
             .values(
@@ -188,19 +204,92 @@ class Ledger:
                 idempotency_key=idempotency_key,
                 note=note,
                 created_by=created_by,
-                created_at=self.clock(),
+                created_at=now,
             )
             .on_conflict_do_nothing(index_elements=["idempotency_key"])
             .returning(ledger_entries.c.id)
         )
         if inserted.first() is None:
             return False
+        await add_lot(conn, user_id, kind, amount, idempotency_key, expires_at, int(balance), now)
         await conn.execute(
             update(accounts)
             .where(accounts.c.user_id == user_id)
             .values(balance=accounts.c.balance + amount)
         )
+        await self._note_expiry(conn, user_id)
         return True
+
+    async def refresh_if_due(self, user_id: int, plan: Plan, anchored_at: datetime) -> None:
+        """`refresh` when this process has not checked since the user's next boundary or
+        expiry (at most every REFRESH_CHECK_S): the request path skips the database otherwise."""
+        due = self._due.get(user_id)
+        now = self.clock()
+        if due is not None and now < due:
+            return
+        next_due = await self.refresh(user_id, plan, anchored_at)
+        self._due[user_id] = min(next_due, now + timedelta(seconds=REFRESH_CHECK_S))
+        self._due.move_to_end(user_id)
+        if len(self._due) > DUE_ENTRIES_MAX:
+            self._due.popitem(last=False)
+
+    async def refresh(self, user_id: int, plan: Plan, anchored_at: datetime) -> datetime:
+        """Apply what time has done to the user's balance: expire due lots, grant the period's
+        allowance if a new period began. Idempotent; returns when it is next due."""
+        now = self.clock()
+        async with self.database.transaction() as conn:
+            return await self.refresh_in(conn, user_id, plan, anchored_at, now)
+
+    async def refresh_in(
+        self,
+        conn: AsyncConnection,
+        user_id: int,
+        plan: Plan,
+        anchored_at: datetime,
+        now: datetime,
+        *,
+        new_plan: bool = False,
+    ) -> datetime:
+        """`refresh` inside the caller's transaction; `new_plan` replaces the allowance now."""
+        account = (
+            await conn.execute(
+                select(accounts.c.period_start, accounts.c.next_expiry)
+                .where(accounts.c.user_id == user_id)
+                .with_for_update()
+            )
+        ).one()
+        due = as_utc(account.next_expiry)
+        if due is not None and due <= now:
+            await expire_lots(conn, user_id, now)
+        start, end = period_bounds(plan.period, plan.anchor, anchored_at, now)
+        granted = as_utc(account.period_start)
+        if new_plan or granted is None or start > granted:
+            if new_plan or not plan.rollover:
+                await expire_lots(conn, user_id, now, allowance_only=True)
+            await conn.execute(
+                update(accounts).where(accounts.c.user_id == user_id).values(period_start=start)
+            )
+            if plan.allowance_tokens:
+                key = f"allowance:{user_id}:{(now if new_plan else start).isoformat()}"
+                await self.credit(
+                    conn,
+                    user_id,
+                    "allowance",
+                    plan.allowance_tokens,
+                    idempotency_key=key,
+                    created_by="gateway",
+                    note=f"allowance of plan {plan.name}",
+                    expires_at=None if plan.rollover else end,
+                )
+        soonest = await self._note_expiry(conn, user_id)
+        return min(end, soonest) if soonest else end
+
+    async def _note_expiry(self, conn: AsyncConnection, user_id: int) -> datetime | None:
+        soonest = await next_expiry(conn, user_id)
+        await conn.execute(
+            update(accounts).where(accounts.c.user_id == user_id).values(next_expiry=soonest)
+        )
+        return soonest
 
     async def _available(self, conn: AsyncConnection, user_id: int) -> int:
         row = (

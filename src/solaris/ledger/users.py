@@ -1,7 +1,8 @@
 """Users, their accounts and their API keys.
 
 A user is created on first sight (a LibreChat id the gateway has not seen) together with an
-account holding the default allowance, written as a ledger entry like every other credit.
+account and a subscription to the default plan, whose allowance is written as a ledger entry
+like every other credit.
 Per-user API keys are random 256-bit secrets; only their sha256 is stored, which is enough for a
 secret of that entropy and costs nothing on the request path.
 """
@@ -14,9 +15,12 @@ from dataclasses import dataclass
 
 from sqlalchemy import select, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection
 
+from solaris.errors import SolarisError
 from solaris.ledger.ledger import Ledger
-from solaris.store.schema import accounts, api_keys, users
+from solaris.ledger.plans import Plan, Plans
+from solaris.store.schema import accounts, api_keys, plans, users
 
 __all__ = ["KEY_PREFIX", "User", "Users", "hash_key"]
 
@@ -35,10 +39,10 @@ def hash_key(key: str) -> str:
 
 
 class Users:
-    def __init__(self, ledger: Ledger, default_allowance: int) -> None:
+    def __init__(self, ledger: Ledger) -> None:
         self.ledger = ledger
         self.database = ledger.database
-        self.default_allowance = default_allowance
+        self.plans = Plans(ledger.database)
         dialect = postgresql if self.database.dialect == "postgresql" else sqlite
         self._insert = dialect.insert
 
@@ -67,20 +71,29 @@ class Users:
             )
             user_id = inserted.scalar()
             if user_id is not None:  # we won the race to create it
-                await conn.execute(accounts.insert().values(user_id=user_id, balance=0, reserved=0))
-                if self.default_allowance:
-                    await self.ledger.credit(
-                        conn,
-                        user_id,
-                        "allowance",
-                        self.default_allowance,
-                        idempotency_key=f"allowance:{user_id}:initial",
-                        created_by="gateway",
-                        note="default allowance for a new user",
-                    )
+                await self._open_account(conn, user_id)
         found = await self.find(external_id)
         assert found is not None
         return found
+
+    async def _open_account(self, conn: AsyncConnection, user_id: int) -> None:
+        """A new user's account, subscribed to the default plan with its first allowance."""
+        now = self.ledger.clock()
+        await conn.execute(accounts.insert().values(user_id=user_id, balance=0, reserved=0))
+        plan_name = await self.plans.default_name(conn)
+        await self.plans.subscribe(conn, user_id, plan_name, now, by="gateway")
+        row = (await conn.execute(select(plans).where(plans.c.name == plan_name))).one()
+        await self.ledger.refresh_in(conn, user_id, Plan.from_row(row), now, now)
+
+    async def change_plan(self, user_id: int, plan_name: str, by: str) -> None:
+        """Put the user on another plan at once: its allowance replaces the current one."""
+        now = self.ledger.clock()
+        async with self.database.transaction() as conn:
+            row = (await conn.execute(select(plans).where(plans.c.name == plan_name))).first()
+            if row is None:
+                raise SolarisError(f"no plan {plan_name!r}")
+            await self.plans.subscribe(conn, user_id, plan_name, now, by=by)
+            await self.ledger.refresh_in(conn, user_id, Plan.from_row(row), now, now, new_plan=True)
 
     async def list(self, limit: int = 100) -> list[tuple[User, int]]:
         """Users with their balances, newest first."""

@@ -23,7 +23,7 @@ class Exchange:
     model: str = ""
     user_id: int | None = None
     status: int = 0
-    outcome: str = ""  # served | blocked | rejected | upstream_error | unavailable
+    outcome: str = ""  # served | blocked | limited | rejected | upstream_error | unavailable
     upstream_sent: float | None = None
     upstream_first_byte: float | None = None
     upstream_done: float | None = None

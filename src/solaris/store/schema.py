@@ -28,8 +28,12 @@ __all__ = [
     "accounts",
     "api_keys",
     "ledger_entries",
+    "lots",
     "metadata",
+    "plan_changes",
+    "plans",
     "reservations",
+    "subscriptions",
     "usage",
     "used_links",
     "users",
@@ -67,7 +71,27 @@ accounts = Table(
     Column("user_id", Id, ForeignKey("users.id"), primary_key=True),
     Column("balance", BigInteger, nullable=False),
     Column("reserved", BigInteger, nullable=False, default=0),
+    Column("period_start", Timestamp),  # the allowance period last granted
+    Column("next_expiry", Timestamp),  # soonest expiry among lots with tokens left
     CheckConstraint("reserved >= 0", name="reserved_not_negative"),
+)
+
+# What the balance is made of: each credit is a lot, spent allowance first, then the credits
+# that expire soonest. sum(remaining) == max(balance, 0); a negative balance (an overdraft from
+# an estimate that fell short) is paid by the next credit.
+lots = Table(
+    "lots",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("user_id", Id, ForeignKey("users.id"), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("amount", BigInteger, nullable=False),
+    Column("remaining", BigInteger, nullable=False),
+    Column("expires_at", Timestamp),
+    Column("entry_key", String(128), nullable=False, unique=True),  # the entry that made it
+    Column("created_at", Timestamp, nullable=False),
+    CheckConstraint("remaining >= 0 AND remaining <= amount", name="remaining_within_amount"),
+    Index("ix_lots_user_id_remaining", "user_id", "remaining"),
 )
 
 reservations = Table(
@@ -140,6 +164,45 @@ api_keys = Table(
     Column("prefix", String(16), nullable=False),  # shown to operators to tell keys apart
     Column("created_at", Timestamp, nullable=False),
     Column("revoked_at", Timestamp),
+)
+
+plans = Table(
+    "plans",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("allowance_tokens", BigInteger, nullable=False),
+    Column("period", String(16), nullable=False),
+    Column("anchor", String(16), nullable=False),
+    Column("rpm", Integer),
+    Column("tpm", Integer),
+    Column("models", Text, nullable=False),  # JSON list of fnmatch patterns
+    Column("weights", Text, nullable=False),  # JSON {model: {input_weight, output_weight}}
+    Column("rollover", Boolean, nullable=False),
+    Column("is_default", Boolean, nullable=False),
+    Column("updated_at", Timestamp, nullable=False),
+    CheckConstraint("allowance_tokens >= 0", name="allowance_not_negative"),
+    CheckConstraint("period IN ('monthly', 'weekly', 'daily')", name="period_known"),
+    CheckConstraint("anchor IN ('subscription', 'calendar')", name="anchor_known"),
+)
+
+subscriptions = Table(
+    "subscriptions",
+    metadata,
+    Column("user_id", Id, ForeignKey("users.id"), primary_key=True),  # one active plan each
+    Column("plan_name", String(64), ForeignKey("plans.name"), nullable=False),
+    Column("anchored_at", Timestamp, nullable=False),  # periods count from here
+    Column("changed_at", Timestamp, nullable=False),
+)
+
+plan_changes = Table(
+    "plan_changes",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("user_id", Id, ForeignKey("users.id"), nullable=False),
+    Column("from_plan", String(64)),
+    Column("to_plan", String(64), nullable=False),
+    Column("changed_at", Timestamp, nullable=False),
+    Column("changed_by", String(128), nullable=False),
 )
 
 used_links = Table(

@@ -1,0 +1,189 @@
+"""Usage aggregated by user, model, hour or day, with an estimated USD cost, for the operator.
+
+The database groups the usage rows by (key, model); Python merges the models of each key and
+prices each (key, model) group, since prices are per model and live in Python
+(`solaris.reports.prices`). Hours and days are UTC. A report is bounded: at most `ROWS_MAX`
+rows from at most `GROUPS_MAX` (key, model) groups; a wider window comes back cut, in key
+order, with `truncated` set.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any, Literal
+
+from sqlalchemy import ColumnElement, Select, case, func, select
+
+from solaris.reports.prices import group_cost_usd
+from solaris.store.database import Database
+from solaris.store.schema import usage, users
+
+__all__ = ["GROUPS_MAX", "ROWS_MAX", "Grouping", "ReportRow", "UsageReport", "usage_report"]
+
+Grouping = Literal["user", "model", "hour", "day"]
+ROWS_MAX = 10_000
+GROUPS_MAX = 100_000  # (key, model) pairs read from the database for one report
+
+# The bucket's ISO string, made in SQL so both databases group by the same text. SQLite holds
+# the ledger's UTC timestamps as "YYYY-MM-DD HH:MM:SS.ffffff" strings; strftime reads those.
+_SQLITE_FORMATS = {"hour": "%Y-%m-%dT%H:00:00+00:00", "day": "%Y-%m-%d"}
+_POSTGRES_FORMATS = {"hour": 'YYYY-MM-DD"T"HH24":00:00+00:00"', "day": "YYYY-MM-DD"}
+
+
+@dataclass(frozen=True, slots=True)
+class ReportRow:
+    """One key's totals. `key` is the user's external id, the model, or the UTC hour
+    ("2025-01-02T03:00:00+00:00") or day ("2025-01-02"). `cost_usd` sums the priced models'
+    costs; it is None when none was priced, and `unpriced_requests` counts requests left out."""
+
+    key: str
+    requests: int
+    prompt_tokens: int
+    completion_tokens: int
+    cached_tokens: int
+    reasoning_tokens: int
+    billable: int
+    estimated_requests: int
+    cost_usd: Decimal | None
+    unpriced_requests: int
+
+
+class UsageReport(list[ReportRow]):
+    """The rows in key order; `truncated` when the window held more than the bounds allow."""
+
+    truncated: bool = False
+
+
+async def usage_report(
+    database: Database,
+    *,
+    by: Grouping,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    user_external_id: str | None = None,
+) -> UsageReport:
+    """Usage from `since` (inclusive) to `until` (exclusive), grouped `by` one key.
+
+    Naive datetimes are taken as UTC. Returns at most ROWS_MAX rows (see `UsageReport.truncated`).
+    """
+    query = _grouped_query(database.dialect, by, since, until, user_external_id)
+    async with database.transaction() as conn:
+        groups = list(await conn.execute(query.limit(GROUPS_MAX + 1)))
+    truncated = len(groups) > GROUPS_MAX
+    if truncated:  # the last key may have lost some of its models to the limit: drop it whole
+        last_key = groups[GROUPS_MAX - 1].key
+        groups = [group for group in groups[:GROUPS_MAX] if group.key != last_key]
+    report = UsageReport(_merge(groups))
+    if len(report) > ROWS_MAX:
+        del report[ROWS_MAX:]
+        truncated = True
+    report.truncated = truncated
+    return report
+
+
+def _grouped_query(
+    dialect: str,
+    by: Grouping,
+    since: datetime | None,
+    until: datetime | None,
+    user_external_id: str | None,
+) -> Select[Any]:
+    """One row per (key, model) with its sums, ordered by key so a limit cuts between keys."""
+    rows = select(
+        _key_column(dialect, by).label("key"),
+        usage.c.model,
+        usage.c.prompt_tokens,
+        usage.c.completion_tokens,
+        usage.c.cached_tokens,
+        usage.c.reasoning_tokens,
+        usage.c.billable,
+        case((usage.c.estimated, 1), else_=0).label("estimated"),
+    ).select_from(usage.join(users, users.c.id == usage.c.user_id))
+    if since is not None:
+        rows = rows.where(usage.c.created_at >= _utc(since))
+    if until is not None:
+        rows = rows.where(usage.c.created_at < _utc(until))
+    if user_external_id is not None:
+        rows = rows.where(users.c.external_id == user_external_id)
+    # Grouped outside a subquery: the key expression's bound parameters then appear once,
+    # which PostgreSQL needs to see that the GROUP BY and the SELECT are the same expression.
+    each = rows.subquery("each")
+    return (
+        select(
+            each.c.key,
+            each.c.model,
+            func.count().label("requests"),
+            *(
+                func.sum(each.c[name]).label(name)
+                for name in (
+                    "prompt_tokens",
+                    "completion_tokens",
+                    "cached_tokens",
+                    "reasoning_tokens",
+                    "billable",
+                    "estimated",
+                )
+            ),
+        )
+        .group_by(each.c.key, each.c.model)
+        .order_by(each.c.key, each.c.model)
+    )
+
+
+def _key_column(dialect: str, by: Grouping) -> ColumnElement[Any]:
+    if by == "user":
+        return users.c.external_id
+    if by == "model":
+        return usage.c.model
+    if by not in ("hour", "day"):
+        raise ValueError(f"unknown grouping {by!r}: user, model, hour or day")
+    if dialect == "postgresql":
+        return func.to_char(func.timezone("UTC", usage.c.created_at), _POSTGRES_FORMATS[by])
+    return func.strftime(_SQLITE_FORMATS[by], usage.c.created_at)
+
+
+def _merge(groups: list[Any]) -> list[ReportRow]:
+    """Fold each key's models into one row, pricing each (key, model) group."""
+    merged: dict[str, ReportRow] = {}
+    for group in groups:
+        requests = int(group.requests)
+        cost = group_cost_usd(
+            group.model,
+            requests,
+            int(group.prompt_tokens),
+            int(group.completion_tokens),
+            int(group.cached_tokens),
+        )
+        row = ReportRow(
+            key=str(group.key),
+            requests=requests,
+            prompt_tokens=int(group.prompt_tokens),
+            completion_tokens=int(group.completion_tokens),
+            cached_tokens=int(group.cached_tokens),
+            reasoning_tokens=int(group.reasoning_tokens),
+            billable=int(group.billable),
+            estimated_requests=int(group.estimated),
+            cost_usd=cost,
+            unpriced_requests=0 if cost is not None else requests,
+        )
+        previous = merged.get(row.key)
+        merged[row.key] = row if previous is None else _add(previous, row)
+    return list(merged.values())
+
+
+def _add(left: ReportRow, right: ReportRow) -> ReportRow:
+    assert left.key == right.key, (left.key, right.key)
+    totals: dict[str, Any] = {
+        field.name: getattr(left, field.name) + getattr(right, field.name)
+        for field in fields(ReportRow)
+        if field.name not in ("key", "cost_usd")
+    }
+    costs = [cost for cost in (left.cost_usd, right.cost_usd) if cost is not None]
+    return ReportRow(key=left.key, cost_usd=sum(costs, Decimal(0)) if costs else None, **totals)
+
+
+def _utc(moment: datetime) -> datetime:
+    # SQLite stores the wall-clock digits without the offset: compare in UTC, as the ledger writes.
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
