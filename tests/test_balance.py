@@ -134,6 +134,7 @@ def _check_hard_balance(gateway: Gateway, user: str, balance: int, outcomes: Cou
     shown = gateway.user_row(user)
     assert shown["balance"] == balance - charged
     assert shown["held"] == 0
+    assert "ledger verified" in gateway.cli("ledger", "verify")
 
 
 def test_parallel_streams_never_spend_more_than_the_balance(gateway: Gateway, user: str) -> None:

@@ -99,5 +99,5 @@ def test_operator_commands_round_trip(tmp_path: Path) -> None:
     assert key.startswith("sk-sol-") and len(key) > 40
     listing = solaris("users", "list", **env).stdout
     assert "ana" in listing and "1500" in listing
-    missing = solaris("usage", "nobody", **env)
+    missing = solaris("usage", "rows", "nobody", **env)
     assert missing.returncode == 2 and "no user 'nobody'" in missing.stderr

@@ -31,7 +31,14 @@ import httpx
 import pytest
 
 from solaris.metering.estimate import chat_prompt_tokens
-from tests.conftest import SERVICE_KEY, Database, Gateway, gateway_env, start_gateway
+from tests.conftest import (
+    SERVICE_KEY,
+    SETTLE_WAIT_S,
+    Database,
+    Gateway,
+    gateway_env,
+    start_gateway,
+)
 from tests.servers import free_port
 from tests.test_balance import COST, MESSAGES, _check_hard_balance, chat
 
@@ -269,6 +276,21 @@ def _last(headers: httpx.Headers) -> str | None:
     return tried.split(",")[-1].strip() if tried else None
 
 
+def _rows_covering(
+    gateway: Gateway, user: str, request_ids: set[str | None]
+) -> list[dict[str, Any]]:
+    """The user's usage rows, once they include `request_ids` (bounded wait: settling follows
+    the answer by a database round trip)."""
+    deadline = time.monotonic() + SETTLE_WAIT_S
+    while True:
+        rows = gateway.usage_rows(user, settled=False)
+        missing = request_ids - {row["request_id"] for row in rows}
+        if not missing or time.monotonic() > deadline:
+            assert not missing, f"answered in full but never charged: {sorted(map(str, missing))}"
+            return rows
+        time.sleep(0.05)
+
+
 def _client(url: str, user: str) -> httpx.Client:
     headers = {"Authorization": f"Bearer {SERVICE_KEY}", "X-LibreChat-User-Id": user}
     return httpx.Client(base_url=url, headers=headers, timeout=60)
@@ -329,10 +351,10 @@ def test_killing_one_instance_mid_load_loses_no_usage(
         assert not [o for o in outcomes if o.blocked], "the load never exhausts the balance"
         complete = [o for o in outcomes if o.complete]
         failed = [o for o in outcomes if not o.complete]
-        # Nothing lost: every answer the client received whole has its usage row.
-        rows = survivor.usage_rows(user)
-        row_ids = {row["request_id"] for row in rows}
-        assert {o.request_id for o in complete} <= row_ids
+        # Nothing lost: every answer the client received whole has its usage row. (The gateway
+        # settles right after answering; the killed instance's holds never settle, so wait for
+        # the rows themselves, not for the user's held tokens to reach zero.)
+        rows = _rows_covering(survivor, user, {o.request_id for o in complete})
         # The rest failed at the client, and only requests the killed instance held did.
         assert failed, "the kill cut no request: it did not happen mid-load"
         assert {o.upstream for o in failed} == {victim_addr}, failed
@@ -341,7 +363,7 @@ def test_killing_one_instance_mid_load_loses_no_usage(
         served_after = [o for o in complete if o.after_kill]
         assert served_after, "requests went on being served after the kill"
         assert {o.upstream for o in served_after} == {survivor_addr}
-        shown = survivor.user_row(user)
+        shown = survivor.user_row(user, settled=False)
         assert shown["balance"] == funded - sum(row["billable"] for row in rows)
         assert shown["held"] > 0, "the killed instance's requests still hold their reservations"
 
@@ -362,7 +384,7 @@ def test_killing_one_instance_mid_load_loses_no_usage(
 
             # …until they expire by themselves: then the user is served again.
             deadline = time.monotonic() + RESERVATION_TIMEOUT_S + 15
-            while survivor.user_row(user)["held"] > 0:
+            while survivor.user_row(user, settled=False)["held"] > 0:
                 assert time.monotonic() < deadline, (
                     "the killed instance's reservations never expired"
                 )

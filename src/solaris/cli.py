@@ -7,7 +7,9 @@ Examples:
     solaris users list --json
     solaris credits grant alice@example.com 50000 --note "welcome pack"
     solaris keys create alice@example.com
-    solaris usage alice@example.com
+    solaris usage report --by day --since 2026-11-01
+    solaris statement alice@example.com --period 2026-11 --csv extrato.csv
+    solaris ledger verify
     solaris dev-provider --port 9100 --chunk-delay-s 0.05
 """
 
@@ -19,17 +21,25 @@ import signal
 import sys
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import Annotated, Any, TypeVar
+from dataclasses import asdict
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any, TypeVar, cast
 
 import typer
+from dateutil.relativedelta import relativedelta
 from sqlalchemy import select
 
 from solaris.config import PlanConfig, Settings, load_settings
 from solaris.errors import SolarisError
 from solaris.ledger.ledger import Ledger, utcnow
+from solaris.ledger.periods import period_bounds
 from solaris.ledger.plans import Plans
+from solaris.ledger.statement import Statement, statement
 from solaris.ledger.users import User, Users
+from solaris.ledger.verify import Difference, verify_ledger
 from solaris.observability.logs import configure_logging
+from solaris.reports.usage import Grouping, usage_report
 from solaris.store.database import Database, migrate, open_database
 from solaris.store.schema import usage as usage_table
 
@@ -40,10 +50,14 @@ users_app = typer.Typer(no_args_is_help=True, help="Users and their balances.")
 credits_app = typer.Typer(no_args_is_help=True, help="Credits on users' balances.")
 keys_app = typer.Typer(no_args_is_help=True, help="Per-user API keys.")
 plans_app = typer.Typer(no_args_is_help=True, help="Plans: allowance, period, limits, models.")
+usage_app = typer.Typer(no_args_is_help=True, help="Usage rows and reports.")
+ledger_app = typer.Typer(no_args_is_help=True, help="The ledger's integrity.")
 app.add_typer(users_app, name="users")
 app.add_typer(credits_app, name="credits")
 app.add_typer(keys_app, name="keys")
 app.add_typer(plans_app, name="plans")
+app.add_typer(usage_app, name="usage")
+app.add_typer(ledger_app, name="ledger")
 
 T = TypeVar("T")
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
@@ -261,13 +275,13 @@ def keys_create(user: str) -> None:
     typer.echo(_run(job))
 
 
-@app.command("usage")
-def usage_command(
+@usage_app.command("rows")
+def usage_rows(
     user: str,
     limit: Annotated[int, typer.Option(min=1, max=10_000)] = 20,
     as_json: JsonOption = False,
 ) -> None:
-    """The latest usage rows of USER."""
+    """The latest usage rows of USER. Example: solaris usage rows u123 --limit 50"""
 
     async def job(settings: Settings, database: Database) -> list[dict[str, Any]]:
         found = await _find(_users(settings, database), user)
@@ -282,6 +296,103 @@ def usage_command(
 
     columns = ["created_at", "model", "prompt_tokens", "completion_tokens", "billable"]
     _print(_run(job), as_json, [*columns, "estimated", "status", "request_id"])
+
+
+@usage_app.command("report")
+def usage_report_command(
+    by: Annotated[str, typer.Option(help="user, model, hour or day.")] = "model",
+    since: Annotated[
+        datetime | None, typer.Option(help="From (UTC unless a zone is given).")
+    ] = None,
+    until: Annotated[datetime | None, typer.Option(help="Until, excluded.")] = None,
+    user: Annotated[str | None, typer.Option(help="Only this user.")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Tokens, requests and USD cost grouped by user, model, hour or day.
+
+    Example: solaris usage report --by day --since 2026-11-01
+    """
+    if by not in ("user", "model", "hour", "day"):
+        raise SolarisError("--by must be user, model, hour or day")
+
+    async def job(_settings: Settings, database: Database) -> list[dict[str, Any]]:
+        grouping = cast(Grouping, by)  # checked above
+        rows = await usage_report(
+            database, by=grouping, since=since, until=until, user_external_id=user
+        )
+        return [asdict(row) for row in rows]
+
+    columns = ["key", "requests", "prompt_tokens", "completion_tokens", "billable", "cost_usd"]
+    _print(_run(job), as_json, columns)
+
+
+@app.command("statement")
+def statement_command(
+    user: str,
+    period: Annotated[
+        str | None, typer.Option(help="A calendar month, e.g. 2026-11 (default: current period).")
+    ] = None,
+    csv_file: Annotated[Path | None, typer.Option("--csv", help="Write CSV (UTF-8) here.")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """USER's statement: opening balance, each entry with a running balance, closing balance.
+
+    Example: solaris statement u123 --period 2026-11 --csv extrato.csv
+    """
+
+    async def job(settings: Settings, database: Database) -> Statement:
+        users = _users(settings, database)
+        found = await _find(users, user)
+        subscription = await users.plans.of_user(found.id)
+        await users.ledger.refresh(found.id, subscription.plan, subscription.anchored_at)
+        if period is None:
+            plan = subscription.plan
+            start, end = period_bounds(plan.period, plan.anchor, subscription.anchored_at, utcnow())
+        else:
+            start, end = month_bounds(period)
+        return await statement(database, found.id, found.external_id, start, end)
+
+    result = _run(job)
+    if csv_file is not None:
+        with csv_file.open("w", encoding="utf-8-sig", newline="") as stream:
+            result.write_csv(stream)
+    if as_json:
+        typer.echo(json.dumps(asdict(result), default=str, indent=2))
+        return
+    typer.echo(f"{result.user}: {result.start:%Y-%m-%d %H:%M} → {result.end:%Y-%m-%d %H:%M} UTC")
+    typer.echo(f"opening balance {result.opening}")
+    _print(
+        [asdict(line) for line in result.lines],
+        False,
+        ["at", "kind", "model", "prompt_tokens", "completion_tokens", "amount", "balance"],
+    )
+    typer.echo(f"closing balance {result.closing}")
+
+
+@ledger_app.command("verify")
+def ledger_verify() -> None:
+    """Recompute every balance from the ledger entries; exit 1 on any difference."""
+
+    async def job(_settings: Settings, database: Database) -> list[Difference]:
+        return await verify_ledger(database)
+
+    differences = _run(job)
+    for difference in differences:
+        typer.echo(
+            f"{difference.user}: {difference.check}: expected {difference.expected}, "
+            f"found {difference.found}"
+        )
+    if differences:
+        raise typer.Exit(1)
+    typer.echo("ledger verified: every balance equals its entries")
+
+
+def month_bounds(period: str) -> tuple[datetime, datetime]:
+    try:
+        start = datetime.strptime(period, "%Y-%m").replace(tzinfo=UTC)
+    except ValueError:
+        raise SolarisError(f"--period must look like 2026-11, not {period!r}") from None
+    return start, start + relativedelta(months=1)
 
 
 @app.command("dev-provider")

@@ -10,6 +10,7 @@ An upstream failure *releases* the reservation. A reservation nobody resolves (a
 
 from __future__ import annotations
 
+import uuid
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -270,7 +271,13 @@ class Ledger:
                 update(accounts).where(accounts.c.user_id == user_id).values(period_start=start)
             )
             if plan.allowance_tokens:
-                key = f"allowance:{user_id}:{(now if new_plan else start).isoformat()}"
+                # A period's allowance is granted once, whoever asks first; a plan change
+                # grants a fresh one inside the same transaction that records the change.
+                key = (
+                    f"allowance:{user_id}:change:{uuid.uuid4().hex}"
+                    if new_plan
+                    else f"allowance:{user_id}:{start.isoformat()}"
+                )
                 await self.credit(
                     conn,
                     user_id,

@@ -1,0 +1,118 @@
+"""The statement (extrato): a user's entries over a period with a running balance.
+
+The same data serves the CLI, the admin API and the portal. The opening balance is the sum of
+the user's entries before the period, so opening + the period's entries = closing, always.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TextIO
+
+from sqlalchemy import func, select
+
+from solaris.ledger.lots import as_utc
+from solaris.store.database import Database
+from solaris.store.schema import ledger_entries, usage
+
+__all__ = ["CSV_COLUMNS", "Statement", "StatementLine", "statement"]
+
+LINES_MAX = 50_000
+CSV_COLUMNS = (
+    "date", "kind", "model", "prompt_tokens", "completion_tokens", "billable", "estimated",
+    "balance", "note",
+)  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class StatementLine:
+    at: datetime
+    kind: str
+    amount: int  # signed billable tokens: credits > 0, usage and expiry < 0
+    balance: int  # running balance after this entry
+    model: str | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    estimated: bool | None = None
+    note: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Statement:
+    user: str
+    start: datetime
+    end: datetime
+    opening: int
+    lines: list[StatementLine]
+    closing: int
+    truncated: bool
+
+    def write_csv(self, stream: TextIO) -> None:
+        writer = csv.writer(stream)
+        writer.writerow(CSV_COLUMNS)
+        for line in self.lines:
+            writer.writerow(
+                (
+                    line.at.isoformat(),
+                    line.kind,
+                    line.model or "",
+                    "" if line.prompt_tokens is None else line.prompt_tokens,
+                    "" if line.completion_tokens is None else line.completion_tokens,
+                    line.amount,
+                    "" if line.estimated is None else ("yes" if line.estimated else "no"),
+                    line.balance,
+                    line.note or "",
+                )
+            )
+
+
+async def statement(
+    database: Database, user_id: int, external_id: str, start: datetime, end: datetime
+) -> Statement:
+    assert start < end, (start, end)
+    entries = ledger_entries.c
+    opening_query = select(func.coalesce(func.sum(entries.amount), 0)).where(
+        entries.user_id == user_id, entries.created_at < start
+    )
+    lines_query = (
+        select(
+            entries.created_at,
+            entries.kind,
+            entries.amount,
+            entries.note,
+            usage.c.model,
+            usage.c.prompt_tokens,
+            usage.c.completion_tokens,
+            usage.c.estimated,
+        )
+        .outerjoin(usage, usage.c.request_id == entries.request_id)
+        .where(entries.user_id == user_id, entries.created_at >= start, entries.created_at < end)
+        .order_by(entries.created_at, entries.id)
+        .limit(LINES_MAX + 1)
+    )
+    async with database.transaction() as conn:
+        opening = int(await conn.scalar(opening_query) or 0)
+        rows = (await conn.execute(lines_query)).all()
+    truncated = len(rows) > LINES_MAX
+    balance = opening
+    lines = []
+    for row in rows[:LINES_MAX]:
+        balance += int(row.amount)
+        at = as_utc(row.created_at)
+        assert at is not None
+        lines.append(
+            StatementLine(
+                at=at,
+                kind=row.kind,
+                amount=int(row.amount),
+                balance=balance,
+                model=row.model,
+                prompt_tokens=row.prompt_tokens,
+                completion_tokens=row.completion_tokens,
+                estimated=row.estimated,
+                note=row.note,
+            )
+        )
+    return Statement(external_id, start, end, opening, lines, balance, truncated)
