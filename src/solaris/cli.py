@@ -22,11 +22,12 @@ import sys
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any, TypeVar, cast
 
 import typer
+from pydantic import ValidationError
 from dateutil.relativedelta import relativedelta
 from sqlalchemy import select
 
@@ -241,6 +242,9 @@ def credits_grant(
     tokens: Annotated[int, typer.Argument(min=1, help="Billable tokens to add.")],
     note: Annotated[str, typer.Option(help="Why (kept in the ledger).")] = "",
     key: Annotated[str | None, typer.Option(help="Idempotency key: a repeat grants once.")] = None,
+    expires_in_days: Annotated[
+        float | None, typer.Option(min=0, help="The credit expires after this many days.")
+    ] = None,
 ) -> None:
     """Grant TOKENS to USER (created if new). Example: solaris credits grant u123 50000 --note gift"""
 
@@ -256,6 +260,9 @@ def credits_grant(
                 idempotency_key=key or f"grant:{uuid.uuid4().hex}",
                 created_by="cli",
                 note=note or None,
+                expires_at=None
+                if expires_in_days is None
+                else utcnow() + timedelta(days=expires_in_days),
             )
         balance, _held = await users.ledger.balance(found.id)
         return granted, balance
@@ -445,4 +452,8 @@ def main() -> None:
         app()
     except SolarisError as error:
         typer.echo(f"error: {error}", err=True)
+        sys.exit(2)
+    except ValidationError as error:  # e.g. `plans set --period yearly`
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())
+        typer.echo(f"error: {problems}", err=True)
         sys.exit(2)
