@@ -27,8 +27,8 @@ from pathlib import Path
 from typing import Annotated, Any, TypeVar, cast
 
 import typer
-from pydantic import ValidationError
 from dateutil.relativedelta import relativedelta
+from pydantic import ValidationError
 from sqlalchemy import select
 
 from solaris.config import PlanConfig, Settings, load_settings
