@@ -14,6 +14,7 @@ import sys
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -58,16 +59,25 @@ class Database:
     redis_url: str | None
 
 
-@pytest.fixture(scope="session")
-def postgres_url() -> Iterator[str]:
-    """A fresh PostgreSQL database for this test session, dropped at the end."""
+@contextmanager
+def new_postgres_database() -> Iterator[str]:
+    """A fresh PostgreSQL database, dropped afterwards."""
     name = "solaris_test_" + uuid.uuid4().hex[:12]
     try:
         asyncio.run(_pg(f'CREATE DATABASE "{name}"'))
     except (OSError, Exception) as error:
         _service_missing("PostgreSQL", error)
-    yield PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
-    asyncio.run(_pg(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    try:
+        yield PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
+    finally:
+        asyncio.run(_pg(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A PostgreSQL database shared by this test session's gateways (tests use own users)."""
+    with new_postgres_database() as url:
+        yield url
 
 
 @pytest.fixture(scope="session")
@@ -214,6 +224,17 @@ def backend(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
         path = tmp_path_factory.mktemp("sqlite") / "solaris.db"
         return Database(f"sqlite:///{path}", None)
     return Database(request.getfixturevalue("postgres_url"), request.getfixturevalue("redis_url"))
+
+
+@pytest.fixture(scope="module")
+def own_backend(backend: Database, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Database]:
+    """A database of the module's own, of the same kind as `backend`: for tests that change
+    what every user of a database shares (plans)."""
+    if backend.url.startswith("sqlite"):
+        yield Database(f"sqlite:///{tmp_path_factory.mktemp('own')}/own.db", None)
+        return
+    with new_postgres_database() as url:
+        yield Database(url, backend.redis_url)
 
 
 @pytest.fixture(scope="session")

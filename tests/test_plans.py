@@ -15,7 +15,14 @@ import httpx
 import pytest
 from redis import Redis, RedisError
 
-from tests.conftest import SERVICE_KEY, Database, Gateway, gateway_env, start_gateway
+from tests.conftest import (
+    SERVICE_KEY,
+    Database,
+    Gateway,
+    gateway_env,
+    new_postgres_database,
+    start_gateway,
+)
 from tests.servers import free_port
 
 PLANS_YAML = """
@@ -45,10 +52,11 @@ def planned_env(tmp: Path, provider: str, backend: Database, **extra: str) -> di
 
 @pytest.fixture(scope="module")
 def planned(
-    backend: Database, provider: str, tmp_path_factory: pytest.TempPathFactory
+    own_backend: Database, provider: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Gateway]:
+    """Plans are shared by all users of a database, so these tests get databases of their own."""
     tmp = tmp_path_factory.mktemp("planned")
-    yield from start_gateway(planned_env(tmp, provider, backend), tmp)
+    yield from start_gateway(planned_env(tmp, provider, own_backend), tmp)
 
 
 def test_models_outside_the_plan_are_hidden_and_refused(planned: Gateway) -> None:
@@ -103,14 +111,13 @@ def _fire(urls: list[str], user: str, count: int) -> list[httpx.Response]:
 
 
 @pytest.fixture
-def two_planned(
-    postgres_url: str, redis_url: str, provider: str, tmp_path: Path
-) -> Iterator[tuple[Gateway, Gateway]]:
-    env = planned_env(tmp_path, provider, Database(postgres_url, redis_url))
-    first, second = start_gateway(env, tmp_path), start_gateway(env, tmp_path)
-    yield next(first), next(second)
-    for gateway in (first, second):
-        next(gateway, None)
+def two_planned(redis_url: str, provider: str, tmp_path: Path) -> Iterator[tuple[Gateway, Gateway]]:
+    with new_postgres_database() as url:
+        env = planned_env(tmp_path, provider, Database(url, redis_url))
+        first, second = start_gateway(env, tmp_path), start_gateway(env, tmp_path)
+        yield next(first), next(second)
+        for gateway in (first, second):
+            next(gateway, None)
 
 
 def test_rpm_holds_across_two_gateways_sharing_redis(two_planned: tuple[Gateway, Gateway]) -> None:
@@ -126,13 +133,12 @@ def test_rpm_holds_across_two_gateways_sharing_redis(two_planned: tuple[Gateway,
     assert len(first.usage_rows(user)) == 5
 
 
-def test_gateway_keeps_serving_while_redis_stops_and_starts(
-    postgres_url: str, provider: str, tmp_path: Path
-) -> None:
+def test_gateway_keeps_serving_while_redis_stops_and_starts(provider: str, tmp_path: Path) -> None:
     port = free_port()
     argv = ["redis-server", "--port", str(port), "--save", "", "--appendonly", "no"]
     redis = subprocess.Popen(argv, stdout=subprocess.DEVNULL)
-    env = planned_env(tmp_path, provider, Database(postgres_url, f"redis://127.0.0.1:{port}/0"))
+    database = Database(f"sqlite:///{tmp_path}/redisless.db", f"redis://127.0.0.1:{port}/0")
+    env = planned_env(tmp_path, provider, database)
     try:
         for gateway in start_gateway(env, tmp_path):
             user = "redisless-" + uuid.uuid4().hex[:8]

@@ -440,6 +440,9 @@ def _print(rows: list[dict[str, Any]], as_json: bool, columns: list[str]) -> Non
     if as_json:
         typer.echo(json.dumps(rows, default=str, indent=2))
         return
+    if not rows:
+        typer.echo("(none)")
+        return
     table = [[str(row.get(c, "")) for c in columns] for row in rows]
     widths = [max(len(c), *(len(r[i]) for r in table)) for i, c in enumerate(columns)]
     typer.echo("  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)))

@@ -323,12 +323,12 @@ class Proxy:
             ticket, usage_from(parsed), lambda: "".join(generated_text(parsed)), "ok"
         )
         exchange.status, exchange.outcome = response.status, "served"
+        # Settled before the answer leaves: a crash can then cost the user an answer they paid
+        # for, but never give one away unrecorded.
+        await self._settle(record)
         content_type = response.headers.get("Content-Type", "application/json").encode()
-        try:
-            id_header = [(b"x-request-id", ticket.request_id.encode())]
-            await send_bytes(send, response.status, payload, content_type, id_header)
-        finally:  # the client has its answer one database round trip sooner
-            await self._settle(record)
+        id_header = [(b"x-request-id", ticket.request_id.encode())]
+        await send_bytes(send, response.status, payload, content_type, id_header)
 
     async def _relay_stream(
         self, ticket: Ticket, response: aiohttp.ClientResponse, receive: Receive, send: Send
@@ -353,21 +353,21 @@ class Proxy:
             async for chunk in response.content.iter_any():
                 if forward := relay.feed(chunk):
                     await send({"type": "http.response.body", "body": forward, "more_body": True})
-            status = "client_disconnected" if client.gone else "ok"
-        except (aiohttp.ClientError, TimeoutError):
-            status = "client_disconnected" if client.gone else "upstream_cut"
+            status = "ok"
+        except (aiohttp.ClientError, TimeoutError):  # our own close when the client left, too
+            status = "ok" if client.gone else "upstream_cut"
         finally:
             exchange.upstream_done = time.perf_counter()
             client.stop()
+            if client.gone and relay.usage is None:
+                status = "client_disconnected"  # one leaving after the usage chunk had it all
             if status != "ok":
                 response.close()  # stop the provider generating for nobody
             if status == "upstream_cut":
                 exchange.outcome, exchange.error = "upstream_error", "cut"
             record = self._record(ticket, relay.usage, relay.text, status)
-            try:
-                await send({"type": "http.response.body", "body": STREAM_ENDINGS.get(status, b"")})
-            finally:
-                await self._settle(record)
+            await self._settle(record)  # before the stream's end leaves, as for whole answers
+            await send({"type": "http.response.body", "body": STREAM_ENDINGS.get(status, b"")})
 
     def _record(
         self, ticket: Ticket, usage: Usage | None, generated: Callable[[], str], status: str

@@ -53,6 +53,8 @@ class Upstream:
                 headers=self._headers,
                 timeout=aiohttp.ClientTimeout(total=PROBE_TIMEOUT_S),
             ) as response:
+                if response.status in (401, 403):
+                    return f"refuses our key ({response.status}): check SOLARIS_UPSTREAM_API_KEY"
                 return "ok" if response.status < 500 else f"answers {response.status}"
         except (TimeoutError, aiohttp.ClientError) as error:
             return f"unreachable: {error or type(error).__name__}"

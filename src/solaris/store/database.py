@@ -13,7 +13,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import event
+from sqlalchemy import event, text
 from sqlalchemy.engine import Connection as SyncConnection
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
@@ -28,6 +28,7 @@ __all__ = ["Database", "async_url", "migrate", "open_database"]
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 SQLITE_BUSY_TIMEOUT_MS = 10_000
+MIGRATION_LOCK = 0x501A815  # any constant: the advisory lock all `solaris migrate` runs share
 
 
 def async_url(database_url: str) -> str:
@@ -139,5 +140,9 @@ async def migrate(database: Database, revision: str = "head") -> str | None:
         command.upgrade(config, revision)
 
     async with database.engine.begin() as connection:
+        if database.dialect == "postgresql":  # instances starting together migrate one by one
+            await connection.execute(
+                text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK}
+            )
         await connection.run_sync(upgrade)
     return await database.schema_revision()
