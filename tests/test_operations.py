@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import signal
 import time
 from collections.abc import Iterator
@@ -191,3 +192,15 @@ def test_readyz_follows_postgresql_going_down_and_coming_back(
                 assert http.post("/v1/chat/completions", json=chat()).status_code == 200
     finally:
         cluster.destroy()
+
+
+def test_the_grafana_dashboard_queries_only_metrics_the_gateway_exports(fresh: Gateway) -> None:
+    dashboard = Path(__file__).parents[1] / "deploy" / "grafana" / "dashboards" / "solaris.json"
+    queried = set(re.findall(r"solaris_[a-z_]+", dashboard.read_text()))
+    exported = {name for name, _labels in scrape(fresh)} | {
+        line.split()[2]
+        for line in httpx.get(fresh.url + "/metrics").text.splitlines()
+        if line.startswith("# TYPE")
+    }
+    exported |= {name + suffix for name in exported for suffix in ("_bucket", "_count", "_total")}
+    assert queried and queried <= exported, queried - exported
