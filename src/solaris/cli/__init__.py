@@ -1,0 +1,48 @@
+"""`solaris <noun> <verb>`: the operator's command line. Each command is a thin library call.
+
+Examples:
+
+    solaris migrate
+    solaris serve --port 8080
+    solaris users list --json
+    solaris credits grant alice@example.com 50000 --note "welcome pack"
+    solaris keys create alice@example.com
+    solaris usage report --by day --since 2026-11-01
+    solaris statement alice@example.com --period 2026-11 --csv extrato.csv
+    solaris ledger verify
+    solaris dev-provider --port 9100 --chunk-delay-s 0.05
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+from pydantic import ValidationError
+
+from solaris.cli import accounts, money, server
+from solaris.errors import SolarisError
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
+server.register(app)
+app.add_typer(accounts.users_app, name="users")
+app.add_typer(accounts.plans_app, name="plans")
+app.add_typer(accounts.credits_app, name="credits")
+app.add_typer(accounts.keys_app, name="keys")
+app.add_typer(money.usage_app, name="usage")
+money.register(app)
+app.add_typer(money.ledger_app, name="ledger")
+
+
+def main() -> None:
+    try:
+        app()
+    except SolarisError as error:
+        typer.echo(f"error: {error}", err=True)
+        sys.exit(2)
+    except ValidationError as error:  # e.g. `plans set --period yearly`
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())
+        typer.echo(f"error: {problems}", err=True)
+        sys.exit(2)

@@ -1,0 +1,165 @@
+"""Users, their plans, credits and API keys; and the plans themselves."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+from typing import Annotated, Any
+
+import typer
+
+from solaris.cli._common import JsonOption, find_user, print_rows, run_job, users_of
+from solaris.config import PlanConfig, Settings
+from solaris.ledger.ledger import utcnow
+from solaris.ledger.plans import Plans
+from solaris.ledger.users import User
+from solaris.store.database import Database
+
+__all__ = ["credits_app", "keys_app", "plans_app", "users_app"]
+
+users_app = typer.Typer(no_args_is_help=True, help="Users and their balances.")
+credits_app = typer.Typer(no_args_is_help=True, help="Credits on users' balances.")
+keys_app = typer.Typer(no_args_is_help=True, help="Per-user API keys.")
+plans_app = typer.Typer(no_args_is_help=True, help="Plans: allowance, period, limits, models.")
+
+
+@users_app.command("list")
+def users_list(as_json: JsonOption = False) -> None:
+    """List users and balances, newest first."""
+
+    async def job(settings: Settings, database: Database) -> list[tuple[User, int]]:
+        return await users_of(settings, database).list()
+
+    rows = [
+        {"id": u.id, "user": u.external_id, "email": u.email, "balance": b} for u, b in run_job(job)
+    ]
+    print_rows(rows, as_json, ["id", "user", "email", "balance"])
+
+
+@users_app.command("show")
+def users_show(user: str, as_json: JsonOption = False) -> None:
+    """Show one user (by LibreChat user id) with balance and held tokens."""
+
+    async def job(settings: Settings, database: Database) -> dict[str, Any]:
+        users = users_of(settings, database)
+        found = await find_user(users, user)
+        balance, held = await users.ledger.balance(found.id)
+        return {
+            "id": found.id,
+            "user": found.external_id,
+            "email": found.email,
+            "balance": balance,
+            "held": held,
+            "available": balance - held,
+        }
+
+    print_rows([run_job(job)], as_json, ["id", "user", "email", "balance", "held", "available"])
+
+
+@users_app.command("plan")
+def users_plan(user: str, plan: str) -> None:
+    """Put USER on PLAN at once (recorded). Example: solaris users plan u123 pro"""
+
+    async def job(settings: Settings, database: Database) -> None:
+        users = users_of(settings, database)
+        found = await find_user(users, user)
+        await users.change_plan(found.id, plan, by="cli")
+
+    run_job(job)
+    typer.echo(f"{user} is now on plan {plan}")
+
+
+@plans_app.command("list")
+def plans_list(as_json: JsonOption = False) -> None:
+    """List plans."""
+
+    async def job(_settings: Settings, database: Database) -> list[dict[str, Any]]:
+        return [
+            {
+                "plan": plan.name,
+                "allowance": plan.allowance_tokens,
+                "period": plan.period,
+                "rpm": plan.rpm,
+                "tpm": plan.tpm,
+                "models": ",".join(plan.models),
+                "default": default,
+            }
+            for plan, default in await Plans(database).all()
+        ]
+
+    print_rows(
+        run_job(job), as_json, ["plan", "allowance", "period", "rpm", "tpm", "models", "default"]
+    )
+
+
+@plans_app.command("set")
+def plans_set(
+    name: str,
+    allowance: Annotated[int, typer.Option(min=0, help="Billable tokens per period.")],
+    period: Annotated[str, typer.Option(help="monthly, weekly or daily.")] = "monthly",
+    rpm: Annotated[int | None, typer.Option(min=1, help="Requests per minute.")] = None,
+    tpm: Annotated[int | None, typer.Option(min=1, help="Tokens per minute.")] = None,
+    models: Annotated[str, typer.Option(help="Allowed models, comma-separated patterns.")] = "*",
+    default: Annotated[bool, typer.Option(help="New users get this plan.")] = False,
+) -> None:
+    """Create or change a plan. Example: solaris plans set pro --allowance 2000000 --rpm 60"""
+    config = PlanConfig(
+        allowance_tokens=allowance,
+        period=period,
+        rpm=rpm,
+        tpm=tpm,
+        models=[m.strip() for m in models.split(",") if m.strip()],
+        default=default,
+    )
+
+    async def job(_settings: Settings, database: Database) -> None:
+        await Plans(database).save(name, config, utcnow())
+
+    run_job(job)
+    typer.echo(f"plan {name} saved")
+
+
+@credits_app.command("grant")
+def credits_grant(
+    user: str,
+    tokens: Annotated[int, typer.Argument(min=1, help="Billable tokens to add.")],
+    note: Annotated[str, typer.Option(help="Why (kept in the ledger).")] = "",
+    key: Annotated[str | None, typer.Option(help="Idempotency key: a repeat grants once.")] = None,
+    expires_in_days: Annotated[
+        float | None, typer.Option(min=0, help="The credit expires after this many days.")
+    ] = None,
+) -> None:
+    """Grant TOKENS to USER (created if new). Example: solaris credits grant u123 50000 --note gift"""
+
+    async def job(settings: Settings, database: Database) -> tuple[bool, int]:
+        users = users_of(settings, database)
+        found = await users.ensure(user)
+        async with database.transaction() as conn:
+            granted = await users.ledger.credit(
+                conn,
+                found.id,
+                "grant",
+                tokens,
+                idempotency_key=key or f"grant:{uuid.uuid4().hex}",
+                created_by="cli",
+                note=note or None,
+                expires_at=None
+                if expires_in_days is None
+                else utcnow() + timedelta(days=expires_in_days),
+            )
+        balance, _held = await users.ledger.balance(found.id)
+        return granted, balance
+
+    granted, balance = run_job(job)
+    typer.echo(f"{'granted' if granted else 'already granted'}; balance {balance}")
+
+
+@keys_app.command("create")
+def keys_create(user: str) -> None:
+    """Create an API key for USER (created if new). The key is shown once."""
+
+    async def job(settings: Settings, database: Database) -> str:
+        users = users_of(settings, database)
+        return await users.create_key((await users.ensure(user)).id)
+
+    typer.echo(run_job(job))

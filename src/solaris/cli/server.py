@@ -1,0 +1,107 @@
+"""Running things: the gateway, its migrations, and the development provider."""
+
+from __future__ import annotations
+
+import signal
+from typing import Annotated
+
+import typer
+
+from solaris.cli._common import run_job
+from solaris.config import Settings, load_settings
+from solaris.ledger.ledger import utcnow
+from solaris.ledger.plans import Plans
+from solaris.observability.logs import configure_logging
+from solaris.store.database import Database, migrate
+
+__all__ = ["register"]
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(serve)
+    app.command("migrate")(migrate_command)
+    app.command("dev-provider")(dev_provider)
+
+
+def serve(
+    host: Annotated[str | None, typer.Option(help="Address to bind (SOLARIS_HOST).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (SOLARIS_PORT).")] = None,
+) -> None:
+    """Run the gateway. Refuses an unmigrated database: run `solaris migrate` first."""
+    import uvicorn
+
+    from solaris.app import build_app
+
+    overrides = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
+    settings = load_settings(**overrides)
+    configure_logging(settings.log_format)
+
+    async def check(settings: Settings, database: Database) -> None:
+        if settings.migrate_on_start:
+            await migrate(database)
+        await database.check_migrated()
+        await Plans(database).sync_from_settings(settings, utcnow())
+
+    run_job(check)
+    # uvicorn drains on SIGTERM, then re-raises the signal to the handler it found: make that
+    # one a clean exit, so a graceful shutdown exits 0.
+    signal.signal(signal.SIGTERM, _exit_cleanly)
+    uvicorn.run(
+        build_app(settings),
+        host=settings.host,
+        port=settings.port,
+        loop="uvloop",
+        http="httptools",
+        access_log=False,  # the gateway logs one structured line per request itself
+        log_level="warning",
+        lifespan="on",
+        timeout_graceful_shutdown=settings.shutdown_grace_s,
+    )
+
+
+def _exit_cleanly(_signum: int, _frame: object) -> None:
+    raise SystemExit(0)
+
+
+def migrate_command() -> None:
+    """Create or upgrade the database schema (SOLARIS_DATABASE_URL)."""
+
+    async def job(settings: Settings, database: Database) -> str | None:
+        revision = await migrate(database)
+        await Plans(database).sync_from_settings(settings, utcnow())
+        return revision
+
+    typer.echo(f"database at revision {run_job(job)}")
+
+
+def dev_provider(
+    host: str = "127.0.0.1",
+    port: int = 9100,
+    reply_tokens: int = 16,
+    chunk_delay_s: float = 0.0,
+    fail_status: int | None = None,
+    fail_rate: float = 0.0,
+    stall_s: float = 0.0,
+    omit_usage: bool = False,
+    cut_after_chunks: int | None = None,
+    usage_style: str = "openai",
+) -> None:
+    """A local OpenAI-compatible provider for development and tests (never for production).
+
+    It counts usage with the real tokenizer; each option can also be set per request with a
+    body field, e.g. {"dev_provider": {"fail_status": 500}}.
+    """
+    from solaris.devprovider.request import Behaviour
+    from solaris.devprovider.server import run
+
+    behaviour = Behaviour(
+        reply_tokens=reply_tokens,
+        chunk_delay_s=chunk_delay_s,
+        fail_status=fail_status,
+        fail_rate=fail_rate,
+        stall_s=stall_s,
+        omit_usage=omit_usage,
+        cut_after_chunks=cut_after_chunks,
+        usage_style=usage_style,  # type: ignore[arg-type]
+    )
+    run(host, port, behaviour)
