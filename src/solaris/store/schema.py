@@ -24,8 +24,10 @@ from sqlalchemy import (
 )
 
 __all__ = [
+    "ALERT_STATES",
     "RESERVATION_STATES",
     "accounts",
+    "alert_outbox",
     "api_keys",
     "ledger_entries",
     "lots",
@@ -210,4 +212,30 @@ used_links = Table(
     metadata,
     Column("jti", String(64), primary_key=True),  # a signed link's id, spent once
     Column("used_at", Timestamp, nullable=False),
+)
+
+# Alerts waiting for, or done with, delivery (solaris.alerts). A row is written in the same
+# transaction as the settle that raised it; the unique dedupe_key makes "once per user, threshold
+# and period" hold across any number of gateway processes.
+ALERT_STATES = ("pending", "sent", "failed")
+
+alert_outbox = Table(
+    "alert_outbox",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("kind", String(32), nullable=False),
+    Column("dedupe_key", String(255), nullable=False, unique=True),
+    Column("channel", String(16), nullable=False),
+    Column("recipient", String(320), nullable=False),
+    Column("payload", Text, nullable=False),  # JSON
+    Column("state", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("next_attempt_at", Timestamp, nullable=False),
+    Column("last_error", Text),
+    Column("created_at", Timestamp, nullable=False),
+    Column("sent_at", Timestamp),
+    CheckConstraint("state IN ('pending', 'sent', 'failed')", name="state_known"),
+    CheckConstraint("channel IN ('email', 'webhook')", name="channel_known"),
+    CheckConstraint("attempts >= 0", name="attempts_not_negative"),
+    Index("ix_alert_outbox_state_next_attempt_at", "state", "next_attempt_at"),
 )

@@ -3,7 +3,8 @@
 They are the same steps as `solaris.ledger.ledger.Ledger` (which SQLite runs statement by
 statement), written once in PL/pgSQL so a request costs two database calls instead of a dozen.
 Each statement inside a function sees the rows other transactions committed before it, and the
-account row is locked (FOR UPDATE / UPDATE) before it is read for a decision.
+account row is locked (FOR UPDATE) first, before anything is read for a decision, by every
+writer — so two writers never wait on each other in opposite orders.
 
 Revision ID: 0002
 Revises: 0001
@@ -99,6 +100,8 @@ RETURNS void LANGUAGE plpgsql AS $$
 DECLARE
     v_held bigint;
 BEGIN
+    -- The account row first, as every other writer does, so lock orders never cross.
+    PERFORM 1 FROM accounts WHERE user_id = p_user FOR UPDATE;
     UPDATE reservations SET state = 'released', resolved_at = p_now
     WHERE id = p_request AND state = 'pending'
     RETURNING amount INTO v_held;

@@ -45,6 +45,8 @@ BEGIN
     IF NOT FOUND THEN
         RETURN false;  -- already settled: idempotent by request id
     END IF;
+    -- The account row first, as every other writer does, so lock orders never cross.
+    PERFORM 1 FROM accounts WHERE user_id = p_user FOR UPDATE;
     UPDATE reservations SET state = 'settled', resolved_at = p_now
     WHERE id = p_request AND state = 'pending'
     RETURNING amount INTO v_held;

@@ -1,0 +1,211 @@
+"""What an alert is, before and after the outbox: the row to write, and its typed payloads.
+
+The payload is stored as JSON and rendered into words only when delivered, so a text fixed in
+`texts.py` reaches alerts that were already waiting.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from solaris.alerts.texts import Language, language_of
+
+__all__ = [
+    "CHANNELS",
+    "KIND_SYSTEM",
+    "KIND_USER_THRESHOLD",
+    "Alert",
+    "AlertUser",
+    "Severity",
+    "SystemEvent",
+    "ThresholdAlert",
+    "ThresholdCrossing",
+    "crossed_thresholds",
+    "system_alerts",
+    "user_threshold_alerts",
+    "utc",
+]
+
+KIND_USER_THRESHOLD = "user_threshold"
+KIND_SYSTEM = "system"
+CHANNELS = ("email", "webhook")
+OPERATOR = "operator"  # the recipient of webhooks: the configured URL, looked up at delivery
+
+Severity = Literal["info", "warning", "critical"]
+
+
+def utc(moment: datetime) -> datetime:
+    """SQLite hands timestamps back naive (they were written in UTC); make every one aware."""
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC)
+
+
+@dataclass(frozen=True)
+class Alert:
+    """One outbox row to write: one alert for one channel and recipient."""
+
+    kind: str
+    dedupe_key: str
+    channel: str
+    recipient: str
+    payload: Mapping[str, Any]
+    created_at: datetime
+
+    def __post_init__(self) -> None:
+        assert self.channel in CHANNELS, self.channel
+        assert self.dedupe_key and len(self.dedupe_key) <= 255, self.dedupe_key
+        assert self.recipient, "an alert needs a recipient"
+        assert self.created_at.tzinfo is not None, "times are UTC-aware"
+
+
+@dataclass(frozen=True)
+class AlertUser:
+    id: int
+    external_id: str
+    email: str | None
+    name: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "external_id": self.external_id,
+            "email": self.email,
+            "name": self.name,
+        }
+
+
+@dataclass(frozen=True)
+class ThresholdCrossing:
+    """A settle moved the user's period consumption across `percent` of what the period offers."""
+
+    percent: int
+    used: int
+    total: int  # allowance + credits available at the period's start + credits added since
+    balance: int
+    period_start: datetime
+    period_end: datetime
+    portal_url: str
+
+    def __post_init__(self) -> None:
+        assert 0 < self.percent <= 100, self.percent
+        assert self.total > 0 and self.used >= 0, (self.used, self.total)
+        assert self.portal_url.startswith(("http://", "https://")), "a link users can open"
+
+
+@dataclass(frozen=True)
+class ThresholdAlert:
+    """The payload of a `user_threshold` alert."""
+
+    user: AlertUser
+    crossing: ThresholdCrossing
+    language: Language
+    timezone: str | None = None  # IANA name for the dates in e-mails; UTC when None
+
+    @property
+    def severity(self) -> Severity:
+        return "warning" if self.crossing.percent >= 100 else "info"
+
+    def to_payload(self) -> dict[str, Any]:
+        crossing = self.crossing
+        return {
+            "severity": self.severity,
+            "language": self.language,
+            "timezone": self.timezone,
+            "user": self.user.to_json(),
+            "data": {
+                "threshold": crossing.percent,
+                "used": crossing.used,
+                "total": crossing.total,
+                "balance": crossing.balance,
+                "period_start": utc(crossing.period_start).isoformat(),
+                "period_end": utc(crossing.period_end).isoformat(),
+                "portal_url": crossing.portal_url,
+            },
+        }
+
+    @classmethod
+    def from_payload(cls, payload: Mapping[str, Any]) -> ThresholdAlert:
+        data, user = payload["data"], payload["user"]
+        crossing = ThresholdCrossing(
+            percent=int(data["threshold"]),
+            used=int(data["used"]),
+            total=int(data["total"]),
+            balance=int(data["balance"]),
+            period_start=datetime.fromisoformat(data["period_start"]),
+            period_end=datetime.fromisoformat(data["period_end"]),
+            portal_url=str(data["portal_url"]),
+        )
+        found = AlertUser(int(user["id"]), str(user["external_id"]), user["email"], user["name"])
+        return cls(found, crossing, language_of(payload["language"]), payload.get("timezone"))
+
+
+@dataclass(frozen=True)
+class SystemEvent:
+    """The payload of a `system` alert: an event name `texts.py` knows, and its numbers."""
+
+    event: str
+    severity: Severity
+    data: Mapping[str, Any]
+
+    def to_payload(self) -> dict[str, Any]:
+        return {"severity": self.severity, "user": None, "data": {"event": self.event, **self.data}}
+
+    @classmethod
+    def from_payload(cls, payload: Mapping[str, Any]) -> SystemEvent:
+        data = dict(payload["data"])
+        return cls(str(data.pop("event")), payload["severity"], data)
+
+
+def crossed_thresholds(
+    used_before: int, used_after: int, total: int, thresholds: Iterable[int]
+) -> list[int]:
+    """The thresholds (percent) that `used_before → used_after` crossed; integer math, no floats."""
+    if total <= 0:
+        return []
+    return sorted(p for p in thresholds if used_before * 100 < p * total <= used_after * 100)
+
+
+def user_threshold_alerts(
+    alert: ThresholdAlert, channels: Iterable[str], at: datetime
+) -> list[Alert]:
+    """One outbox row per channel. E-mail goes to the user (skipped without an address);
+    webhooks go to the operator."""
+    start = utc(alert.crossing.period_start).isoformat(timespec="seconds")
+    key = f"threshold:{alert.user.id}:{start}:{alert.crossing.percent}"
+    payload = alert.to_payload()
+    rows = []
+    for channel in channels:
+        recipient = alert.user.email if channel == "email" else OPERATOR
+        if recipient:
+            rows.append(
+                Alert(KIND_USER_THRESHOLD, f"{key}:{channel}", channel, recipient, payload, at)
+            )
+    return rows
+
+
+def system_alerts(
+    event: SystemEvent,
+    channels: Iterable[str],
+    at: datetime,
+    *,
+    scope: str,
+    cooldown_s: int,
+    operator_email: str | None = None,
+) -> list[Alert]:
+    """One row per channel, at most once per event, scope (e.g. the provider) and cooldown
+    window: the window is part of the unique key, so a flapping provider cannot flood anyone,
+    whichever instance notices it."""
+    assert cooldown_s > 0, cooldown_s
+    window = int(at.timestamp()) // cooldown_s * cooldown_s
+    key = f"system:{event.event}:{scope}:{window}"
+    payload = event.to_payload()
+    rows = []
+    for channel in channels:
+        recipient = operator_email if channel == "email" else OPERATOR
+        if recipient:
+            rows.append(Alert(KIND_SYSTEM, f"{key}:{channel}", channel, recipient, payload, at))
+    return rows
