@@ -95,9 +95,13 @@ def test_operator_commands_round_trip(tmp_path: Path) -> None:
     assert granted.returncode == 0 and "balance 1500" in granted.stdout
     again = solaris("credits", "grant", "ana", "500", "--key", "g1", **env)
     assert "already granted; balance 1500" in again.stdout
+    deducted = solaris("credits", "deduct", "ana", "200", "--note", "grant em dobro", **env)
+    assert "deducted; balance 1300" in deducted.stdout
+    assert "ledger verified" in solaris("ledger", "verify", **env).stdout
+    assert solaris("usage", "report", "--by", "model", **env).stdout.strip() == "(none)"
     key = solaris("keys", "create", "ana", **env).stdout.strip()
     assert key.startswith("sk-sol-") and len(key) > 40
     listing = solaris("users", "list", **env).stdout
-    assert "ana" in listing and "1500" in listing
+    assert "ana" in listing and "1300" in listing
     missing = solaris("usage", "rows", "nobody", **env)
     assert missing.returncode == 2 and "no user 'nobody'" in missing.stderr

@@ -91,6 +91,10 @@ class World:
                 conn, user.id, "grant", amount, uuid.uuid4().hex, "test", expires_at=expires
             )
 
+    async def deduct(self, user: User, amount: int) -> None:
+        async with self.database.transaction() as conn:
+            await self.ledger.deduct(conn, user.id, amount, uuid.uuid4().hex, "test", "correction")
+
     async def balance(self, user: User) -> int:
         balance, _held = await self.ledger.balance(user.id)
         return balance
@@ -260,6 +264,7 @@ OPERATIONS = st.lists(
         st.tuples(st.just("advance"), st.integers(1, 20)),
         st.tuples(st.just("plan"), st.sampled_from(["basic", "pro", "rolling"])),
         st.tuples(st.just("release"), st.integers(1, 100)),
+        st.tuples(st.just("deduct"), st.integers(1, 500)),
     ),
     min_size=50,
     max_size=250,
@@ -302,6 +307,8 @@ def test_verify_holds_after_random_operations(
                 await world.refresh(user)
             elif operation == "plan":
                 await users.change_plan(user.id, str(argument), by="test")
+            elif operation == "deduct":  # may overdraw: the next credit pays the debt first
+                await world.deduct(user, int(argument))
             else:
                 request_id = uuid.uuid4().hex
                 if await ledger.reserve(user.id, request_id, int(argument), 1, 600):

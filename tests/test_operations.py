@@ -100,6 +100,15 @@ def test_metrics_count_exactly_the_traffic_sent(fresh: Gateway) -> None:
     )
 
 
+def test_metrics_can_require_a_token(provider: str, tmp_path: Path) -> None:
+    backend = Database(f"sqlite:///{tmp_path}/token.db", None)
+    env = gateway_env(tmp_path, provider, backend, SOLARIS_METRICS_TOKEN="scrape-me")
+    for gateway in start_gateway(env, tmp_path):
+        assert httpx.get(gateway.url + "/metrics").status_code == 401
+        scraped = httpx.get(gateway.url + "/metrics", headers={"Authorization": "Bearer scrape-me"})
+        assert scraped.status_code == 200 and "solaris_requests" in scraped.text
+
+
 def test_logs_have_one_json_line_per_request_and_no_message_content(fresh: Gateway) -> None:
     fresh.fund("log-user", 10_000)
     with fresh.client("log-user") as http:

@@ -12,7 +12,7 @@ import smtplib
 import ssl
 from dataclasses import dataclass, field
 from email.message import EmailMessage
-from email.utils import format_datetime, make_msgid
+from email.utils import format_datetime, make_msgid, parseaddr
 from typing import Literal
 
 from solaris.alerts.channels import Delivery, DeliveryError
@@ -60,7 +60,7 @@ def build_email(delivery: Delivery, sender: str, operator_language: Language) ->
     message["From"] = sender
     message["To"] = delivery.recipient
     message["Date"] = format_datetime(delivery.created_at)
-    domain = sender.rsplit("@", 1)[-1].strip(" >") or None
+    domain = parseaddr(sender)[1].rpartition("@")[2] or None
     message["Message-ID"] = make_msgid(idstring=str(delivery.id), domain=domain)
     message["Auto-Submitted"] = "auto-generated"  # RFC 3834: no vacation replies to us
     message.set_content(words.text)

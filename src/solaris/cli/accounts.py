@@ -154,6 +154,32 @@ def credits_grant(
     typer.echo(f"{'granted' if granted else 'already granted'}; balance {balance}")
 
 
+@credits_app.command("deduct")
+def credits_deduct(
+    user: str,
+    tokens: Annotated[int, typer.Argument(min=1, help="Billable tokens to take away.")],
+    note: Annotated[str, typer.Option(help="Why (required; kept in the ledger).")],
+    key: Annotated[str | None, typer.Option(help="Idempotency key: a repeat deducts once.")] = None,
+) -> None:
+    """Correct USER's balance downwards with an adjustment entry (entries are never edited).
+
+    Example: solaris credits deduct u123 5000 --note "duplicate grant on 2026-11-20"
+    """
+
+    async def job(settings: Settings, database: Database) -> tuple[bool, int]:
+        users = users_of(settings, database)
+        found = await find_user(users, user)
+        async with database.transaction() as conn:
+            done = await users.ledger.deduct(
+                conn, found.id, tokens, key or f"adjustment:{uuid.uuid4().hex}", "cli", note
+            )
+        balance, _held = await users.ledger.balance(found.id)
+        return done, balance
+
+    done, balance = run_job(job)
+    typer.echo(f"{'deducted' if done else 'already deducted'}; balance {balance}")
+
+
 @keys_app.command("create")
 def keys_create(user: str) -> None:
     """Create an API key for USER (created if new). The key is shown once."""

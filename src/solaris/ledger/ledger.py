@@ -221,6 +221,45 @@ class Ledger:
         await self._note_expiry(conn, user_id)
         return True
 
+    async def deduct(
+        self,
+        conn: AsyncConnection,
+        user_id: int,
+        amount: int,
+        idempotency_key: str,
+        created_by: str,
+        note: str,
+    ) -> bool:
+        """An operator's correction downwards: an `adjustment` entry, spent from the lots like
+        usage (never an edit of an earlier entry). False if the key was used already."""
+        assert amount > 0 and note, (amount, note)
+        await conn.execute(
+            select(accounts.c.user_id).where(accounts.c.user_id == user_id).with_for_update()
+        )
+        inserted = await conn.execute(
+            self._insert(ledger_entries)
+            .values(
+                user_id=user_id,
+                kind="adjustment",
+                amount=-amount,
+                idempotency_key=idempotency_key,
+                note=note,
+                created_by=created_by,
+                created_at=self.clock(),
+            )
+            .on_conflict_do_nothing(index_elements=["idempotency_key"])
+            .returning(ledger_entries.c.id)
+        )
+        if inserted.first() is None:
+            return False
+        await spend(conn, user_id, amount)
+        await conn.execute(
+            update(accounts)
+            .where(accounts.c.user_id == user_id)
+            .values(balance=accounts.c.balance - amount)
+        )
+        return True
+
     async def refresh_if_due(self, user_id: int, plan: Plan, anchored_at: datetime) -> None:
         """`refresh` when this process has not checked since the user's next boundary or
         expiry (at most every REFRESH_CHECK_S): the request path skips the database otherwise."""
