@@ -4,18 +4,22 @@ receiver (aiohttp), the outbox on SQLite and PostgreSQL, with an injectable cloc
 from __future__ import annotations
 
 import asyncio
+import ssl
+import subprocess
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email import message_from_bytes, policy
 from email.message import EmailMessage
+from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
 from aiohttp import web
 from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult
 from sqlalchemy import func, select
 
 from solaris.alerts import (
@@ -72,7 +76,7 @@ class Clock:
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
-def database_url(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[str]:
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path}/alerts.db"
         return
@@ -281,6 +285,47 @@ async def test_80_and_100_percent_emails_reach_a_real_smtp_server(
         assert PORTAL in text
         assert f'href="{PORTAL}"' in html
     assert {row.state for row in await outbox(database)} == {"sent"}
+
+
+def self_signed(directory: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1, made offline with the openssl command."""
+    cert, key = directory / "cert.pem", directory / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+         "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    return cert, key
+
+
+async def test_starttls_with_login_delivers(database: Database, tmp_path: Path) -> None:
+    cert, key = self_signed(tmp_path)
+    server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_tls.load_cert_chain(cert, key)
+    logins: list[tuple[str, str]] = []
+
+    def authenticate(server: Any, session: Any, envelope: Any, mechanism: str, data: Any) -> Any:
+        logins.append((data.login.decode(), data.password.decode()))
+        return AuthResult(success=data.password == b"s3cret")
+
+    inbox, port = Inbox(), free_port()
+    controller = Controller(
+        inbox, hostname="127.0.0.1", port=port, tls_context=server_tls, require_starttls=True,
+        authenticator=authenticate, auth_require_tls=True,
+    )  # fmt: skip
+    controller.start()
+    try:
+        settings = SmtpSettings(
+            "127.0.0.1", port, "starttls", "alerts", "s3cret", "alerts@example.com", timeout_s=5
+        )
+        channel = EmailChannel(settings, ssl.create_default_context(cafile=str(cert)))
+        await put(database, user_threshold_alerts(threshold(100, "en"), ["email"], START))
+        assert await Deliverer(database, {"email": channel}).run_once() == 1
+    finally:
+        controller.stop()
+    assert logins == [("alerts", "s3cret")]
+    assert [str(message["Subject"]) for message in inbox.messages] == ["Your tokens ran out"]
 
 
 async def test_smtp_down_keeps_the_alert_pending_with_backoff_until_it_comes_back(
