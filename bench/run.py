@@ -505,6 +505,8 @@ class Profile:
     seconds: float
     requests: int
     summary: Summary
+    cpu_ms: float  # gateway CPU per request during the profiled run
+    wait_ms: float  # gateway run-queue wait per request during the profiled run
 
 
 FRAME = re.compile(r"^(?P<func>.*) \((?P<file>[^()]*?)(?::(?P<line>\d+))?\)$")
@@ -517,6 +519,7 @@ AREAS = (
     ("starlette", "starlette"),
     ("tiktoken", "tiktoken"),
     ("structlog", "structlog"),
+    ("prometheus_client", "prometheus_client (metrics)"),
     ("pydantic", "pydantic"),
     ("solaris", "solaris (gateway code)"),
 )
@@ -531,7 +534,8 @@ def area_of(path: str) -> str | None:
 
 Shares = list[tuple[str, float]]
 SYSCALLS = {"write", "writev", "send", "sendto", "sendmsg", "read", "recv", "recvfrom", "recvmsg"}
-NOT_INCLUSIVE = ("solaris/__main__.py", "solaris/cli.py")
+NOT_GATEWAY = ("solaris/__main__.py", "solaris/cli.py", "solaris/cli/", "solaris/devprovider/")
+NO_GATEWAY_FRAME = "(no gateway frame: event-loop, HTTP and driver protocol callbacks)"
 
 
 @dataclass
@@ -541,6 +545,7 @@ class Summary:
     inclusive: Shares
     leaves: Shares
     syscalls: float  # % of samples in socket read/write system calls
+    by_function: Shares  # innermost gateway function, as % of the samples outside syscalls
 
 
 def summarise_profile(raw: str) -> Summary:
@@ -551,6 +556,7 @@ def summarise_profile(raw: str) -> Summary:
     write()/read() family is a socket system call, counted separately within its area.
     """
     areas: Counter[str] = Counter()
+    by_function: Counter[str] = Counter()
     area_syscalls: Counter[str] = Counter()
     inclusive: Counter[str] = Counter()
     leaves: Counter[str] = Counter()
@@ -575,14 +581,14 @@ def summarise_profile(raw: str) -> Summary:
         if path.startswith("libc") and func in SYSCALLS:
             syscalls += count
             area_syscalls[area] += count
+        else:
+            own = next((f for f in reversed(frames) if _is_gateway(f[1])), None)
+            name = f"{own[0]} ({short_path(own[1])})" if own else NO_GATEWAY_FRAME
+            by_function[name] += count
         leaves[f"{func} ({short_path(path)})"] += count
         seen = set()
         for func, path in frames:
-            if (
-                "solaris/" in path
-                and "devprovider" not in path
-                and not path.endswith(NOT_INCLUSIVE)
-            ):
+            if _is_gateway(path):
                 name = f"{func} ({short_path(path)})"
                 if name not in seen:
                     seen.add(name)
@@ -594,7 +600,15 @@ def summarise_profile(raw: str) -> Summary:
         inclusive=[(name, n * share) for name, n in inclusive.most_common(12)],
         leaves=[(name, n * share) for name, n in leaves.most_common(15)],
         syscalls=syscalls * share,
+        by_function=[
+            (name, 100 * n / max(1, total - syscalls)) for name, n in by_function.most_common(15)
+        ],
     )
+
+
+def _is_gateway(path: str) -> bool:
+    """A frame of the gateway's request code (not the CLI that started the server)."""
+    return "solaris/" in path and not any(part in path for part in NOT_GATEWAY)
 
 
 def short_path(path: str) -> str:
@@ -629,9 +643,16 @@ async def profile(bench: Bench, py_spy: str, seconds: float) -> tuple[Profile, R
         return None
     shutil.copyfile(out, BENCH_DIR / "profile-latest.txt")
     shown = " ".join(argv[1:]).replace(str(out), "/tmp/profile.txt").replace(str(pid), "<pid>")
-    return Profile(
-        f"py-spy {shown}", seconds, run.requests, summarise_profile(out.read_text())
-    ), run
+    wait_ms = 1000 * run.cpu["gateway_wait"] / run.requests if run.requests else float("nan")
+    profiled = Profile(
+        f"py-spy {shown}",
+        seconds,
+        run.requests,
+        summarise_profile(out.read_text()),
+        run.cpu_ms_per_request("gateway"),
+        wait_ms,
+    )
+    return profiled, run
 
 
 # ----------------------------------------------------------------------------- report
@@ -923,7 +944,7 @@ stack, not by the gateway alone.
 
 {dbwork}
 
-### The ledger alone, three ways (`bench/ledger_paths.py`, one request at a time, after the runs)
+### The ledger alone, several ways (`bench/ledger_paths.py`, one request at a time, after the runs)
 
 {paths}
 
@@ -1003,13 +1024,19 @@ def profile_text(prof: Profile | None) -> str:
         )
     summary = prof.summary
     per_req = 1000 * prof.seconds / prof.requests if prof.requests else float("nan")
-    areas = "| area | % of samples | of which in socket read/write syscalls |\n|---|---:|---:|\n"
-    areas += "\n".join(
-        f"| {name} | {share:.1f} | {sys_:.1f} |" for name, share, sys_ in summary.by_area
+    outside = max(1e-9, 100 - summary.syscalls)
+    areas = (
+        "| area | % of samples | of which in socket write()/read() | % of the samples outside "
+        "those syscalls |\n|---|---:|---:|---:|\n"
     )
+    areas += "\n".join(
+        f"| {name} | {share:.1f} | {sys_:.1f} | {100 * (share - sys_) / outside:.1f} |"
+        for name, share, sys_ in summary.by_area
+    )
+    waiting = 100 * prof.wait_ms / (prof.cpu_ms + prof.wait_ms) if prof.cpu_ms else float("nan")
 
-    def table(items: Shares, what: str) -> str:
-        return f"| {what} | % of samples |\n|---|---:|\n" + "\n".join(
+    def table(items: Shares, what: str, unit: str = "% of samples") -> str:
+        return f"| {what} | {unit} |\n|---|---:|\n" + "\n".join(
             f"| `{name}` | {share:.1f} |" for name, share in items
         )
 
@@ -1021,22 +1048,35 @@ def profile_text(prof: Profile | None) -> str:
             f"at 100 Hz). Command: `{prof.command}`. The raw stacks are kept in "
             "`bench/profile-latest.txt` (not committed).",
             "",
+            f"**Reading it:** {summary.syscalls:.0f}% of the samples are inside libc `write()` "
+            "or `read()` on a socket. Each such write wakes another process (PostgreSQL, the "
+            "provider, wrk), and on a busy 2-core machine the kernel often switches to it right "
+            "there, leaving the gateway runnable but off the CPU inside the syscall. During this "
+            f"run the gateway used {prof.cpu_ms:.2f} ms of CPU and waited {prof.wait_ms:.2f} ms "
+            f"for a CPU per request (schedstat): it spent {waiting:.0f}% of its non-idle time "
+            f"waiting for a CPU, against {summary.syscalls:.0f}% of samples in those syscalls. "
+            "So most of those samples are the cost of round trips on a crowded machine rather "
+            "than Python work; the last column below, and the table of gateway functions, count "
+            "only the samples outside those syscalls.",
+            "",
             "**By area.** Each sample is charged to the innermost frame of a known library; "
             "stdlib, asyncio and C frames are charged to their caller. Samples with no library "
-            "frame are the event loop itself (uvloop callbacks, task stepping). The last column "
-            "is the part of the area's samples spent inside libc `write()`/`read()` on a socket "
-            f"({summary.syscalls:.1f}% of all samples): on this VM each of those wakes another "
-            "process (PostgreSQL, the provider) and is expensive.",
+            "frame are the event loop itself (uvloop callbacks, task stepping).",
             "",
             areas,
             "",
-            "**Gateway functions, inclusive** (share of samples with the function on the stack; "
-            "a driver's protocol callbacks run from the event loop, not under the function that "
-            "awaits them, so part of each database call is charged to the loop):",
+            "**Gateway function that was running** (innermost `solaris` frame, libraries it "
+            "called included; samples outside socket syscalls). Driver and HTTP protocol "
+            "callbacks run from the event loop, not under the function that awaits them:",
+            "",
+            table(summary.by_function, "function", "% of CPU samples"),
+            "",
+            "**Gateway functions, inclusive** (share of all samples with the function on the "
+            "stack):",
             "",
             table(summary.inclusive, "function"),
             "",
-            "**Hottest leaf frames (self time)**:",
+            "**Hottest leaf frames (self time, all samples)**:",
             "",
             table(summary.leaves, "frame"),
         ]
@@ -1071,18 +1111,27 @@ def analysis_text(
     functions = "functions" in by_key
     cores = {w: best.cores(w) for w in ("gateway", "provider", "postgres", "redis", "wrk", "other")}
     busy = sum(cores.values())
-    if busy >= 0.9 * nproc:
+    loop_busy = cores["gateway"] + best.cores("gateway_wait")  # running or runnable
+    if loop_busy >= 0.85:
+        verdict = (
+            f"the gateway's event loop was running or waiting for a CPU {loop_busy:.0%} of the "
+            "time, so the single gateway process is the bottleneck"
+            + (
+                f" on a machine with {busy:.2f} of {nproc} cores busy"
+                if busy >= 0.9 * nproc
+                else ""
+            )
+        )
+    elif busy >= 0.9 * nproc:
         verdict = (
             f"the machine was saturated ({busy:.2f} of {nproc} cores busy), so this throughput is "
             "what the whole stack gets from 2 shared cores, not the gateway's own ceiling"
         )
-    elif cores["gateway"] >= 0.9:
-        verdict = "the gateway's single event loop was the bottleneck (about one full core)"
     else:
         verdict = (
-            f"neither the gateway ({cores['gateway']:.2f} cores) nor the machine ({busy:.2f} of "
-            f"{nproc}) was saturated: requests were waiting on something else (row locks, the "
-            "connection pool, WAL flushes)"
+            f"neither the gateway's event loop (running or waiting for a CPU {loop_busy:.0%} of "
+            f"the time) nor the machine ({busy:.2f} of {nproc} cores) was saturated: requests "
+            "were waiting on something else (row locks, the connection pool, WAL flushes)"
         )
     bullets = [
         f"**Added latency, idle gateway (1 connection):** {j1.added_p50:.2f} ms at p50 "
@@ -1120,9 +1169,16 @@ def analysis_text(
         f"**Single user (hot balance row):** {solo16.med(solo16.gateway, 'rps'):,.0f} req/s at 16 "
         f"connections and {solo64.med(solo64.gateway, 'rps'):,.0f} at 64, vs "
         f"{j16.med(j16.gateway, 'rps'):,.0f} / {j64.med(j64.gateway, 'rps'):,.0f} with {USERS} "
-        "users. Every reserve and settle of a user locks that user's account row until its "
+        "users. "
+        + (
+            "No penalty worth the name at this throughput: "
+            if solo16.med(solo16.gateway, "rps") >= 0.9 * j16.med(j16.gateway, "rps")
+            else "One user is slower: "
+        )
+        + "every reserve and settle of a user locks that user's account row until its "
         "transaction commits, and a commit waits for its WAL flush (synchronous_commit=on), so "
-        "one user's concurrent requests queue on that row one commit at a time.",
+        "one user's concurrent requests pass that row one commit at a time (the WAL diagnostic "
+        "above shows what that costs).",
     ]
     if work:
         path = (
@@ -1154,8 +1210,10 @@ def analysis_text(
             d = by_key["functions"]
             text += (
                 f" The gateway's PostgreSQL path (SQL functions) costs {d.cpu_ms:.2f} ms CPU "
-                f"({d.wall_ms:.2f} ms wall): the accounting is now a small part of the "
-                f"{gw_cpu_1:.2f} ms the gateway spends per request at 1 connection."
+                f"({d.wall_ms:.2f} ms wall) of the {gw_cpu_1:.2f} ms of CPU the gateway spends "
+                "per request at 1 connection. These timings run after the main rounds and are as "
+                "noisy as the machine: the PostgreSQL server and its WAL are shared with other "
+                "jobs' databases."
             )
         else:
             text += (
@@ -1167,13 +1225,8 @@ def analysis_text(
     keys = [(1, USERS, "on"), (1, USERS, "off"), (16, 1, "on"), (16, 1, "off")]
     if all(k in diag for k in keys):
         idle_on, idle_off, hot_on, hot_off = (diag[k] for k in keys)
-        helps = idle_off["p50"] < idle_on["p50"] and hot_off["rps"] > hot_on["rps"]
         bullets.append(
-            (
-                "**Durable commits are a large part of the wait:** "
-                if helps
-                else "**Durable commits (inconclusive this time):** "
-            )
+            "**What durable commits cost:** "
             + f"with synchronous_commit off (diagnostic above) the 1-connection p50 was "
             f"{idle_off['p50']:.2f} ms instead of {idle_on['p50']:.2f} ms, and one user at 16 "
             f"connections got {hot_off['rps']:,.0f} instead of {hot_on['rps']:,.0f} req/s. "
@@ -1181,12 +1234,21 @@ def analysis_text(
             "settlement's, which the answer waits for), and a user's account row stays locked "
             "until its flush is done."
         )
-    if prof is not None and prof.summary.by_area:
-        top = ", ".join(f"{name} {share:.0f}%" for name, share, _ in prof.summary.by_area[:4])
+    if prof is not None and prof.summary.by_function:
+        outside = max(1e-9, 100 - prof.summary.syscalls)
+        cpu_areas = sorted(
+            ((name, 100 * (share - sys_) / outside) for name, share, sys_ in prof.summary.by_area),
+            key=lambda item: -item[1],
+        )
+        top_areas = ", ".join(f"{name} {share:.0f}%" for name, share in cpu_areas[:5])
+        top_functions = ", ".join(
+            f"`{name.split(' (')[0]}` {share:.0f}%" for name, share in prof.summary.by_function[:5]
+        )
         bullets.append(
-            f"**Profile (16 connections, non-streamed):** {top} of the gateway's samples; "
-            f"{prof.summary.syscalls:.0f}% of all samples sit in socket write()/read() calls "
-            "(each one wakes another process on a 2-core machine)."
+            f"**Profile (16 connections, non-streamed):** {prof.summary.syscalls:.0f}% of the "
+            "samples are the gateway inside socket write()/read(), mostly preempted after waking "
+            "PostgreSQL, the provider or wrk (see the profile section). Of the rest: "
+            f"{top_areas}; by gateway function: {top_functions}."
         )
     bullets.append(
         "**Accounting:** "
@@ -1441,7 +1503,9 @@ async def main_async(args: argparse.Namespace) -> int:
     )
     args.report.write_text(report)
     (args.report.with_suffix(".json")).write_text(
-        json.dumps({"machine": machine, "runs": [asdict(r) for r in runs]}, indent=1)
+        json.dumps(
+            {"machine": machine, "runs": [asdict(r) for r in [*runs, *diagnostic]]}, indent=1
+        )
     )
     log(f"wrote {args.report} in {elapsed / 60:.1f} minutes; logs in {workdir}")
     return 0 if accounting.passed else 1
@@ -1451,7 +1515,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="1 round of short runs")
     parser.add_argument("--rounds", type=int, help="rounds (default 3, quick 1)")
-    parser.add_argument("--duration", type=float, help="seconds per run (default 8, quick 3)")
+    parser.add_argument("--duration", type=float, help="seconds per run (default 7, quick 3)")
     parser.add_argument("--warmup", type=float, help="warm-up seconds per target and mode")
     parser.add_argument("--profile", action="store_true", help="py-spy the gateway at the end")
     parser.add_argument("--py-spy", help="the py-spy binary (default: py-spy on PATH)")
