@@ -162,9 +162,31 @@ def test_gateway_keeps_serving_while_redis_stops_and_starts(provider: str, tmp_p
             other = "back-" + uuid.uuid4().hex[:8]
             after = [r.status_code for r in _fire([gateway.url], other, 6)]
             assert after.count(200) == 5, after
-            assert client.keys("solaris:rl:*"), "the limits live in Redis again"
+            assert client.keys("solaris:*:rl:*"), "the limits live in Redis again"
             client.close()
             assert "redis_unavailable" in gateway.log.read_text()
     finally:
         redis.kill()
         redis.wait()
+
+
+def test_two_deployments_sharing_one_redis_keep_their_users_apart(
+    redis_url: str, provider: str, tmp_path: Path
+) -> None:
+    """User ids are per database; the Redis keys carry each deployment's id."""
+    user = "same-id-" + uuid.uuid4().hex[:8]
+    gateways: list[Iterator[Gateway]] = []
+    for name in ("a", "b"):
+        folder = tmp_path / name
+        folder.mkdir()
+        env = gateway_env(folder, provider, Database(f"sqlite:///{folder}/{name}.db", redis_url))
+        gateways.append(start_gateway(env, folder))
+    first, second = (next(running) for running in gateways)
+    second.fund("someone-else", 10)  # shifts the ids so the same user gets different ones
+    for gateway in (first, second):
+        gateway.fund(user, 1_000)
+        with gateway.client(user) as http:
+            assert http.post("/v1/chat/completions", json=chat()).status_code == 200
+        assert len(gateway.usage_rows(user)) == 1
+    for running in gateways:
+        next(running, None)

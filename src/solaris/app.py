@@ -95,6 +95,8 @@ class Gateway:
 
     async def start(self) -> None:
         await self.database.check_migrated()
+        namespace = await self.database.deployment_id()
+        self.cache.namespace = self.limiter.namespace = namespace
         tokenizer.warm()
         await self.ledger.start()
         await self.upstream.start()

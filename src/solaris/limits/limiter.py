@@ -58,10 +58,11 @@ return {0, 0}
 """
 
 
-def redis_keys(user_id: int) -> tuple[str, str]:
-    """The user's two keys. The braces are a Redis Cluster hash tag: both keys share one slot,
-    which a multi-key script needs."""
-    return f"solaris:rl:{{{user_id}}}:rpm", f"solaris:rl:{{{user_id}}}:tpm"
+def redis_keys(user_id: int, namespace: str = "") -> tuple[str, str]:
+    """The user's two keys, in the deployment's namespace (user ids are per database). The
+    braces are a Redis Cluster hash tag: both keys share one slot, which a multi-key script needs."""
+    prefix = f"solaris:{namespace}:rl" if namespace else "solaris:rl"
+    return f"{prefix}:{{{user_id}}}:rpm", f"{prefix}:{{{user_id}}}:tpm"
 
 
 class RateLimiter:
@@ -89,6 +90,7 @@ class RateLimiter:
             self._script = self._redis.register_script(GCRA_LUA)
         self._redis_healthy = True
         self._redis_failed_at = 0.0
+        self.namespace = ""  # the gateway sets its deployment's id at start-up
 
     async def check(self, user_id: int, limit: Limit, tokens: int) -> Verdict:
         """Atomically count one request of `tokens` tokens if both limits allow it; count nothing otherwise."""
@@ -98,7 +100,8 @@ class RateLimiter:
         if self._redis is not None and self._redis_due():
             try:
                 waits = await self._script(
-                    keys=redis_keys(user_id), args=(limit.rpm or 0, limit.tpm or 0, tokens)
+                    keys=redis_keys(user_id, self.namespace),
+                    args=(limit.rpm or 0, limit.tpm or 0, tokens),
                 )
             except (RedisError, OSError) as error:
                 self._redis_failed(error)

@@ -6,6 +6,8 @@ get their own label value, the rest are counted as "other".
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 __all__ = ["Metrics", "provider_of"]
@@ -77,6 +79,15 @@ class Metrics:
             ["result"], registry=r,
         )  # fmt: skip
         self._models: set[str] = set()
+        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
+
+    def child(self, metric: Counter | Histogram, *labels: str) -> Any:
+        """`metric.labels(*labels)`, looked up once: label values here are bounded."""
+        key = (id(metric), labels)
+        found = self._children.get(key)
+        if found is None:
+            found = self._children[key] = metric.labels(*labels)
+        return found
 
     def model(self, name: str) -> str:
         if name in self._models:

@@ -47,19 +47,21 @@ class RequestLog:
             upstream_s = done - exchange.upstream_sent
             if exchange.upstream_first_byte is not None:
                 first_byte_s = exchange.upstream_first_byte - exchange.upstream_sent
-                m.upstream_first_byte_seconds.labels(exchange.route, provider).observe(first_byte_s)
-            m.upstream_seconds.labels(exchange.route, provider).observe(upstream_s)
+                m.child(m.upstream_first_byte_seconds, exchange.route, provider).observe(
+                    first_byte_s
+                )
+            m.child(m.upstream_seconds, exchange.route, provider).observe(upstream_s)
             if exchange.outcome == "upstream_error":
                 m.upstream_errors.labels(provider, exchange.error or str(exchange.status)).inc()
-        m.gateway_seconds.labels(exchange.route).observe(max(0.0, total_s - upstream_s))
-        m.requests.labels(exchange.route, model, str(exchange.status), exchange.outcome).inc()
+        m.child(m.gateway_seconds, exchange.route).observe(max(0.0, total_s - upstream_s))
+        m.child(m.requests, exchange.route, model, str(exchange.status), exchange.outcome).inc()
         record = exchange.record
         if record is not None:
-            m.tokens.labels(model, "prompt").inc(record.prompt_tokens)
-            m.tokens.labels(model, "completion").inc(record.completion_tokens)
-            m.tokens.labels(model, "cached").inc(record.cached_tokens)
-            m.tokens.labels(model, "reasoning").inc(record.reasoning_tokens)
-            m.billable.labels(model).inc(record.billable)
+            m.child(m.tokens, model, "prompt").inc(record.prompt_tokens)
+            m.child(m.tokens, model, "completion").inc(record.completion_tokens)
+            m.child(m.tokens, model, "cached").inc(record.cached_tokens)
+            m.child(m.tokens, model, "reasoning").inc(record.reasoning_tokens)
+            m.child(m.billable, model).inc(record.billable)
             if record.estimated:
                 m.estimated.labels(model).inc()
         log.info(

@@ -21,7 +21,6 @@ log = structlog.get_logger(__name__)
 
 LOCAL_ENTRIES_MAX = 100_000
 REDIS_TIMEOUT_S = 0.25
-REDIS_PREFIX = "solaris:identity:"
 
 
 class IdentityCache:
@@ -44,6 +43,8 @@ class IdentityCache:
             else None
         )
         self._redis_healthy = True
+        # Set at start-up to the deployment's id: other deployments may share this Redis.
+        self.namespace = ""
 
     async def get(self, key: str) -> int | None:
         entry = self._local.get(key)
@@ -63,7 +64,7 @@ class IdentityCache:
         if self._redis is None:
             return None
         try:
-            value = await self._redis.get(REDIS_PREFIX + key)
+            value = await self._redis.get(self._key(key))
         except (RedisError, OSError) as error:
             self._redis_failed(error)
             return None
@@ -75,7 +76,7 @@ class IdentityCache:
         if self._redis is None:
             return
         try:
-            await self._redis.set(REDIS_PREFIX + key, user_id, ex=max(1, int(self.ttl_s)))
+            await self._redis.set(self._key(key), user_id, ex=max(1, int(self.ttl_s)))
         except (RedisError, OSError) as error:
             self._redis_failed(error)
         else:
@@ -94,6 +95,10 @@ class IdentityCache:
     async def close(self) -> None:
         if self._redis is not None:
             await self._redis.aclose()
+
+    def _key(self, key: str) -> str:
+        assert self.namespace, "the namespace is set at start-up"
+        return f"solaris:{self.namespace}:identity:{key}"
 
     def _remember(self, key: str, user_id: int, now: float) -> None:
         self._local[key] = (now + self.ttl_s, user_id)

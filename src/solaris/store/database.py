@@ -13,13 +13,14 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import event, text
+from sqlalchemy import event, select, text
 from sqlalchemy.engine import Connection as SyncConnection
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from solaris.config import sqlite_path
 from solaris.errors import StoreError
+from solaris.store.schema import deployment
 
 if TYPE_CHECKING:  # alembic is imported only by the commands that need it (start-up time)
     from alembic.config import Config
@@ -88,6 +89,13 @@ class Database:
                 f"database schema is at {current or 'nothing'}, the code needs {head}: "
                 "run `solaris migrate` first"
             )
+
+    async def deployment_id(self) -> str:
+        """This deployment's id (made by migration 0006), the namespace of its Redis keys."""
+        async with self.engine.connect() as connection:
+            value = await connection.scalar(select(deployment.c.id))
+        assert value, "migration 0006 makes the deployment id"
+        return str(value)
 
     async def probe(self) -> str:
         """ "ok" when reachable and migrated (for /readyz), else what is wrong."""

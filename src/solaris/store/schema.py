@@ -29,6 +29,7 @@ __all__ = [
     "accounts",
     "alert_outbox",
     "api_keys",
+    "deployment",
     "ledger_entries",
     "lots",
     "metadata",
@@ -238,4 +239,12 @@ alert_outbox = Table(
     CheckConstraint("channel IN ('email', 'webhook')", name="channel_known"),
     CheckConstraint("attempts >= 0", name="attempts_not_negative"),
     Index("ix_alert_outbox_state_next_attempt_at", "state", "next_attempt_at"),
+)
+
+# One row: this deployment's id, made at migration. Keys that several deployments could share
+# (Redis) carry it, so two databases behind one Redis never mix their users.
+deployment = Table(
+    "deployment",
+    metadata,
+    Column("id", String(32), primary_key=True),
 )

@@ -29,6 +29,9 @@ DECLARE
     v_freed bigint;
     v_amount bigint;
 BEGIN
+    -- A hold need not survive a database crash (it would only free tokens), so its commit
+    -- does not wait for the disk; the settlement, which moves money, does.
+    SET LOCAL synchronous_commit = off;
     SELECT balance - reserved INTO v_available FROM accounts WHERE user_id = p_user FOR UPDATE;
     IF v_available IS NULL THEN
         RAISE EXCEPTION 'no account for user %', p_user;
