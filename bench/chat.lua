@@ -4,9 +4,11 @@
 --   BENCH_STREAM        "1" for "stream": true, otherwise "stream": false
 --   BENCH_USERS         how many distinct X-LibreChat-User-Id values to rotate over (default 100)
 --   BENCH_USER_PREFIX   user ids are <prefix>000, <prefix>001, ... (default "bench-user-")
---   BENCH_KEY           the service key sent as "Authorization: Bearer <key>"
+--   BENCH_KEY           sent as "Authorization: Bearer <key>": the gateway's service key, or
+--                       LiteLLM's master key when wrk calls LiteLLM directly
 --   BENCH_TAG           sent as X-LibreChat-Conversation-Id, so the gateway's usage rows of one
---                       wrk run can be counted (usage.conversation_id)
+--                       wrk run can be counted (usage.conversation_id); the X-LibreChat-*
+--                       headers are harmless to the provider and LiteLLM, which ignore them
 --
 -- Every request is formatted once in init(); request() only picks the next one, so wrk spends
 -- no time in Lua per request. done() prints one machine-readable line, "BENCH {json}".

@@ -1,6 +1,6 @@
 """Benchmark: what the SOLARIS gateway adds on top of talking to the provider directly.
 
-    uv run python bench/run.py            # full run (3 rounds, ~8 minutes), writes bench/REPORT.md
+    uv run python bench/run.py            # full run (3 rounds, ~12 minutes), writes bench/REPORT.md
     uv run python bench/run.py --quick    # 1 round of short runs, writes bench/REPORT.quick.md
     uv run python bench/run.py --profile  # also a py-spy profile of the gateway (py-spy on PATH
                                           # or --py-spy BIN; e.g. pip install --target /tmp/pyspy)
@@ -8,8 +8,11 @@
 It starts the dev provider and one gateway (PostgreSQL in a fresh database, Redis, accounting on),
 warms both up, then measures every setting with wrk (bench/chat.lua): target ∈ {direct, gateway},
 mode ∈ {non-streamed, streamed}, connections ∈ {1, 16, 64}, plus single-user gateway rows (the
-hot balance row). Within a round the two targets of a setting run back to back, in alternating
-order; each number in the report is the median over the rounds. After each gateway run it checks
+hot balance row). When the LiteLLM proxy is installed (`make litellm`) it also starts LiteLLM in
+front of the provider and a second gateway in front of LiteLLM, and measures two more targets at 1
+and 16 connections: litellm (wrk → LiteLLM → provider) and chain (wrk → gateway → LiteLLM →
+provider). Within a round the targets of a setting run back to back, in alternating order; each
+number in the report is the median over the rounds. After each gateway or chain run it checks
 that the usage rows written for that run match the 2xx responses wrk counted, and at the end that
 the ledger balances. Only processes this script started are stopped; its database is dropped.
 """
@@ -34,6 +37,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import textwrap
 import time
 import urllib.error
 import urllib.request
@@ -54,15 +58,33 @@ LUA = BENCH_DIR / "chat.lua"
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 MODES = ("json", "stream")
+TARGETS = ("direct", "gateway", "litellm", "chain")
+GATEWAYS = ("gateway", "chain")  # targets answered by a gateway: their usage rows are checked
 MODE_LABEL = {"json": "non-streamed", "stream": "streamed"}
 CONNECTIONS = (1, 16, 64)
 SOLO = (("json", 16), ("json", 64), ("stream", 16))  # single-user gateway settings
+LITELLM_CONNECTIONS = (1, 16)  # LiteLLM serves ~40 req/s: 64 connections would only queue
+# Report rows: path -> (label, the target it is compared with).
+PATHS = {
+    "gateway": ("gateway", "direct"),
+    "litellm": ("LiteLLM", "direct"),
+    "chain": ("gateway → LiteLLM", "litellm"),
+}
+TARGET_LABEL = {"direct": "direct", "gateway": "gateway", "litellm": "LiteLLM", "chain": "chain"}
 USERS = 100
 ROUND_LABEL = {0: "profile", -1: "diagnostic 1", -2: "diagnostic 2", -3: "diagnostic 3"}
 ADMIN_URL = os.environ.get(
     "BENCH_ADMIN_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
 )
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
+# The LiteLLM proxy from `make litellm` (its own virtualenv, litellm[proxy] pinned in the Makefile),
+# started the way tests/test_litellm.py starts it.
+LITELLM_DIR = REPO / ".tools" / "litellm"
+LITELLM_BIN = LITELLM_DIR / "bin" / "litellm"
+LITELLM_READY_TIMEOUT_S = 240.0  # LiteLLM imports for ~20 s on a quiet machine
+# Settings of ours LiteLLM would pick up from the environment: a database, provider keys.
+LITELLM_AMBIENT = ("DATABASE_URL", "DIRECT_URL", "LITELLM_", "OPENAI_", "ANTHROPIC_", "AZURE_")
+FULL_RUN_MINUTES = 8  # what a full run takes without LiteLLM (with it: ~12)
 PACKAGES = (
     "uvicorn",
     "uvloop",
@@ -136,10 +158,15 @@ def run_queue_wait_s(pid: int) -> float:
         return int(schedstat.read().split()[1]) / 1e9
 
 
-def cpu_by_name(names: Iterable[str]) -> dict[str, float]:
-    """Summed CPU seconds of every process whose comm is one of `names` (e.g. all postgres)."""
+def cpu_by_name(
+    names: Iterable[str], trees: Iterable[int] = ()
+) -> tuple[dict[str, float], dict[int, float]]:
+    """Summed CPU seconds of every process whose comm is one of `names` (e.g. all postgres), and
+    of each process in `trees` together with its descendants (e.g. LiteLLM and any workers)."""
     wanted = set(names)
     totals = dict.fromkeys(wanted, 0.0)
+    parent: dict[int, int] = {}
+    own: dict[int, float] = {}
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
             continue
@@ -149,10 +176,22 @@ def cpu_by_name(names: Iterable[str]) -> dict[str, float]:
         except OSError:
             continue
         comm = text[text.find("(") + 1 : text.rfind(")")]
+        fields = text.rsplit(")", 1)[1].split()
+        cpu = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+        parent[int(entry.name)], own[int(entry.name)] = int(fields[1]), cpu
         if comm in wanted:
-            fields = text.rsplit(")", 1)[1].split()
-            totals[comm] += (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
-    return totals
+            totals[comm] += cpu
+    by_tree = {}
+    for root in trees:
+        total = 0.0
+        for pid, cpu in own.items():
+            ancestor = pid
+            while ancestor > 1 and ancestor != root:
+                ancestor = parent.get(ancestor, 0)
+            if ancestor == root:
+                total += cpu
+        by_tree[root] = total
+    return totals, by_tree
 
 
 def machine_busy_s() -> float:
@@ -268,6 +307,24 @@ class Servers:
     provider_port: int
     gateway_port: int
     commands: list[str]
+    # With LiteLLM: the proxy in front of the provider, and the chain's gateway in front of it.
+    litellm: subprocess.Popen[bytes] | None = None
+    litellm_port: int = 0
+    litellm_key: str = ""
+    chain: subprocess.Popen[bytes] | None = None
+    chain_port: int = 0
+
+    def port(self, target: str) -> int:
+        return {
+            "direct": self.provider_port,
+            "gateway": self.gateway_port,
+            "litellm": self.litellm_port,
+            "chain": self.chain_port,
+        }[target]
+
+    def gateway_of(self, target: str) -> subprocess.Popen[bytes]:
+        """The gateway that answers `target` (the first one for targets without a gateway)."""
+        return self.chain if target == "chain" and self.chain is not None else self.gateway
 
 
 def start(argv: list[str], env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
@@ -291,14 +348,53 @@ def stop(process: subprocess.Popen[bytes]) -> None:
             process.wait()
 
 
+def litellm_config(provider_url: str, master_key: str) -> dict[str, Any]:
+    """tests/test_litellm.py's configuration: one model, no database, a master key."""
+    return {
+        "model_list": [
+            {
+                "model_name": "gpt-4o-mini",
+                "litellm_params": {
+                    "model": "openai/gpt-4o-mini",
+                    "api_base": provider_url,
+                    "api_key": "sk-dev-provider",
+                },
+            }
+        ],
+        "general_settings": {"master_key": master_key},
+    }
+
+
+def start_litellm(config: Path, port: int, log_path: Path) -> subprocess.Popen[bytes]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(LITELLM_AMBIENT)}
+    env["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"  # never fetch the price list: no network here
+    argv = [str(LITELLM_BIN), "--config", str(config), "--host", "127.0.0.1"]
+    argv += ["--port", str(port), "--num_workers", "1"]
+    with open(log_path, "ab") as out:
+        return subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=REPO)
+
+
+def litellm_version() -> str:
+    found = sorted(LITELLM_DIR.glob("lib/python*/site-packages/litellm-*.dist-info"))
+    return found[-1].name.removesuffix(".dist-info").split("-", 1)[1] if found else "unknown"
+
+
+def shown_env(env: dict[str, str]) -> str:
+    return " ".join(
+        f"{k}={'<random>' if k == 'SOLARIS_SECRET_KEY' else v}" for k, v in sorted(env.items())
+    )
+
+
 @contextlib.contextmanager
-def servers(gateway_env: dict[str, str], workdir: Path) -> Iterator[Servers]:
+def servers(
+    gateway_env: dict[str, str], workdir: Path, with_litellm: bool = False
+) -> Iterator[Servers]:
+    """The dev provider and a gateway in front of it; with `with_litellm`, also the LiteLLM proxy
+    in front of the provider and a second gateway (same database and Redis) in front of LiteLLM."""
     provider_port, gateway_port = free_port(), free_port()
     env = {**gateway_env, "SOLARIS_UPSTREAM_BASE_URL": f"http://127.0.0.1:{provider_port}/v1"}
     env["SOLARIS_PORT"] = str(gateway_port)
-    shown = " ".join(
-        f"{k}={'<random>' if k == 'SOLARIS_SECRET_KEY' else v}" for k, v in sorted(env.items())
-    )
+    shown = shown_env(env)
     commands = [
         f"uv run solaris dev-provider --port {provider_port}",
         f"{shown} uv run solaris migrate",
@@ -317,14 +413,49 @@ def servers(gateway_env: dict[str, str], workdir: Path) -> Iterator[Servers]:
     provider_log, gateway_log = workdir / "provider.log", workdir / "gateway.log"
     provider = start(["dev-provider", "--port", str(provider_port)], {}, provider_log)
     gateway: subprocess.Popen[bytes] | None = None
+    litellm: subprocess.Popen[bytes] | None = None
+    chain: subprocess.Popen[bytes] | None = None
     try:
         wait_http(f"http://127.0.0.1:{provider_port}/health", provider, provider_log, 30)
+        if with_litellm:  # started first: it takes a while to import
+            litellm_port, litellm_key = free_port(), "sk-bench-litellm-" + secrets.token_hex(8)
+            config = workdir / "litellm-config.yaml"
+            provider_url = f"http://127.0.0.1:{provider_port}/v1"
+            config.write_text(json.dumps(litellm_config(provider_url, litellm_key), indent=2))
+            litellm_log = workdir / "litellm.log"
+            log(f"starting LiteLLM {litellm_version()} (log {litellm_log})")
+            litellm = start_litellm(config, litellm_port, litellm_log)
         gateway = start(["serve"], env, gateway_log)
         wait_http(f"http://127.0.0.1:{gateway_port}/healthz", gateway, gateway_log, 60)
-        yield Servers(provider, gateway, provider_port, gateway_port, commands)
+        srv = Servers(provider, gateway, provider_port, gateway_port, commands)
+        if litellm is not None:
+            live = f"http://127.0.0.1:{litellm_port}/health/liveliness"
+            wait_http(live, litellm, litellm_log, LITELLM_READY_TIMEOUT_S)
+            chain_port = free_port()
+            chain_env = {
+                **env,
+                "SOLARIS_UPSTREAM_BASE_URL": f"http://127.0.0.1:{litellm_port}/v1",
+                "SOLARIS_UPSTREAM_API_KEY": litellm_key,
+                "SOLARIS_PORT": str(chain_port),
+            }
+            chain_log = workdir / "chain-gateway.log"
+            chain = start(["serve"], chain_env, chain_log)
+            wait_http(f"http://127.0.0.1:{chain_port}/healthz", chain, chain_log, 60)
+            srv.litellm, srv.litellm_port, srv.litellm_key = litellm, litellm_port, litellm_key
+            srv.chain, srv.chain_port = chain, chain_port
+            commands += [
+                "# LiteLLM (tests/test_litellm.py's config: gpt-4o-mini → openai/gpt-4o-mini at "
+                "the provider, master key, no database):",
+                f"LITELLM_LOCAL_MODEL_COST_MAP=True .tools/litellm/bin/litellm --config "
+                f"litellm-config.yaml --host 127.0.0.1 --port {litellm_port} --num_workers 1",
+                "# the chain's gateway (same database and Redis), in front of LiteLLM:",
+                f"{shown_env(chain_env).replace(litellm_key, '<master key>')} uv run solaris serve",
+            ]
+        yield srv
     finally:
-        if gateway is not None:
-            stop(gateway)
+        for process in (chain, gateway, litellm):
+            if process is not None:
+                stop(process)
         stop(provider)
 
 
@@ -333,7 +464,7 @@ def servers(gateway_env: dict[str, str], workdir: Path) -> Iterator[Servers]:
 
 @dataclass
 class Run:
-    target: str  # "direct" | "gateway"
+    target: str  # "direct" | "gateway" | "litellm" | "chain"
     mode: str  # "json" | "stream"
     connections: int
     users: int
@@ -346,8 +477,10 @@ class Run:
     p50_ms: float
     p90_ms: float
     p99_ms: float
-    cpu: dict[str, float]  # CPU seconds during the run: gateway, provider, postgres, redis, wrk
-    rows: int | None = None  # gateway: usage rows written for this run
+    # CPU seconds during the run: gateway (the one answering: the chain's for chain runs),
+    # idle_gateway (the other one), provider, litellm, postgres, redis, wrk, other
+    cpu: dict[str, float]
+    rows: int | None = None  # gateway and chain: usage rows written for this run
     row_status: dict[str, int] = field(default_factory=dict)
     note: str = ""
 
@@ -372,8 +505,26 @@ class Bench:
     extra_runs: list[Run] = field(default_factory=list)  # measured but not reported (retries)
 
     def url(self, target: str) -> str:
-        port = self.servers.gateway_port if target == "gateway" else self.servers.provider_port
-        return f"http://127.0.0.1:{port}/v1/chat/completions"
+        return f"http://127.0.0.1:{self.servers.port(target)}/v1/chat/completions"
+
+    def cpu_now(self, target: str) -> dict[str, float]:
+        """CPU seconds used so far by each process this script started (and the machine)."""
+        srv = self.servers
+        gateway = srv.gateway_of(target)
+        idle = srv.chain if gateway is srv.gateway else srv.gateway
+        trees = [srv.litellm.pid] if srv.litellm is not None else []
+        procs, by_tree = cpu_by_name(("postgres", "redis-server"), trees)
+        return {
+            "gateway": process_cpu_s(gateway.pid),
+            "idle_gateway": process_cpu_s(idle.pid) if idle is not None else 0.0,
+            "provider": process_cpu_s(srv.provider.pid),
+            "litellm": sum(by_tree.values()),
+            "postgres": procs["postgres"],
+            "redis": procs["redis-server"],
+            "wrk": children_cpu_s(),
+            "machine": machine_busy_s(),
+            "gateway_wait": run_queue_wait_s(gateway.pid),
+        }
 
     async def wrk_run(
         self, target: str, mode: str, connections: int, users: int, seconds: float, tag: str
@@ -383,7 +534,7 @@ class Bench:
             "BENCH_STREAM": "1" if mode == "stream" else "0",
             "BENCH_USERS": str(users),
             "BENCH_USER_PREFIX": self.user_prefix if users > 1 else self.solo_prefix,
-            "BENCH_KEY": self.key,
+            "BENCH_KEY": self.servers.litellm_key if target == "litellm" else self.key,
             "BENCH_TAG": tag,
         }
         argv = [
@@ -398,30 +549,12 @@ class Bench:
             str(LUA),
             self.url(target),
         ]
-        procs = cpu_by_name(("postgres", "redis-server"))
-        before = {
-            "gateway": process_cpu_s(self.servers.gateway.pid),
-            "provider": process_cpu_s(self.servers.provider.pid),
-            "postgres": procs["postgres"],
-            "redis": procs["redis-server"],
-            "wrk": children_cpu_s(),
-            "machine": machine_busy_s(),
-            "gateway_wait": run_queue_wait_s(self.servers.gateway.pid),
-        }
+        before = self.cpu_now(target)
         process = await asyncio.create_subprocess_exec(
             *argv, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
         )
         output, _ = await process.communicate()
-        procs = cpu_by_name(("postgres", "redis-server"))
-        after = {
-            "gateway": process_cpu_s(self.servers.gateway.pid),
-            "provider": process_cpu_s(self.servers.provider.pid),
-            "postgres": procs["postgres"],
-            "redis": procs["redis-server"],
-            "wrk": children_cpu_s(),
-            "machine": machine_busy_s(),
-            "gateway_wait": run_queue_wait_s(self.servers.gateway.pid),
-        }
+        after = self.cpu_now(target)
         text = output.decode(errors="replace")
         append(
             self.workdir / "wrk.log",
@@ -461,7 +594,9 @@ class Bench:
             p99_ms=data["p99_us"] / 1000,
             cpu=cpu,
         )
-        if target == "gateway":
+        if target == "litellm":
+            await self.litellm_idle()
+        if target in GATEWAYS:
             await self.settled()
             rows = await self.db.fetch(
                 "SELECT status, count(*) AS n FROM usage WHERE conversation_id = $1 GROUP BY status",
@@ -469,19 +604,40 @@ class Bench:
             )
             run.row_status = {row["status"]: int(row["n"]) for row in rows}
             run.rows = sum(run.row_status.values())
+        through_litellm = target in ("litellm", "chain")
         log(
             f"  {target:7} {MODE_LABEL[mode]:12} c={connections:<3} users={users:<3} "
             f"{run.rps:8,.0f} req/s  p50 {run.p50_ms:7.3f} ms  p99 {run.p99_ms:7.3f} ms"
             + (
                 f"  CPU {run.cpu_ms_per_request('gateway'):.3f} ms/req"
                 f"  2xx {run.ok} rows {run.rows}"
-                if target == "gateway"
+                if target in GATEWAYS
+                else ""
+            )
+            + (
+                f"  LiteLLM CPU {run.cpu_ms_per_request('litellm'):.3f} ms/req"
+                if through_litellm
                 else ""
             )
             + (f"  NON-2xx {run.non_2xx}" if run.non_2xx else "")
             + (f"  socket errors {run.socket_errors}" if run.socket_errors else "")
         )
         return run
+
+    async def litellm_idle(self, timeout_s: float = 5.0) -> None:
+        """Wait until LiteLLM has finished the requests wrk dropped in flight when its timer ran
+        out (about one per connection, each tens of ms of LiteLLM's CPU), so they do not run
+        into the next measurement. (A gateway's are waited for by `settled`.)"""
+        if self.servers.litellm is None:
+            return
+        root = self.servers.litellm.pid
+        deadline, last = time.monotonic() + timeout_s, cpu_by_name((), [root])[1][root]
+        while time.monotonic() < deadline:
+            await asyncio.sleep(0.2)
+            now = cpu_by_name((), [root])[1][root]
+            if now - last < 0.02:  # under 10% of a core: idle
+                return
+            last = now
 
     async def settled(self, timeout_s: float = 20.0) -> None:
         """Wait until the gateway has settled everything it started (no pending reservation)."""
@@ -660,31 +816,42 @@ async def profile(bench: Bench, py_spy: str, seconds: float) -> tuple[Profile, R
 
 @dataclass
 class Row:
+    path: str  # "gateway" | "litellm" | "chain": the target measured (PATHS)
     mode: str
     connections: int
     users: int
-    direct: list[Run]
-    gateway: list[Run]
+    base: list[Run]  # the runs it is compared with: direct, or LiteLLM alone for the chain
+    runs: list[Run]
 
     def med(self, runs: list[Run], attr: str) -> float:
         return median([float(getattr(r, attr)) for r in runs])
 
     def cpu(self, who: str) -> float:
-        return median([r.cpu_ms_per_request(who) for r in self.gateway])
+        return median([r.cpu_ms_per_request(who) for r in self.runs])
 
     def cores(self, who: str) -> float:
-        return median([r.cpu[who] / r.duration_s for r in self.gateway])
+        return median([r.cpu[who] / r.duration_s for r in self.runs])
+
+    @property
+    def has_gateway(self) -> bool:
+        return self.path in GATEWAYS
+
+    @property
+    def has_litellm(self) -> bool:
+        return self.path in ("litellm", "chain")
 
     @property
     def added_p50(self) -> float:
-        return self.med(self.gateway, "p50_ms") - self.med(self.direct, "p50_ms")
+        return self.med(self.runs, "p50_ms") - self.med(self.base, "p50_ms")
 
     @property
     def added_p99(self) -> float:
-        return self.med(self.gateway, "p99_ms") - self.med(self.direct, "p99_ms")
+        return self.med(self.runs, "p99_ms") - self.med(self.base, "p99_ms")
 
 
 def build_rows(runs: list[Run]) -> list[Row]:
+    """Per setting: the gateway against direct, then (when measured) LiteLLM against direct and
+    the chain (gateway → LiteLLM) against LiteLLM; then the single-user gateway rows."""
     grouped: dict[tuple[str, str, int, int], list[Run]] = defaultdict(list)
     for run in runs:
         if run.round > 0:
@@ -692,53 +859,66 @@ def build_rows(runs: list[Run]) -> list[Row]:
     rows = []
     for mode in MODES:
         for connections in CONNECTIONS:
-            direct = grouped[("direct", mode, connections, USERS)]
-            rows.append(
-                Row(
-                    mode, connections, USERS, direct, grouped[("gateway", mode, connections, USERS)]
-                )
-            )
+            for path, (_, base) in PATHS.items():
+                measured = grouped[(path, mode, connections, USERS)]
+                if measured or path == "gateway":
+                    based = grouped[(base, mode, connections, USERS)]
+                    rows.append(Row(path, mode, connections, USERS, based, measured))
         for solo_mode, connections in SOLO:
             if solo_mode == mode:
                 direct = grouped[("direct", mode, connections, USERS)]
-                rows.append(
-                    Row(mode, connections, 1, direct, grouped[("gateway", mode, connections, 1)])
-                )
+                solo = grouped[("gateway", mode, connections, 1)]
+                rows.append(Row("gateway", mode, connections, 1, direct, solo))
     return rows
+
+
+def find_row(rows: list[Row], path: str, mode: str, connections: int, users: int = USERS) -> Row:
+    return next(
+        r
+        for r in rows
+        if (r.path, r.mode, r.connections, r.users) == (path, mode, connections, users)
+    )
 
 
 def results_table(rows: list[Row]) -> str:
     head = (
-        "| mode | conns | users | direct req/s | gateway req/s | direct p50 | gateway p50 "
-        "| **added p50** | direct p99 | gateway p99 | **added p99** | gateway CPU/req "
-        "| gateway waiting for a CPU /req | PostgreSQL CPU/req |\n"
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n"
+        "| path | vs | mode | conns | users | vs req/s | req/s | vs p50 | p50 "
+        "| **added p50** | vs p99 | p99 | **added p99** | gateway CPU/req "
+        "| gateway waiting for a CPU /req | PostgreSQL CPU/req | LiteLLM CPU/req |\n"
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n"
     )
     lines = []
     for row in rows:
+        label, base = PATHS[row.path]
+        nan = float("nan")
         lines.append(
-            f"| {MODE_LABEL[row.mode]} | {row.connections} | {row.users} "
-            f"| {fmt(row.med(row.direct, 'rps'), 0)} | {fmt(row.med(row.gateway, 'rps'), 0)} "
-            f"| {fmt(row.med(row.direct, 'p50_ms'))} | {fmt(row.med(row.gateway, 'p50_ms'))} "
+            f"| {label} | {TARGET_LABEL[base]} | {MODE_LABEL[row.mode]} | {row.connections} "
+            f"| {row.users} "
+            f"| {fmt(row.med(row.base, 'rps'), 0)} | {fmt(row.med(row.runs, 'rps'), 0)} "
+            f"| {fmt(row.med(row.base, 'p50_ms'))} | {fmt(row.med(row.runs, 'p50_ms'))} "
             f"| **{fmt(row.added_p50)}** "
-            f"| {fmt(row.med(row.direct, 'p99_ms'))} | {fmt(row.med(row.gateway, 'p99_ms'))} "
+            f"| {fmt(row.med(row.base, 'p99_ms'))} | {fmt(row.med(row.runs, 'p99_ms'))} "
             f"| **{fmt(row.added_p99)}** "
-            f"| {fmt(row.cpu('gateway'), 3)} | {fmt(row.cpu('gateway_wait'), 3)} "
-            f"| {fmt(row.cpu('postgres'), 3)} |"
+            f"| {fmt(row.cpu('gateway') if row.has_gateway else nan, 3)} "
+            f"| {fmt(row.cpu('gateway_wait') if row.has_gateway else nan, 3)} "
+            f"| {fmt(row.cpu('postgres') if row.has_gateway else nan, 3)} "
+            f"| {fmt(row.cpu('litellm') if row.has_litellm else nan, 3)} |"
         )
     return head + "\n".join(lines)
 
 
 def cores_table(rows: list[Row]) -> str:
     head = (
-        "| mode | conns | users | gateway | provider | PostgreSQL | Redis | wrk | total "
-        "| other jobs on the machine |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n"
+        "| path | mode | conns | users | gateway | LiteLLM | provider | PostgreSQL | Redis | wrk "
+        "| total | other jobs on the machine |\n"
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n"
     )
     lines = []
     for row in rows:
-        parts = [row.cores(w) for w in ("gateway", "provider", "postgres", "redis", "wrk")]
+        who = ("gateway", "litellm", "provider", "postgres", "redis", "wrk")
+        parts = [row.cores(w) for w in who]
         lines.append(
-            f"| {MODE_LABEL[row.mode]} | {row.connections} | {row.users} | "
+            f"| {PATHS[row.path][0]} | {MODE_LABEL[row.mode]} | {row.connections} | {row.users} | "
             + " | ".join(fmt(p) for p in parts)
             + f" | {fmt(sum(parts))} | {fmt(row.cores('other'))} |"
         )
@@ -748,20 +928,21 @@ def cores_table(rows: list[Row]) -> str:
 def raw_table(runs: list[Run]) -> str:
     head = (
         "| round | target | mode | conns | users | req/s | p50 ms | p90 ms | p99 ms | non-2xx "
-        "| socket errors | CPU ms/req (gateway / provider / PostgreSQL) | other jobs (cores) "
-        "| 2xx | usage rows |\n"
+        "| socket errors | CPU ms/req (gateway / provider / PostgreSQL / LiteLLM) "
+        "| other jobs (cores) | 2xx | usage rows |\n"
         "|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|\n"
     )
     lines = []
     for r in runs:
         cpu = " / ".join(
-            fmt(r.cpu_ms_per_request(w), 3) for w in ("gateway", "provider", "postgres")
+            fmt(r.cpu_ms_per_request(w), 3) if w in r.cpu else "-"
+            for w in ("gateway", "provider", "postgres", "litellm")
         )
         lines.append(
             f"| {ROUND_LABEL.get(r.round, r.round)}{' ' + r.note if r.note else ''} | {r.target} | {MODE_LABEL[r.mode]} | {r.connections} "
             f"| {r.users} | {r.rps:,.0f} | {r.p50_ms:.3f} | {r.p90_ms:.3f} | {r.p99_ms:.3f} "
             f"| {r.non_2xx} | {r.socket_errors} | {cpu} | {r.cpu['other'] / r.duration_s:.2f} "
-            f"| {r.ok if r.target == 'gateway' else ''} "
+            f"| {r.ok if r.target in GATEWAYS else ''} "
             f"| {r.rows if r.rows is not None else ''} |"
         )
     return head + "\n".join(lines)
@@ -794,13 +975,13 @@ class Accounting:
 
 async def check_accounting(bench: Bench, runs: list[Run]) -> Accounting:
     await bench.settled()
-    gateway_runs = [r for r in runs if r.target == "gateway"]
+    gateway_runs = [r for r in runs if r.target in GATEWAYS]
     short, extra = [], []
     status: Counter[str] = Counter()
     for r in gateway_runs:
         rows = r.rows or 0
         status.update(r.row_status)
-        label = f"round {r.round} {MODE_LABEL[r.mode]} c={r.connections} users={r.users}"
+        label = f"round {r.round} {r.target} {MODE_LABEL[r.mode]} c={r.connections} users={r.users}"
         if rows < r.ok:
             short.append(f"{label}: {r.ok} 2xx but {rows} usage rows")
         elif rows > r.ok + r.connections + r.non_2xx:
@@ -828,8 +1009,11 @@ async def check_accounting(bench: Bench, runs: list[Run]) -> Accounting:
             )
         ),
     }
-    log_text = (bench.workdir / "gateway.log").read_text(errors="replace")
-    problems = sum(log_text.count(word) for word in ("settle_retry", "settle_failed"))
+    problems = 0
+    for name in ("gateway.log", "chain-gateway.log"):  # the chain's gateway, when it ran
+        with contextlib.suppress(FileNotFoundError):
+            log_text = (bench.workdir / name).read_text(errors="replace")
+            problems += sum(log_text.count(word) for word in ("settle_retry", "settle_failed"))
     return Accounting(
         measured_2xx=sum(r.ok for r in gateway_runs),
         measured_rows=sum(r.rows or 0 for r in gateway_runs),
@@ -852,7 +1036,7 @@ async def database_work(db: Any, name: str, usage_rows: int) -> dict[str, float]
     return {k: int(v) / usage_rows for k, v in dict(row).items()} if usage_rows else {}
 
 
-def machine_info(admin_version: str, redis_version: str, wrk: str) -> dict[str, str]:
+def machine_info(admin_version: str, redis_version: str, wrk: str, litellm: str) -> dict[str, str]:
     cpu_model = "unknown"
     with open("/proc/cpuinfo") as cpuinfo:
         for line in cpuinfo:
@@ -879,9 +1063,51 @@ def machine_info(admin_version: str, redis_version: str, wrk: str) -> dict[str, 
         "Redis": redis_version,
         "wrk": (wrk_version.stdout or wrk_version.stderr).splitlines()[0].strip(),
         "packages": versions,
+        "LiteLLM": litellm,
         "repository": f"HEAD {head} (plus whatever was uncommitted in the work tree)",
         "load average at start": open("/proc/loadavg").read().split(" ", 3)[:3].__str__(),
     }
+
+
+def wrapped(*bullets: str) -> str:
+    """Markdown bullets wrapped at 100 columns, like the rest of the report template."""
+    return "\n".join(
+        textwrap.fill(b, 100, subsequent_indent="  ", break_on_hyphens=False) for b in bullets
+    )
+
+
+def litellm_text(skipped: str) -> str:
+    """The 'What was measured' bullets for the LiteLLM targets."""
+    if skipped:
+        return wrapped(
+            "- **litellm** (wrk → LiteLLM → provider) and **chain** (wrk → gateway → LiteLLM → "
+            f"provider): **not measured in this run**: {skipped}."
+        )
+    return wrapped(
+        f"- **litellm**: wrk → the LiteLLM proxy ({litellm_version()}, `make litellm`: its own "
+        "virtualenv in `.tools/litellm`; one worker, no database, a master key, one model "
+        "`gpt-4o-mini` routed to `openai/gpt-4o-mini` at the same provider, as in "
+        "`tests/test_litellm.py`) → the provider.",
+        "- **chain**: wrk → a second `solaris serve` (same database and Redis, accounting on) "
+        "whose upstream is that LiteLLM (`SOLARIS_UPSTREAM_BASE_URL` = LiteLLM's `/v1`, "
+        "`SOLARIS_UPSTREAM_API_KEY` = its master key) → the provider: the full chain. litellm "
+        "and chain run at 1 and 16 connections only (LiteLLM serves a few dozen req/s, so 64 "
+        "connections would only queue), in the same rounds as direct and gateway.",
+    )
+
+
+def results_note(skipped: str) -> str:
+    text = (
+        "Rows **gateway** vs direct: what the gateway adds in front of the provider. "
+        "**LiteLLM** vs direct: what LiteLLM alone adds. **gateway → LiteLLM** vs LiteLLM: what "
+        "the gateway adds in front of LiteLLM (the full chain minus LiteLLM alone). CPU/req "
+        "columns are the processes in the path (for gateway → LiteLLM, the chain's gateway). "
+        "At 16 connections LiteLLM's own queue sets the latency of both LiteLLM rows, so there "
+        "the gateway → LiteLLM row's req/s against LiteLLM's says more than its added p50."
+    )
+    if skipped:
+        text += f" No LiteLLM rows in this run: {skipped}."
+    return textwrap.fill(text, 100, break_on_hyphens=False)
 
 
 REPORT = """\
@@ -903,14 +1129,17 @@ measurement ran {seconds:g} s. Re-run with `uv run python bench/run.py` (full, ~
 - **gateway**: wrk → `solaris serve` (one uvicorn worker, uvloop + httptools) → the same provider,
   with accounting on: PostgreSQL (a fresh database, dropped afterwards), Redis identity cache, a
   reservation before forwarding and a settlement (usage row + ledger entry + balance update) after.
+{litellm}
 - Each request is `POST /v1/chat/completions` (gpt-4o-mini, one short user message) with the
   LibreChat service key and `X-LibreChat-User-Id` rotating over {users} users (`bench/chat.lua`);
   rows with users = 1 send every request as the same user, the worst case for the balance row lock.
 - wrk runs with 1 thread (it shares the 2 cores with everything else), `--latency`, `--timeout 10s`.
   Latency is wrk's full-response time (for streams: until the last event).
-- Within each round, the direct and gateway runs of one setting go back to back, their order
-  alternating between settings and rounds. Warm-up: {warmup:g} s per target and mode first.
-- **added** = median gateway p50/p99 minus median direct p50/p99 at the same settings.
+- Within each round, the runs of all targets of one setting go back to back, their order
+  reversed between settings and rounds. Warm-up: {warmup:g} s per target and mode first.
+- **added** = median p50/p99 of a path minus that of the target it is compared with ("vs") at the
+  same settings: the gateway and LiteLLM against direct, the chain (gateway → LiteLLM) against
+  LiteLLM alone, i.e. what the gateway adds in front of LiteLLM.
 - **CPU/req** = CPU seconds the process used during the run (from `/proc/<pid>/stat`) / requests
   wrk completed. PostgreSQL = all `postgres` processes on the machine (other databases' work would
   show up here too). **Waiting for a CPU** = time the gateway's event-loop thread was runnable but
@@ -928,13 +1157,15 @@ uv run python bench/run.py{args}
 
 {results}
 
-### Where the cores went (median CPU cores busy during the gateway runs)
+{results_note}
+
+### Where the cores went (median CPU cores busy during the runs of each path)
 
 {cores}
 
-Gateway RSS after the run: {rss:.0f} MiB. The provider, PostgreSQL, Redis and wrk share the
-machine's {nproc} cores with the gateway, so the gateway's throughput here is bounded by the whole
-stack, not by the gateway alone.
+Gateway RSS after the run: {rss:.0f} MiB. The provider, PostgreSQL, Redis, wrk (and LiteLLM) share
+the machine's {nproc} cores with the gateway, so the gateway's throughput here is bounded by the
+whole stack, not by the gateway alone.
 
 ## Accounting check
 
@@ -974,8 +1205,10 @@ def accounting_text(acc: Accounting) -> str:
     t = acc.totals
     verdict = "**PASS**" if acc.passed else "**FAIL**"
     lines = [
-        f"{verdict}: wrk counted **{acc.measured_2xx:,} 2xx responses** from the gateway in the "
-        f"measured runs; the database holds **{acc.measured_rows:,} usage rows** for those runs "
+        f"{verdict}: wrk counted **{acc.measured_2xx:,} 2xx responses** from the gateways in the "
+        "measured runs (the gateway in front of the provider and, when LiteLLM ran, the chain's "
+        "gateway in front of LiteLLM: both write to the benchmark database); the database holds "
+        f"**{acc.measured_rows:,} usage rows** for those runs "
         "(counted per run by the `X-LibreChat-Conversation-Id` tag the script sends). "
         f"Non-2xx responses: {acc.non_2xx}.",
         "",
@@ -995,7 +1228,7 @@ def accounting_text(acc: Accounting) -> str:
         f"{t['pending']} pending), {t['usage_entries']:,} usage ledger entries, {t['users']} users",
         f"- accounts whose balance ≠ the sum of their ledger entries, or with tokens still "
         f"reserved: {t['unbalanced_accounts']}",
-        f"- `settle_retry` / `settle_failed` lines in the gateway log: {acc.settle_problems}",
+        f"- `settle_retry` / `settle_failed` lines in the gateway logs: {acc.settle_problems}",
     ]
     return "\n".join(lines)
 
@@ -1090,23 +1323,27 @@ def analysis_text(
     prof: Profile | None,
     paths: list[PathCost],
     diagnostic: list[Run],
+    litellm_skipped: str = "",
 ) -> str:
     def find(mode: str, connections: int, users: int = USERS) -> Row:
-        return next(
-            r for r in rows if (r.mode, r.connections, r.users) == (mode, connections, users)
-        )
+        return find_row(rows, "gateway", mode, connections, users)
 
     nproc = os.cpu_count() or 2
     j1, s1 = find("json", 1), find("stream", 1)
+    through = {
+        (r.path, r.mode, r.connections): r for r in rows if r.has_litellm and r.users == USERS
+    }
+    wanted = [(p, m, c) for p in ("litellm", "chain") for m in MODES for c in LITELLM_CONNECTIONS]
+    measured = all(k in through and through[k].runs and through[k].base for k in wanted)
     j16, j64 = find("json", 16), find("json", 64)
     s16, s64 = find("stream", 16), find("stream", 64)
-    best = max((j16, j64), key=lambda r: r.med(r.gateway, "rps"))
-    best_json = best.med(best.gateway, "rps")
-    best_stream = max(s16.med(s16.gateway, "rps"), s64.med(s64.gateway, "rps"))
+    best = max((j16, j64), key=lambda r: r.med(r.runs, "rps"))
+    best_json = best.med(best.runs, "rps")
+    best_stream = max(s16.med(s16.runs, "rps"), s64.med(s64.runs, "rps"))
     solo16, solo64 = find("json", 16, 1), find("json", 64, 1)
     gw_cpu, pg_cpu = best.cpu("gateway"), best.cpu("postgres")
     gw_cpu_1 = j1.cpu("gateway")
-    direct16 = j16.med(j16.direct, "rps")
+    direct16 = j16.med(j16.base, "rps")
     by_key = {p.key: p for p in paths}
     functions = "functions" in by_key
     cores = {w: best.cores(w) for w in ("gateway", "provider", "postgres", "redis", "wrk", "other")}
@@ -1142,16 +1379,30 @@ def analysis_text(
         f"{j1.cpu('gateway_wait'):.2f} ms for one (other jobs used "
         f"{j1.cores('other'):.2f} cores meanwhile); the rest is waiting on PostgreSQL (two "
         "commits, each a WAL flush) and the provider."
-        + f" For comparison (PERFORMANCE.md): LiteLLM adds {LITELLM_ADDED_JSON_MS:g} ms "
-        f"non-streamed / {LITELLM_ADDED_STREAM_MS:g} ms streamed, the naive metering proxy "
-        f"{NAIVE_METERING_ADDED_MS:g} ms.",
+        + (
+            f" For comparison: LiteLLM alone adds {through['litellm', 'json', 1].added_p50:.2f} ms "
+            f"non-streamed / {through['litellm', 'stream', 1].added_p50:.2f} ms streamed here "
+            f"(PERFORMANCE.md: {LITELLM_ADDED_JSON_MS:g} / {LITELLM_ADDED_STREAM_MS:g} ms), the "
+            f"naive metering proxy of PERFORMANCE.md {NAIVE_METERING_ADDED_MS:g} ms."
+            if measured
+            else f" For comparison (PERFORMANCE.md): LiteLLM adds {LITELLM_ADDED_JSON_MS:g} ms "
+            f"non-streamed / {LITELLM_ADDED_STREAM_MS:g} ms streamed, the naive metering proxy "
+            f"{NAIVE_METERING_ADDED_MS:g} ms."
+        ),
         f"**Throughput with accounting on:** {best_json:,.0f} req/s non-streamed and "
         f"{best_stream:,.0f} req/s streamed (best of 16/64 connections, one gateway worker). "
         f"Target > {TARGET_RPS:,.0f} req/s: "
         + ("**met**." if best_json >= TARGET_RPS else "**not met**.")
-        + f" For comparison: LiteLLM tops out near {LITELLM_RPS:g} req/s per worker, the naive "
-        f"metering proxy in PERFORMANCE.md at ~{NAIVE_METERING_RPS:g} req/s, and the provider "
-        f"alone answers {direct16:,.0f} req/s here.",
+        + " For comparison: LiteLLM tops out near "
+        + (
+            f"{through['litellm', 'json', 16].med(through['litellm', 'json', 16].runs, 'rps'):,.0f}"
+            " req/s with one worker here (16 connections; PERFORMANCE.md: "
+            f"{LITELLM_RPS:g})"
+            if measured
+            else f"{LITELLM_RPS:g} req/s per worker (PERFORMANCE.md)"
+        )
+        + f", the naive metering proxy in PERFORMANCE.md at ~{NAIVE_METERING_RPS:g} req/s, and "
+        f"the provider alone answers {direct16:,.0f} req/s here.",
         f"**CPU per request:** at {best.connections} connections the gateway process used "
         f"{gw_cpu:.2f} ms of CPU per non-streamed request ({gw_cpu_1:.2f} ms at 1 connection, "
         f"where nothing is batched) and PostgreSQL {pg_cpu:.2f} ms; PERFORMANCE.md's naive "
@@ -1162,17 +1413,17 @@ def analysis_text(
         f"to itself would top out near {1000 / gw_cpu if gw_cpu else float('nan'):,.0f} req/s.",
         f"**Latency under load is queueing:** wrk is a closed loop, so p50 is about connections "
         f"divided by throughput. At 16 connections the gateway's p50 is "
-        f"{j16.med(j16.gateway, 'p50_ms'):.1f} ms vs {j16.med(j16.direct, 'p50_ms'):.2f} ms "
-        f"direct (at 64: {j64.med(j64.gateway, 'p50_ms'):.1f} vs "
-        f"{j64.med(j64.direct, 'p50_ms'):.1f} ms): the added latency under load is the "
+        f"{j16.med(j16.runs, 'p50_ms'):.1f} ms vs {j16.med(j16.base, 'p50_ms'):.2f} ms "
+        f"direct (at 64: {j64.med(j64.runs, 'p50_ms'):.1f} vs "
+        f"{j64.med(j64.base, 'p50_ms'):.1f} ms): the added latency under load is the "
         "throughput gap, not per-request work.",
-        f"**Single user (hot balance row):** {solo16.med(solo16.gateway, 'rps'):,.0f} req/s at 16 "
-        f"connections and {solo64.med(solo64.gateway, 'rps'):,.0f} at 64, vs "
-        f"{j16.med(j16.gateway, 'rps'):,.0f} / {j64.med(j64.gateway, 'rps'):,.0f} with {USERS} "
+        f"**Single user (hot balance row):** {solo16.med(solo16.runs, 'rps'):,.0f} req/s at 16 "
+        f"connections and {solo64.med(solo64.runs, 'rps'):,.0f} at 64, vs "
+        f"{j16.med(j16.runs, 'rps'):,.0f} / {j64.med(j64.runs, 'rps'):,.0f} with {USERS} "
         "users. "
         + (
             "No penalty worth the name at this throughput: "
-            if solo16.med(solo16.gateway, "rps") >= 0.9 * j16.med(j16.gateway, "rps")
+            if solo16.med(solo16.runs, "rps") >= 0.9 * j16.med(j16.runs, "rps")
             else "One user is slower: "
         )
         + "every reserve and settle of a user locks that user's account row until its "
@@ -1180,6 +1431,37 @@ def analysis_text(
         "one user's concurrent requests pass that row one commit at a time (the WAL diagnostic "
         "above shows what that costs).",
     ]
+    if measured:
+        l1, ls1 = through["litellm", "json", 1], through["litellm", "stream", 1]
+        c1, cs1 = through["chain", "json", 1], through["chain", "stream", 1]
+        l16, ls16 = through["litellm", "json", 16], through["litellm", "stream", 16]
+        c16, cs16 = through["chain", "json", 16], through["chain", "stream", 16]
+        chain_added = l1.added_p50 + c1.added_p50
+        share = c1.added_p50 / chain_added if chain_added > 0 else float("nan")
+        l_rps, ls_rps, c_rps, cs_rps = (r.med(r.runs, "rps") for r in (l16, ls16, c16, cs16))
+        bullets.insert(
+            2,
+            "**The full chain (gateway → LiteLLM → provider), measured in this run:** at 1 "
+            f"connection, p50, LiteLLM alone added {l1.added_p50:.2f} ms non-streamed and "
+            f"{ls1.added_p50:.2f} ms streamed over calling the provider directly, and the gateway "
+            f"in front of LiteLLM added {c1.added_p50:.2f} ms non-streamed and "
+            f"{cs1.added_p50:.2f} ms streamed on top of that (in front of the provider directly "
+            f"it adds {j1.added_p50:.2f} / {s1.added_p50:.2f} ms): of the {chain_added:.2f} ms "
+            f"the chain adds to a non-streamed request, {share:.0%} is the gateway's. At 16 "
+            f"connections LiteLLM alone served {l_rps:,.0f} req/s non-streamed and "
+            f"{ls_rps:,.0f} streamed, the chain {c_rps:,.0f} and {cs_rps:,.0f} "
+            f"({c_rps / l_rps if l_rps else float('nan'):.0%} and "
+            f"{cs_rps / ls_rps if ls_rps else float('nan'):.0%} of LiteLLM's): per "
+            f"non-streamed request LiteLLM used {l16.cpu('litellm'):.2f} ms of CPU and the "
+            f"chain's gateway {c16.cpu('gateway'):.2f} ms, on the same {nproc} cores.",
+        )
+    else:
+        bullets.insert(
+            2,
+            "**The full chain (gateway → LiteLLM → provider):** not measured in this run ("
+            + (litellm_skipped or "no LiteLLM runs")
+            + "), so the LiteLLM numbers above come from PERFORMANCE.md.",
+        )
     if work:
         path = (
             "Reserve and settle are one round trip each (`SELECT solaris_reserve(...)` / "
@@ -1398,7 +1680,7 @@ async def main_async(args: argparse.Namespace) -> int:
     started = time.monotonic()
     runs: list[Run] = []
     try:
-        with servers(env, workdir) as srv:
+        with servers(env, workdir, with_litellm=not args.litellm_skipped) as srv:
             db = await asyncpg.connect(db_url)
             bench = Bench(
                 wrk=wrk,
@@ -1411,8 +1693,9 @@ async def main_async(args: argparse.Namespace) -> int:
                 key=key,
                 workdir=workdir,
             )
+            targets = TARGETS if srv.litellm is not None else ("direct", "gateway")
             log(f"warming up ({args.warmup:g} s per target and mode)")
-            for target in ("direct", "gateway"):
+            for target in targets:
                 for mode in MODES:
                     await bench.wrk_run(target, mode, 16, USERS, args.warmup, "warmup")
             await bench.wrk_run("gateway", "json", 4, 1, 1, "warmup")
@@ -1421,7 +1704,14 @@ async def main_async(args: argparse.Namespace) -> int:
             for rnd in range(1, args.rounds + 1):
                 log(f"round {rnd}/{args.rounds}")
                 for i, (mode, connections, users) in enumerate(settings):
-                    order = ("direct", "gateway") if (i + rnd) % 2 else ("gateway", "direct")
+                    # direct, gateway[, litellm, chain], or the reverse: the chain always runs
+                    # next to LiteLLM alone, the gateway next to direct.
+                    setting = [
+                        t
+                        for t in targets
+                        if t in ("direct", "gateway") or connections in LITELLM_CONNECTIONS
+                    ]
+                    order = setting if (i + rnd) % 2 else setting[::-1]
                     for target in order:
                         runs.append(
                             await bench.measure(
@@ -1453,6 +1743,11 @@ async def main_async(args: argparse.Namespace) -> int:
                 f"  wrk -t1 -c1|16|64 -d{args.duration:g}s --timeout 10s --latency "
                 f"-s bench/chat.lua http://127.0.0.1:{port}/v1/chat/completions",
             ]
+            if srv.litellm is not None:
+                commands.append(
+                    f"# litellm: port {srv.litellm_port} and BENCH_KEY=<master key>; chain: port "
+                    f"{srv.chain_port} (the chain's gateway); both with -c1|16 only"
+                )
             if prof is not None:
                 commands.append(prof.command.replace(str(srv.gateway.pid), "<gateway pid>"))
         # The gateway has exited: its connections' statistics are flushed.
@@ -1475,7 +1770,8 @@ async def main_async(args: argparse.Namespace) -> int:
     print(results_table(rows))
     print()
     print(accounting_text(accounting))
-    machine = machine_info(pg_version, redis_version, wrk)
+    litellm = f"{litellm_version()} (`.tools/litellm`)" if LITELLM_BIN.exists() else "not installed"
+    machine = machine_info(pg_version, redis_version, wrk, litellm)
     report = REPORT.format(
         date=dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"),
         kind="quick run: 1 round of short runs, for a smoke test only"
@@ -1483,13 +1779,17 @@ async def main_async(args: argparse.Namespace) -> int:
         else "full run",
         rounds=args.rounds,
         seconds=args.duration,
-        minutes=elapsed / 60 if not args.quick else 8,
+        minutes=elapsed / 60
+        if not args.quick
+        else FULL_RUN_MINUTES + (0 if args.litellm_skipped else 4),
         machine="\n".join(f"| {k} | {v} |" for k, v in machine.items()),
         users=USERS,
         warmup=args.warmup,
         args=" --quick" if args.quick else (" --profile" if args.profile else ""),
         commands="\n".join(commands),
         results=results_table(rows),
+        results_note=results_note(args.litellm_skipped),
+        litellm=litellm_text(args.litellm_skipped),
         cores=cores_table(rows),
         rss=rss,
         nproc=os.cpu_count(),
@@ -1498,7 +1798,9 @@ async def main_async(args: argparse.Namespace) -> int:
         profile=profile_text(prof),
         paths=paths_table(paths),
         diagnostic=diagnostic_text(diagnostic),
-        analysis=analysis_text(rows, accounting, work, prof, paths, diagnostic),
+        analysis=analysis_text(
+            rows, accounting, work, prof, paths, diagnostic, args.litellm_skipped
+        ),
         raw=raw_table([*runs, *diagnostic]),
     )
     args.report.write_text(report)
@@ -1525,6 +1827,12 @@ def main() -> None:
         "--diagnostic-rounds", type=int, help="rounds of the WAL diagnostic (default 2, quick 1)"
     )
     parser.add_argument(
+        "--no-litellm",
+        dest="litellm",
+        action="store_false",
+        help="skip the LiteLLM and gateway → LiteLLM targets",
+    )
+    parser.add_argument(
         "--no-wal-diagnostic",
         dest="wal_diagnostic",
         action="store_false",
@@ -1537,6 +1845,20 @@ def main() -> None:
     args.warmup = args.warmup or (1.0 if args.quick else 3.0)
     args.profile_seconds = args.profile_seconds or (5.0 if args.quick else 15.0)
     args.report = args.report or BENCH_DIR / ("REPORT.quick.md" if args.quick else "REPORT.md")
+    args.litellm_skipped = ""  # why the litellm and chain targets are not measured, if they aren't
+    if not args.litellm:
+        args.litellm_skipped = "skipped with `--no-litellm`"
+    elif not LITELLM_BIN.exists():
+        where = LITELLM_BIN.relative_to(REPO)
+        args.litellm_skipped = (
+            f"the LiteLLM proxy is not installed (`{where}` is missing; `make litellm` installs "
+            "it, and the next run measures these rows)"
+        )
+        log(
+            f"{where} is missing: the litellm and chain (gateway → LiteLLM) targets are skipped. "
+            "Install LiteLLM with `make litellm` (litellm[proxy] in its own virtualenv, "
+            ".tools/litellm), then re-run to measure them."
+        )
     args.wrk = ensure_wrk()
     ensure_services(ADMIN_URL, REDIS_URL)
     sys.exit(asyncio.run(main_async(args)))
