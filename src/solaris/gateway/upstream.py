@@ -8,6 +8,7 @@ here and nowhere else.
 from __future__ import annotations
 
 import aiohttp
+from yarl import URL
 
 from solaris.config import Settings
 from solaris.errors import UpstreamTimeout, UpstreamUnreachable
@@ -32,6 +33,7 @@ class Upstream:
                 f"Bearer {settings.upstream_api_key.get_secret_value()}"
             )
         self._session: aiohttp.ClientSession | None = None
+        self._urls: dict[str, URL] = {}  # parsed once per path (our own few constants)
 
     async def start(self) -> None:
         self._session = aiohttp.ClientSession(
@@ -66,9 +68,10 @@ class Upstream:
         assert self._session is not None, "Upstream.start() was not awaited"
         headers = {**self._headers, "X-Request-Id": request_id}
         try:
-            return await self._session.request(
-                method, self.base_url + path, data=body, headers=headers
-            )
+            url = self._urls.get(path)
+            if url is None:
+                url = self._urls[path] = URL(self.base_url + path)
+            return await self._session.request(method, url, data=body, headers=headers)
         except TimeoutError:
             raise UpstreamTimeout("The model provider did not answer in time.") from None
         except aiohttp.ClientError as error:

@@ -196,21 +196,7 @@ class Ledger:
             select(accounts.c.balance).where(accounts.c.user_id == user_id).with_for_update()
         )
         assert balance is not None, f"user {user_id} has no account"
-        inserted = await conn.execute(
-            self._insert(ledger_entries)
-            .values(
-                user_id=user_id,
-                kind=kind,
-                amount=amount,
-                idempotency_key=idempotency_key,
-                note=note,
-                created_by=created_by,
-                created_at=now,
-            )
-            .on_conflict_do_nothing(index_elements=["idempotency_key"])
-            .returning(ledger_entries.c.id)
-        )
-        if inserted.first() is None:
+        if not await self._append(conn, user_id, kind, amount, idempotency_key, created_by, note):
             return False
         await add_lot(conn, user_id, kind, amount, idempotency_key, expires_at, int(balance), now)
         await conn.execute(
@@ -236,21 +222,9 @@ class Ledger:
         await conn.execute(
             select(accounts.c.user_id).where(accounts.c.user_id == user_id).with_for_update()
         )
-        inserted = await conn.execute(
-            self._insert(ledger_entries)
-            .values(
-                user_id=user_id,
-                kind="adjustment",
-                amount=-amount,
-                idempotency_key=idempotency_key,
-                note=note,
-                created_by=created_by,
-                created_at=self.clock(),
-            )
-            .on_conflict_do_nothing(index_elements=["idempotency_key"])
-            .returning(ledger_entries.c.id)
-        )
-        if inserted.first() is None:
+        if not await self._append(
+            conn, user_id, "adjustment", -amount, idempotency_key, created_by, note
+        ):
             return False
         await spend(conn, user_id, amount)
         await conn.execute(
@@ -329,6 +303,33 @@ class Ledger:
                 )
         soonest = await self._note_expiry(conn, user_id)
         return min(end, soonest) if soonest else end
+
+    async def _append(
+        self,
+        conn: AsyncConnection,
+        user_id: int,
+        kind: str,
+        amount: int,
+        idempotency_key: str,
+        created_by: str,
+        note: str | None,
+    ) -> bool:
+        """One ledger entry, once per idempotency key; False when the key was used already."""
+        inserted = await conn.execute(
+            self._insert(ledger_entries)
+            .values(
+                user_id=user_id,
+                kind=kind,
+                amount=amount,
+                idempotency_key=idempotency_key,
+                note=note,
+                created_by=created_by,
+                created_at=self.clock(),
+            )
+            .on_conflict_do_nothing(index_elements=["idempotency_key"])
+            .returning(ledger_entries.c.id)
+        )
+        return inserted.first() is not None
 
     async def _note_expiry(self, conn: AsyncConnection, user_id: int) -> datetime | None:
         soonest = await next_expiry(conn, user_id)
