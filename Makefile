@@ -5,13 +5,13 @@ UV_VERSION := 0.13.9
 UV := .tools/bin/uv
 export UV_PYTHON_DOWNLOADS := never
 
-.PHONY: run test lint install services
+.PHONY: run test lint install test-tools services
 
 run: install  ## migrate the database, then serve on the embedded default (SQLite file)
 	$(UV) run --frozen solaris migrate
 	$(UV) run --frozen solaris serve
 
-test: install services lint  ## the whole test suite, as CI runs it
+test: install test-tools services lint  ## the whole test suite, as CI runs it
 	$(UV) run --frozen pytest
 
 lint: install
@@ -19,8 +19,10 @@ lint: install
 	$(UV) run --frozen ruff format --check src tests bench scripts
 	$(UV) run --frozen mypy
 
-install: $(UV)
+install: $(UV)  ## the project and its locked dependencies in .venv
 	$(UV) sync --frozen --python python3
+
+test-tools:  ## what only the tests drive: LibreChat's npm client stack, the LiteLLM proxy
 	cd tests/e2e/librechat && npm ci --no-audit --no-fund --loglevel=error
 
 services:  ## PostgreSQL and Redis for the integration tests (starts or installs them)
@@ -37,7 +39,7 @@ LITELLM_VERSION := 1.106.2
 LITELLM_STAMP := .tools/litellm/.installed-$(LITELLM_VERSION)
 
 .PHONY: litellm nginx
-install: $(LITELLM_STAMP)
+test-tools: $(LITELLM_STAMP)
 services: nginx
 
 litellm: $(LITELLM_STAMP)  ## the LiteLLM proxy in .tools/litellm (the real upstream of tests/test_litellm.py)
