@@ -24,19 +24,30 @@ def free_port() -> int:
         return port
 
 
-def wait_ready(url: str, process: subprocess.Popen[bytes] | None = None) -> None:
-    """Poll `url` until it answers with any HTTP status; fail if the process dies first."""
-    deadline = time.monotonic() + READY_TIMEOUT_S
+def wait_ready(
+    url: str,
+    process: subprocess.Popen[bytes] | None = None,
+    log_path: Path | None = None,
+    timeout_s: float = READY_TIMEOUT_S,
+    require_ok: bool = False,
+) -> None:
+    """Poll `url` until it answers (with 200 when `require_ok`); fail if the process dies first,
+    showing the end of its log."""
+    deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if process is not None and process.poll() is not None:
-            output = process.stdout.read().decode() if process.stdout else ""
-            raise RuntimeError(f"server exited with {process.returncode}:\n{output}")
+            if log_path is not None:
+                output = log_path.read_text(errors="replace")[-4000:] if log_path.exists() else ""
+            else:
+                output = process.stdout.read().decode() if process.stdout else ""
+            raise RuntimeError(f"{process.args!r} exited with {process.returncode}:\n{output}")
         try:
-            httpx.get(url, timeout=1.0)
-            return
+            if httpx.get(url, timeout=2.0).status_code == 200 or not require_ok:
+                return
         except httpx.TransportError:
-            time.sleep(0.05)
-    raise TimeoutError(f"{url} not ready after {READY_TIMEOUT_S} s")
+            pass
+        time.sleep(0.05)
+    raise TimeoutError(f"{url} not ready after {timeout_s} s")
 
 
 @contextmanager
@@ -56,7 +67,7 @@ def spawn(
         stderr=subprocess.STDOUT,
     )
     try:
-        wait_ready(ready_url, process)
+        wait_ready(ready_url, process, log_path)
         yield process
     finally:
         if process.poll() is None:

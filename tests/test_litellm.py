@@ -17,7 +17,6 @@ import json
 import os
 import signal
 import subprocess
-import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -30,7 +29,7 @@ import pytest
 from openai.types.chat import ChatCompletionMessageParam
 
 from tests.conftest import SERVICE_KEY, Database, Gateway, gateway_env, start_gateway
-from tests.servers import free_port
+from tests.servers import free_port, wait_ready
 
 LITELLM_BIN = Path(__file__).resolve().parent.parent / ".tools" / "litellm" / "bin" / "litellm"
 LITELLM_READY_TIMEOUT_S = 240.0  # LiteLLM imports for ~20 s on a quiet machine; CI is slower
@@ -65,7 +64,8 @@ def run_litellm(config: Path, port: int, log_path: Path) -> Iterator[subprocess.
     with open(log_path, "wb") as log:
         process = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT)
         try:
-            _wait_live(f"http://127.0.0.1:{port}/health/liveliness", process, log_path)
+            url = f"http://127.0.0.1:{port}/health/liveliness"
+            wait_ready(url, process, log_path, LITELLM_READY_TIMEOUT_S, require_ok=True)
             yield process
         finally:
             if process.poll() is None:
@@ -75,21 +75,6 @@ def run_litellm(config: Path, port: int, log_path: Path) -> Iterator[subprocess.
                 except subprocess.TimeoutExpired:
                     process.kill()
                     process.wait()
-
-
-def _wait_live(url: str, process: subprocess.Popen[bytes], log_path: Path) -> None:
-    deadline = time.monotonic() + LITELLM_READY_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            tail = log_path.read_text(errors="replace")[-4000:]
-            raise RuntimeError(f"litellm exited with {process.returncode}:\n{tail}")
-        try:
-            if httpx.get(url, timeout=2.0).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.25)
-    raise TimeoutError(f"litellm not live at {url} after {LITELLM_READY_TIMEOUT_S} s")
 
 
 @pytest.fixture(scope="module")

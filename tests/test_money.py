@@ -193,7 +193,7 @@ async def test_spending_order_allowance_then_soonest_expiring_credits(world: Wor
     await world.use(user, 40)
     assert await world.remaining(user) == [0, 40, 0, 50]
     world.clock.advance(days=11)
-    await world.refresh(user)  # lot 2 expired; the allowance renewed (Feb 28 is past? no)
+    await world.refresh(user)  # lot 2 has expired; the period (to Feb 28) has not ended
     assert (await world.remaining(user))[:4] == [0, 0, 0, 50]
     assert await verify_ledger(world.database) == []
 

@@ -39,10 +39,9 @@ from tests.conftest import (
     gateway_env,
     start_gateway,
 )
-from tests.servers import free_port
+from tests.servers import free_port, wait_ready
 from tests.test_balance import COST, MESSAGES, _check_hard_balance, chat
 
-READY_TIMEOUT_S = 20.0
 RESERVATION_TIMEOUT_S = 30  # short enough to wait for, long enough for a loaded CI machine
 STREAM_SECONDS_MAX = 10  # must stay below RESERVATION_TIMEOUT_S (the gateway checks it)
 UPSTREAM_HEADER = "x-upstream-addr"
@@ -125,7 +124,7 @@ def run_nginx(upstreams: list[str], tmp: Path) -> Iterator[str]:
         process = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT)
         try:
             url = f"http://127.0.0.1:{port}"
-            _wait_ready(url + "/nginx-health", process, tmp / "error.log")
+            wait_ready(url + "/nginx-health", process, tmp / "error.log")
             yield url
         finally:
             if process.poll() is None:
@@ -135,20 +134,6 @@ def run_nginx(upstreams: list[str], tmp: Path) -> Iterator[str]:
                 except subprocess.TimeoutExpired:
                     process.kill()
                     process.wait()
-
-
-def _wait_ready(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + READY_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            text = log.read_text(errors="replace") if log.exists() else ""
-            raise RuntimeError(f"nginx exited with {process.returncode}:\n{text}")
-        try:
-            httpx.get(url, timeout=1.0)
-            return
-        except httpx.TransportError:
-            time.sleep(0.05)
-    raise TimeoutError(f"{url} not ready after {READY_TIMEOUT_S} s")
 
 
 @dataclass
