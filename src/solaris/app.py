@@ -20,9 +20,10 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest, start_http_s
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import Receive, Scope, Send
 
+from solaris.admin.api import admin_api
 from solaris.config import Settings
 from solaris.errors import ApiError, BadRequest, NotFound, UpstreamUnreachable
 from solaris.gateway.body import ENDPOINTS
@@ -37,6 +38,7 @@ from solaris.limits import RateLimiter
 from solaris.metering import tokenizer
 from solaris.observability.metrics import Metrics
 from solaris.observability.requests import RequestLog
+from solaris.portal.web import web_routes
 from solaris.store.cache import IdentityCache
 from solaris.store.database import Database, async_url, open_database
 
@@ -200,10 +202,12 @@ def build_app(settings: Settings, clock: Clock = utcnow) -> SolarisApp:
             return JSONResponse({"error": "metrics need the metrics token"}, status_code=401)
         return Response(generate_latest(gateway.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
-    routes = [
+    routes: list[BaseRoute] = [
         Route("/healthz", healthz),
         Route("/readyz", readyz),
         Route("/metrics", metrics),
+        Mount("/api", app=admin_api(gateway)),
+        *web_routes(gateway),
     ]
     web = Starlette(routes=routes, lifespan=lifespan)
     return SolarisApp(gateway, web)

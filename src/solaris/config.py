@@ -52,6 +52,9 @@ class PlanConfig(BaseModel):
     default: bool = False
 
 
+AlertChannel = Literal["email", "webhook"]
+
+
 def _split_keys(value: Any) -> Any:
     """Accept `a,b` from an env var as well as a YAML list."""
     if isinstance(value, str):
@@ -96,6 +99,39 @@ class Settings(BaseSettings):
     secret_key: SecretStr | None = None
     link_ttl_s: int = Field(default=900, gt=0)
 
+    # Alerts: thresholds of a user's period, channels, and the system checks.
+    alert_thresholds: Annotated[list[int], NoDecode] = Field(default_factory=lambda: [80, 100])
+    alert_user_channels: Annotated[list[AlertChannel], NoDecode] = Field(
+        default_factory=lambda: list[AlertChannel](["email"])
+    )
+    alert_system_channels: Annotated[list[AlertChannel], NoDecode] = Field(
+        default_factory=lambda: list[AlertChannel](["webhook", "email"])
+    )
+    alert_operator_email: str | None = None
+    alert_chat_notice: bool = True  # a line at the end of the streamed reply that crossed a threshold
+    alert_webhook_url: str | None = None
+    alert_webhook_secret: SecretStr | None = None
+    alert_webhook_timeout_s: float = Field(default=10.0, gt=0, le=120)
+    alert_error_rate_max: float = Field(default=0.25, gt=0, le=1)  # per provider, over the window
+    alert_latency_p95_max_s: float = Field(default=30.0, gt=0)  # upstream time to first byte
+    alert_window_s: int = Field(default=300, ge=10)
+    alert_window_requests_min: int = Field(default=20, ge=1)  # fewer say nothing about a rate
+    alert_cooldown_s: int = Field(default=900, ge=1)
+    alert_attempts_max: int = Field(default=12, ge=1, le=100)
+
+    # E-mail (alerts and portal sign-in links).
+    smtp_host: str | None = None
+    smtp_port: int = Field(default=587, ge=1, le=65535)
+    smtp_security: Literal["starttls", "tls", "none"] = "starttls"
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_sender: str = "SOLARIS <no-reply@localhost>"
+    smtp_timeout_s: float = Field(default=10.0, gt=0, le=120)
+
+    # Admin API and dashboard (solaris.admin).
+
+    # User portal (solaris.portal).
+
     # Operations.
     log_format: Literal["auto", "json", "console"] = "auto"  # auto: console on a terminal
     log_content: bool = False  # put prompts and completions in the request log lines
@@ -108,14 +144,29 @@ class Settings(BaseSettings):
     port: int = Field(default=8080, ge=0, le=65535)
     body_bytes_max: int = Field(default=16 * 1024 * 1024, gt=0)
 
-    @field_validator("librechat_keys", mode="before")
+    @field_validator(
+        "librechat_keys",
+        "alert_thresholds",
+        "alert_user_channels",
+        "alert_system_channels",
+        mode="before",
+    )
     @classmethod
     def _keys(cls, value: Any) -> Any:
         return _split_keys(value)
 
-    @field_validator("upstream_base_url", "public_base_url")
+    @field_validator("alert_thresholds")
     @classmethod
-    def _http_url(cls, value: str) -> str:
+    def _percentages(cls, value: list[int]) -> list[int]:
+        if any(not 0 < percent <= 100 for percent in value):
+            raise ValueError("thresholds are percentages in 1..100")
+        return sorted(set(value))
+
+    @field_validator("upstream_base_url", "public_base_url", "alert_webhook_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
         if not value.startswith(("http://", "https://")):
             raise ValueError("must start with http:// or https://")
         return value.rstrip("/")

@@ -24,9 +24,10 @@ from solaris.alerts.texts import (
     system_sentence,
     threshold_email,
 )
+from solaris.config import Settings
 from solaris.errors import ConfigError
 
-__all__ = ["EmailChannel", "SmtpSettings", "build_email"]
+__all__ = ["EmailChannel", "SmtpSettings", "build_email", "smtp_from"]
 
 LOOPBACK = ("127.0.0.1", "::1", "localhost")
 
@@ -51,6 +52,23 @@ class SmtpSettings:
             raise ConfigError(f"SMTP timeout must be in (0, 120] s: {self.timeout_s}")
         if self.security == "none" and self.username and self.host not in LOOPBACK:
             raise ConfigError("SMTP credentials over a plain connection: use starttls or tls")
+
+
+def smtp_from(settings: Settings) -> SmtpSettings | None:
+    """The operator's SMTP settings (`SOLARIS_SMTP_*`), or None when no host is set."""
+    if settings.smtp_host is None:
+        return None
+    password = settings.smtp_password
+    return SmtpSettings(
+        host=settings.smtp_host,
+        port=settings.smtp_port,
+        security=settings.smtp_security,
+        username=settings.smtp_username,
+        password=password.get_secret_value() if password else None,
+        sender=settings.smtp_sender,
+        timeout_s=settings.smtp_timeout_s,
+        language=settings.language,
+    )
 
 
 def build_email(delivery: Delivery, sender: str, operator_language: Language) -> EmailMessage:
@@ -98,6 +116,10 @@ class EmailChannel:
             message = build_email(delivery, self.settings.sender, self.settings.language)
         except (KeyError, TypeError, ValueError) as error:
             raise DeliveryError(f"unreadable payload: {error!r}", permanent=True) from error
+        await self.send_message(message)
+
+    async def send_message(self, message: EmailMessage) -> None:
+        """Send a ready message (its From is ours); raises DeliveryError."""
         await asyncio.to_thread(self._send_blocking, message)
 
     def _send_blocking(self, message: EmailMessage) -> None:
