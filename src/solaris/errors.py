@@ -7,6 +7,7 @@
         ├── BadRequest           400 invalid_request_error
         ├── Unauthorized         401 invalid_api_key
         ├── Forbidden            403 model_not_allowed
+        │   └── UserBlocked      403 user_blocked (an admin blocked the user)
         ├── NotFound             404 unknown_url
         ├── PayloadTooLarge      413
         ├── UnsupportedMediaType 415
@@ -38,6 +39,7 @@ __all__ = [
     "UnsupportedMediaType",
     "UpstreamTimeout",
     "UpstreamUnreachable",
+    "UserBlocked",
     "error_body",
 ]
 
@@ -94,6 +96,12 @@ class Forbidden(ApiError):
     status = 403
     type = "invalid_request_error"
     code = "model_not_allowed"
+
+
+class UserBlocked(Forbidden):
+    """An admin blocked this user: no request is served until they are unblocked."""
+
+    code = "user_blocked"
 
 
 class RateLimited(ApiError):

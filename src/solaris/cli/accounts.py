@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import uuid
 from datetime import timedelta
 from typing import Annotated, Any
 
 import typer
 
+from solaris.admin.operations import CLI_ACTOR, Operations
 from solaris.cli._common import JsonOption, find_user, print_rows, run_job, users_of
 from solaris.config import PlanConfig, Settings
 from solaris.ledger.ledger import utcnow
@@ -61,9 +61,9 @@ def users_plan(user: str, plan: str) -> None:
     """Put USER on PLAN at once (recorded). Example: solaris users plan u123 pro"""
 
     async def job(settings: Settings, database: Database) -> None:
-        users = users_of(settings, database)
-        found = await find_user(users, user)
-        await users.change_plan(found.id, plan, by="cli")
+        operations = Operations.standalone(settings, database)
+        found = await find_user(operations.users, user)
+        await operations.set_plan(CLI_ACTOR, found.id, plan)
 
     run_job(job)
     typer.echo(f"{user} is now on plan {plan}")
@@ -112,8 +112,8 @@ def plans_set(
         default=default,
     )
 
-    async def job(_settings: Settings, database: Database) -> None:
-        await Plans(database).save(name, config, utcnow())
+    async def job(settings: Settings, database: Database) -> None:
+        await Operations.standalone(settings, database).save_plan(CLI_ACTOR, name, config)
 
     run_job(job)
     typer.echo(f"plan {name} saved")
@@ -126,29 +126,19 @@ def credits_grant(
     note: Annotated[str, typer.Option(help="Why (kept in the ledger).")] = "",
     key: Annotated[str | None, typer.Option(help="Idempotency key: a repeat grants once.")] = None,
     expires_in_days: Annotated[
-        float | None, typer.Option(min=0, help="The credit expires after this many days.")
+        float | None, typer.Option(min=0.001, help="The credit expires after this many days.")
     ] = None,
 ) -> None:
     """Grant TOKENS to USER (created if new). Example: solaris credits grant u123 50000 --note gift"""
 
     async def job(settings: Settings, database: Database) -> tuple[bool, int]:
-        users = users_of(settings, database)
-        found = await users.ensure(user)
-        async with database.transaction() as conn:
-            granted = await users.ledger.credit(
-                conn,
-                found.id,
-                "grant",
-                tokens,
-                idempotency_key=key or f"grant:{uuid.uuid4().hex}",
-                created_by="cli",
-                note=note or None,
-                expires_at=None
-                if expires_in_days is None
-                else utcnow() + timedelta(days=expires_in_days),
-            )
-        balance, _held = await users.ledger.balance(found.id)
-        return granted, balance
+        operations = Operations.standalone(settings, database)
+        found = await operations.users.ensure(user)
+        expires_at = None if expires_in_days is None else utcnow() + timedelta(days=expires_in_days)
+        granted, summary = await operations.apply_grant(
+            CLI_ACTOR, found.id, tokens, note, expires_at, key=key
+        )
+        return granted, summary.balance
 
     granted, balance = run_job(job)
     typer.echo(f"{'granted' if granted else 'already granted'}; balance {balance}")
@@ -167,14 +157,10 @@ def credits_deduct(
     """
 
     async def job(settings: Settings, database: Database) -> tuple[bool, int]:
-        users = users_of(settings, database)
-        found = await find_user(users, user)
-        async with database.transaction() as conn:
-            done = await users.ledger.deduct(
-                conn, found.id, tokens, key or f"adjustment:{uuid.uuid4().hex}", "cli", note
-            )
-        balance, _held = await users.ledger.balance(found.id)
-        return done, balance
+        operations = Operations.standalone(settings, database)
+        found = await find_user(operations.users, user)
+        done, summary = await operations.apply_deduct(CLI_ACTOR, found.id, tokens, note, key=key)
+        return done, summary.balance
 
     done, balance = run_job(job)
     typer.echo(f"{'deducted' if done else 'already deducted'}; balance {balance}")

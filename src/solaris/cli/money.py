@@ -12,12 +12,11 @@ import typer
 from dateutil.relativedelta import relativedelta
 from sqlalchemy import select
 
+from solaris.admin.operations import Operations
 from solaris.cli._common import JsonOption, find_user, print_rows, run_job, users_of
 from solaris.config import Settings
 from solaris.errors import SolarisError
-from solaris.ledger.ledger import utcnow
-from solaris.ledger.periods import period_bounds
-from solaris.ledger.statement import Statement, statement
+from solaris.ledger.statement import Statement
 from solaris.ledger.verify import Difference, verify_ledger
 from solaris.reports.usage import Grouping, usage_report
 from solaris.store.database import Database
@@ -98,16 +97,13 @@ def statement_command(
     """
 
     async def job(settings: Settings, database: Database) -> Statement:
-        users = users_of(settings, database)
-        found = await find_user(users, user)
-        subscription = await users.plans.of_user(found.id)
-        await users.ledger.refresh(found.id, subscription.plan, subscription.anchored_at)
+        operations = Operations.standalone(settings, database)
+        found = await find_user(operations.users, user)
         if period is None:
-            plan = subscription.plan
-            start, end = period_bounds(plan.period, plan.anchor, subscription.anchored_at, utcnow())
+            start, end = await operations.current_period(found.id)
         else:
             start, end = month_bounds(period)
-        return await statement(database, found.id, found.external_id, start, end)
+        return await operations.statement(found.id, start, end)
 
     result = run_job(job)
     if csv_file is not None:

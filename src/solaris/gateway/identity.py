@@ -4,6 +4,10 @@ With the service key, the user is named by headers LibreChat fills in from `libr
 (`X-LibreChat-User-Id: "{{LIBRECHAT_USER_ID}}"`), falling back to the body's `user`, which
 LibreChat sets to the same id. LibreChat sends values beyond Latin-1 as `b64:<base64 of UTF-8>`;
 an unresolved placeholder arrives empty and is refused rather than billed to nobody.
+
+A user an admin blocked gets 403 `user_blocked`. The block rides on the per-user lookup the
+request path makes anyway (plan and block in one query, cached `PLAN_CACHE_TTL_S`), so it
+reaches every gateway process within that long, and at once in the process that blocked.
 """
 
 from __future__ import annotations
@@ -19,16 +23,20 @@ from dataclasses import dataclass
 from typing import Any
 
 from solaris.config import Settings
-from solaris.errors import BadRequest, Unauthorized
+from solaris.errors import BadRequest, Unauthorized, UserBlocked
 from solaris.ledger.plans import Plan, Subscription
-from solaris.ledger.users import Users, hash_key
+from solaris.ledger.users import Standing, Users, hash_key
 from solaris.store.cache import IdentityCache
 
-__all__ = ["Caller", "Identity", "decode_header_value"]
+__all__ = ["BLOCKED_TEXT", "Caller", "Identity", "decode_header_value"]
 
 EXTERNAL_ID_LENGTH_MAX = 255
 PLAN_CACHE_TTL_S = 5.0  # a plan change reaches every gateway process within this
 PLAN_CACHE_ENTRIES_MAX = 100_000
+BLOCKED_TEXT = {
+    "pt-BR": "Sua conta está bloqueada. Fale com o administrador para saber mais.",
+    "en": "Your account is blocked. Contact your administrator to learn more.",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,7 +74,8 @@ class Identity:
         self._email_header = settings.user_email_header.lower().encode("latin-1")
         self._conversation_header = settings.conversation_id_header.lower().encode("latin-1")
         self._user_header_name = settings.user_id_header
-        self._plans: OrderedDict[int, tuple[float, Subscription]] = OrderedDict()
+        self._blocked_text = BLOCKED_TEXT[settings.language]
+        self._standings: OrderedDict[int, tuple[float, Standing]] = OrderedDict()
 
     async def resolve(self, headers: Mapping[bytes, bytes], body: Mapping[str, Any]) -> Caller:
         key = _bearer(headers)
@@ -127,16 +136,24 @@ class Identity:
         return Caller(user_id, external_id, True, conversation_id or None, subscription)
 
     async def subscription_of(self, user_id: int) -> Subscription:
+        """The user's plan; raises `UserBlocked` for a blocked user."""
         now = time.monotonic()
-        cached = self._plans.get(user_id)
+        cached = self._standings.get(user_id)
         if cached is not None and cached[0] > now:
-            return cached[1]
-        subscription = await self.users.plans.of_user(user_id)
-        self._plans[user_id] = (now + PLAN_CACHE_TTL_S, subscription)
-        self._plans.move_to_end(user_id)
-        if len(self._plans) > PLAN_CACHE_ENTRIES_MAX:
-            self._plans.popitem(last=False)
-        return subscription
+            standing = cached[1]
+        else:
+            standing = await self.users.standing(user_id)
+            self._standings[user_id] = (now + PLAN_CACHE_TTL_S, standing)
+            self._standings.move_to_end(user_id)
+            if len(self._standings) > PLAN_CACHE_ENTRIES_MAX:
+                self._standings.popitem(last=False)
+        if standing.blocked:
+            raise UserBlocked(self._blocked_text)
+        return standing.subscription
+
+    def forget(self, user_id: int) -> None:
+        """Drop this process's cached standing of a user (after a block, unblock, plan change)."""
+        self._standings.pop(user_id, None)
 
 
 def _bearer(headers: Mapping[bytes, bytes]) -> str:

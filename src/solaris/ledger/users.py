@@ -5,6 +5,8 @@ account and a subscription to the default plan, whose allowance is written as a 
 like every other credit.
 Per-user API keys are random 256-bit secrets; only their sha256 is stored, which is enough for a
 secret of that entropy and costs nothing on the request path.
+A user's *standing* (plan and whether an admin blocked them) is read in one query, the one the
+request path already makes every few seconds per user.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy import select, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -19,10 +22,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from solaris.errors import SolarisError
 from solaris.ledger.ledger import Ledger
-from solaris.ledger.plans import Plan, Plans
-from solaris.store.schema import accounts, api_keys, plans, users
+from solaris.ledger.lots import as_utc
+from solaris.ledger.plans import Plan, Plans, Subscription
+from solaris.store.schema import accounts, api_keys, plans, subscriptions, users
 
-__all__ = ["KEY_PREFIX", "User", "Users", "hash_key"]
+__all__ = ["KEY_PREFIX", "Standing", "User", "Users", "hash_key"]
 
 KEY_PREFIX = "sk-sol-"
 
@@ -32,6 +36,15 @@ class User:
     id: int
     external_id: str
     email: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Standing:
+    """What the request path needs to know about a user beyond who they are."""
+
+    subscription: Subscription
+    blocked: bool
+    blocked_reason: str | None
 
 
 def hash_key(key: str) -> str:
@@ -87,13 +100,51 @@ class Users:
 
     async def change_plan(self, user_id: int, plan_name: str, by: str) -> None:
         """Put the user on another plan at once: its allowance replaces the current one."""
-        now = self.ledger.clock()
         async with self.database.transaction() as conn:
-            row = (await conn.execute(select(plans).where(plans.c.name == plan_name))).first()
-            if row is None:
-                raise SolarisError(f"no plan {plan_name!r}")
-            await self.plans.subscribe(conn, user_id, plan_name, now, by=by)
-            await self.ledger.refresh_in(conn, user_id, Plan.from_row(row), now, now, new_plan=True)
+            await self.change_plan_in(conn, user_id, plan_name, by)
+
+    async def change_plan_in(
+        self, conn: AsyncConnection, user_id: int, plan_name: str, by: str
+    ) -> None:
+        """`change_plan` inside the caller's transaction."""
+        now = self.ledger.clock()
+        row = (await conn.execute(select(plans).where(plans.c.name == plan_name))).first()
+        if row is None:
+            raise SolarisError(f"no plan {plan_name!r}")
+        await self.plans.subscribe(conn, user_id, plan_name, now, by=by)
+        await self.ledger.refresh_in(conn, user_id, Plan.from_row(row), now, now, new_plan=True)
+
+    async def standing(self, user_id: int) -> Standing:
+        """The user's plan and block in one round trip (the request path's per-user lookup)."""
+        async with self.database.transaction() as conn:
+            row = (
+                await conn.execute(
+                    select(
+                        plans,
+                        subscriptions.c.anchored_at,
+                        users.c.blocked_at,
+                        users.c.blocked_reason,
+                    )
+                    .join(subscriptions, subscriptions.c.plan_name == plans.c.name)
+                    .join(users, users.c.id == subscriptions.c.user_id)
+                    .where(subscriptions.c.user_id == user_id)
+                )
+            ).first()
+        assert row is not None, f"user {user_id} has no subscription"
+        anchored_at = as_utc(row.anchored_at)
+        assert anchored_at is not None
+        subscription = Subscription(Plan.from_row(row), anchored_at)
+        return Standing(subscription, row.blocked_at is not None, row.blocked_reason)
+
+    async def set_blocked(
+        self, conn: AsyncConnection, user_id: int, reason: str | None, now: datetime
+    ) -> None:
+        """Block the user (a reason given) or unblock them (None), in the caller's transaction."""
+        await conn.execute(
+            update(users)
+            .where(users.c.id == user_id)
+            .values(blocked_at=None if reason is None else now, blocked_reason=reason)
+        )
 
     async def list(self, limit: int = 100) -> list[tuple[User, int]]:
         """Users with their balances, newest first."""
@@ -108,16 +159,20 @@ class Users:
 
     async def create_key(self, user_id: int) -> str:
         """A new API key for the user; the only time the key itself is visible."""
-        key = KEY_PREFIX + secrets.token_urlsafe(32)
         async with self.database.transaction() as conn:
-            await conn.execute(
-                api_keys.insert().values(
-                    user_id=user_id,
-                    key_hash=hash_key(key),
-                    prefix=key[: len(KEY_PREFIX) + 4],
-                    created_at=self.ledger.clock(),
-                )
+            return await self.create_key_in(conn, user_id)
+
+    async def create_key_in(self, conn: AsyncConnection, user_id: int) -> str:
+        """`create_key` inside the caller's transaction."""
+        key = KEY_PREFIX + secrets.token_urlsafe(32)
+        await conn.execute(
+            api_keys.insert().values(
+                user_id=user_id,
+                key_hash=hash_key(key),
+                prefix=key[: len(KEY_PREFIX) + 4],
+                created_at=self.ledger.clock(),
             )
+        )
         return key
 
     async def user_for_key(self, key: str) -> User | None:
@@ -133,9 +188,15 @@ class Users:
 
     async def revoke_keys(self, user_id: int) -> int:
         async with self.database.transaction() as conn:
-            result = await conn.execute(
-                update(api_keys)
-                .where(api_keys.c.user_id == user_id, api_keys.c.revoked_at.is_(None))
-                .values(revoked_at=self.ledger.clock())
-            )
-            return int(result.rowcount)
+            return len(await self.revoke_keys_in(conn, user_id))
+
+    async def revoke_keys_in(self, conn: AsyncConnection, user_id: int) -> tuple[str, ...]:
+        """Revoke the user's live keys in the caller's transaction; returns their hashes (the
+        identity cache's keys, to forget them)."""
+        result = await conn.execute(
+            update(api_keys)
+            .where(api_keys.c.user_id == user_id, api_keys.c.revoked_at.is_(None))
+            .values(revoked_at=self.ledger.clock())
+            .returning(api_keys.c.key_hash)
+        )
+        return tuple(str(row.key_hash) for row in result)

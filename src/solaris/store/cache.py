@@ -82,6 +82,20 @@ class IdentityCache:
         else:
             self._redis_recovered()
 
+    async def forget(self, *keys: str) -> None:
+        """Drop entries that no longer hold (e.g. revoked keys): here and in Redis. Other
+        processes' local copies live out their TTL."""
+        for key in keys:
+            self._local.pop(key, None)
+        if self._redis is None or not keys:
+            return
+        try:
+            await self._redis.delete(*(self._key(key) for key in keys))
+        except (RedisError, OSError) as error:
+            self._redis_failed(error)
+        else:
+            self._redis_recovered()
+
     async def ping(self) -> str:
         """ "ok", "not configured", or what is wrong (for /readyz)."""
         if self._redis is None:

@@ -1,0 +1,122 @@
+"""What the admin API accepts: request bodies and parameter types, every one bounded.
+
+Text is refused when it holds NUL or lone surrogates (PostgreSQL and UTF-8 cannot store them),
+numbers stay inside what the database's columns hold, dates inside years that period
+arithmetic cannot overflow. So bad input is always a 400, never a database error.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, Field
+
+from solaris.admin.operations import TOKENS_MAX
+from solaris.config import ModelPolicy, PlanConfig
+
+__all__ = [
+    "ID_MAX",
+    "BlockBody",
+    "Credentials",
+    "DeductBody",
+    "GrantBody",
+    "Moment",
+    "NewKey",
+    "PlanBody",
+    "PlanChoice",
+    "Text",
+    "to_utc",
+]
+
+ID_MAX = 2**62  # a BIGINT id, with room
+YEARS = (1970, 9000)
+
+
+def _storable(value: str) -> str:
+    if "\x00" in value:
+        raise ValueError("text must not contain NUL characters")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("text must be valid Unicode") from None
+    return value
+
+
+def to_utc(moment: datetime) -> datetime:
+    """Datetimes without a zone are UTC; the year must be within YEARS."""
+    try:
+        moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("the date is out of range") from None
+    if not YEARS[0] <= moment.year <= YEARS[1]:
+        raise ValueError(f"the year must be between {YEARS[0]} and {YEARS[1]}")
+    return moment
+
+
+Text = Annotated[str, AfterValidator(_storable)]
+Moment = Annotated[datetime, AfterValidator(to_utc)]
+Idempotency = Annotated[
+    Text | None,
+    Field(default=None, min_length=1, max_length=100, description="A repeat applies once."),
+]
+
+
+class Credentials(BaseModel):
+    email: Annotated[Text, Field(min_length=3, max_length=320)]
+    password: Annotated[Text, Field(min_length=1, max_length=1024)]
+
+
+class GrantBody(BaseModel):
+    tokens: int = Field(ge=1, le=TOKENS_MAX, description="Billable tokens to add.")
+    note: Annotated[Text, Field(max_length=500, description="Why; kept in the ledger.")] = ""
+    expires_at: Moment | None = Field(default=None, description="The credit expires then.")
+    idempotency_key: Idempotency = None
+
+
+class DeductBody(BaseModel):
+    tokens: int = Field(ge=1, le=TOKENS_MAX, description="Billable tokens to take away.")
+    note: Annotated[Text, Field(min_length=1, max_length=500, description="Why (required).")]
+    idempotency_key: Idempotency = None
+
+
+class BlockBody(BaseModel):
+    reason: Annotated[Text, Field(min_length=1, max_length=500, description="For the audit.")]
+
+
+class PlanChoice(BaseModel):
+    plan: Annotated[Text, Field(min_length=1, max_length=64)]
+
+
+class NewKey(BaseModel):
+    key: str = Field(description="The user's new API key: shown this once.")
+
+
+class Weights(BaseModel):
+    input_weight: Decimal = Field(default=Decimal(1), gt=0, le=1000, allow_inf_nan=False)
+    output_weight: Decimal = Field(default=Decimal(1), gt=0, le=1000, allow_inf_nan=False)
+
+
+ModelName = Annotated[Text, Field(min_length=1, max_length=128)]
+
+
+class PlanBody(BaseModel):
+    """A plan; a plan named in the YAML config is written again from there at start-up."""
+
+    allowance_tokens: int = Field(ge=0, le=TOKENS_MAX)
+    period: Literal["monthly", "weekly", "daily"] = "monthly"
+    anchor: Literal["subscription", "calendar"] = "subscription"
+    rpm: int | None = Field(default=None, ge=1, le=10**9)
+    tpm: int | None = Field(default=None, ge=1, le=10**9)
+    models: list[ModelName] = Field(default_factory=lambda: ["*"], min_length=1, max_length=200)
+    weights: dict[ModelName, Weights] = Field(default_factory=dict, max_length=200)
+    rollover: bool = False
+    default: bool = False
+
+    def config(self) -> PlanConfig:
+        weights = {
+            model: ModelPolicy(input_weight=w.input_weight, output_weight=w.output_weight)
+            for model, w in self.weights.items()
+        }
+        return PlanConfig(**self.model_dump(exclude={"weights"}), weights=weights)

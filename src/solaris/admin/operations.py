@@ -1,0 +1,347 @@
+"""What an admin can do, shared by the admin API, the dashboard and the CLI.
+
+Every change runs in one transaction with its audit row (who, what, before, after): both commit
+or neither does. Changes reuse the ledger's own steps (`Ledger.credit` / `deduct`,
+`Users.change_plan_in`, `Plans.save`) so the API, the pages and `solaris …` behave the same.
+A change that the request path caches (block, plan) is dropped from this process's cache at
+once; other gateway processes see it within `PLAN_CACHE_TTL_S`.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Literal
+
+from solaris.admin import reads
+from solaris.admin.audit import CLI_ACTOR, Actor, AuditEntry, audit_entries, record
+from solaris.admin.overview import overview
+from solaris.admin.resources import Joined, Resources, Standalone
+from solaris.admin.views import (
+    AlertEntry,
+    Overview,
+    PlanSummary,
+    UsageRow,
+    UserDetail,
+    UserSummary,
+)
+from solaris.alerts.outbox import list_alerts
+from solaris.config import PlanConfig, Settings
+from solaris.errors import BadRequest, NotFound
+from solaris.ledger.periods import period_bounds
+from solaris.ledger.plans import Plans
+from solaris.ledger.statement import Statement, statement
+from solaris.reports.usage import usage_report
+from solaris.store.database import Database
+
+__all__ = [
+    "CLI_ACTOR",
+    "TOKENS_MAX",
+    "Actor",
+    "Operations",
+    "Resources",
+]
+
+TOKENS_MAX = 10**12  # one grant or deduction; far beyond any real one, far below BIGINT
+NOTE_LENGTH_MAX = 500
+REASON_LENGTH_MAX = 500
+DAYS_MAX = 366
+RECENT_USAGE_ROWS = 20
+UsageGrouping = Literal["user", "model", "hour", "day"]
+
+
+def _check_tokens(tokens: int) -> None:
+    if not 0 < tokens <= TOKENS_MAX:
+        raise BadRequest(f"tokens must be between 1 and {TOKENS_MAX}", param="tokens")
+
+
+def _check_text(value: str, name: str, length_max: int, required: bool) -> str:
+    value = value.strip()
+    if required and not value:
+        raise BadRequest(f"{name} is required", param=name)
+    if len(value) > length_max:
+        raise BadRequest(f"{name} is longer than {length_max} characters", param=name)
+    return value
+
+
+class Operations:
+    def __init__(self, gateway: Resources) -> None:
+        self.gateway = gateway
+        self.database = gateway.database
+        self.ledger = gateway.ledger
+        self.users = gateway.users
+        self.clock = gateway.ledger.clock
+        self.started_at = self.clock()
+
+    @classmethod
+    def standalone(cls, settings: Settings, database: Database) -> Operations:
+        """Operations for the CLI, on a database it opened."""
+        return cls(Standalone(settings, database))
+
+    # Reads.
+
+    async def find_users(
+        self, query: str | None = None, limit: int = 50, offset: int = 0
+    ) -> list[UserSummary]:
+        async with self.database.transaction() as conn:
+            return await reads.find_users(conn, query, limit, offset)
+
+    async def user(self, user_id: int) -> UserDetail:
+        """One user in full; raises NotFound. Applies what time has done first (period
+        renewal, expired credits), so the balance shown is the one the next request sees."""
+        async with self.database.transaction() as conn:
+            await reads.user_summary(conn, user_id)
+        subscription = await self.users.plans.of_user(user_id)
+        plan = subscription.plan
+        await self.ledger.refresh(user_id, plan, subscription.anchored_at)
+        _balance, held = await self.ledger.balance(user_id)
+        start, end = period_bounds(plan.period, plan.anchor, subscription.anchored_at, self.clock())
+        async with self.database.transaction() as conn:
+            summary = await reads.user_summary(conn, user_id)
+            period_used = await reads.period_used(conn, user_id)
+            return UserDetail(
+                **summary.model_dump(),
+                held=held,
+                available=summary.balance - held,
+                period_start=start,
+                period_end=end,
+                allowance_tokens=plan.allowance_tokens,
+                period_used=period_used,
+                lots=await reads.lots_of(conn, user_id),
+                keys=await reads.keys_of(conn, user_id),
+                recent_usage=await reads.recent_usage(conn, user_id, RECENT_USAGE_ROWS),
+            )
+
+    async def plans(self) -> list[PlanSummary]:
+        async with self.database.transaction() as conn:
+            return await reads.plan_summaries(conn)
+
+    async def usage(
+        self,
+        by: UsageGrouping,
+        since: datetime,
+        until: datetime,
+        user_id: int | None = None,
+    ) -> list[UsageRow]:
+        """Usage totals with USD cost, from `since` to `until` (excluded), UTC."""
+        if since >= until:
+            raise BadRequest("`since` must be before `until`", param="since")
+        external_id = None
+        if user_id is not None:
+            async with self.database.transaction() as conn:
+                external_id = (await reads.user_summary(conn, user_id)).external_id
+        report = await usage_report(
+            self.database, by=by, since=since, until=until, user_external_id=external_id
+        )
+        return [UsageRow.model_validate(row, from_attributes=True) for row in report]
+
+    async def daily_usage(self, user_id: int | None, days: int) -> list[UsageRow]:
+        """One row per UTC day, the last `days` days up to today, days without usage as zeros."""
+        if not 0 < days <= DAYS_MAX:
+            raise BadRequest(f"days must be between 1 and {DAYS_MAX}", param="days")
+        today = self.clock().astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+        since = today - timedelta(days=days - 1)
+        rows = {
+            r.key: r for r in await self.usage("day", since, today + timedelta(days=1), user_id)
+        }
+        keys = [f"{since + timedelta(days=n):%Y-%m-%d}" for n in range(days)]
+        return [rows.get(key) or _empty_row(key) for key in keys]
+
+    async def summary(self, user_id: int) -> UserSummary:
+        """One user's line of the users list; raises NotFound."""
+        async with self.database.transaction() as conn:
+            return await reads.user_summary(conn, user_id)
+
+    async def current_period(self, user_id: int) -> tuple[datetime, datetime]:
+        """The user's allowance period now; raises NotFound."""
+        await self.summary(user_id)
+        subscription = await self.users.plans.of_user(user_id)
+        plan = subscription.plan
+        return period_bounds(plan.period, plan.anchor, subscription.anchored_at, self.clock())
+
+    async def statement(self, user_id: int, since: datetime, until: datetime) -> Statement:
+        """The user's entries from `since` to `until` with a running balance; NotFound."""
+        if since >= until:
+            raise BadRequest("`since` must be before `until`", param="since")
+        async with self.database.transaction() as conn:
+            summary = await reads.user_summary(conn, user_id)
+        subscription = await self.users.plans.of_user(user_id)
+        await self.ledger.refresh(user_id, subscription.plan, subscription.anchored_at)
+        return await statement(self.database, user_id, summary.external_id, since, until)
+
+    async def alerts(self, limit: int = 100) -> list[AlertEntry]:
+        async with self.database.transaction() as conn:
+            rows = await list_alerts(conn, limit=limit)
+        return [AlertEntry.model_validate(row, from_attributes=True) for row in rows]
+
+    async def audit(
+        self,
+        limit: int = 100,
+        offset: int = 0,
+        target_type: str | None = None,
+        target_id: str | None = None,
+    ) -> list[AuditEntry]:
+        async with self.database.transaction() as conn:
+            return await audit_entries(conn, limit, offset, target_type, target_id)
+
+    async def overview(self) -> Overview:
+        async with self.database.transaction() as conn:
+            return await overview(conn, self.gateway.metrics, self.clock(), self.started_at)
+
+    # Changes: each in one transaction with its audit row.
+
+    async def grant(
+        self,
+        actor: Actor,
+        user_id: int,
+        tokens: int,
+        note: str,
+        expires_at: datetime | None = None,
+        *,
+        key: str | None = None,
+    ) -> UserSummary:
+        """Credit `tokens` (a `grant` lot, expiring at `expires_at` if given)."""
+        return (await self.apply_grant(actor, user_id, tokens, note, expires_at, key=key))[1]
+
+    async def apply_grant(
+        self,
+        actor: Actor,
+        user_id: int,
+        tokens: int,
+        note: str,
+        expires_at: datetime | None = None,
+        *,
+        key: str | None = None,
+    ) -> tuple[bool, UserSummary]:
+        """`grant`, telling whether it was applied (False: the idempotency key was used)."""
+        _check_tokens(tokens)
+        note = _check_text(note, "note", NOTE_LENGTH_MAX, required=False)
+        now = self.clock()
+        if expires_at is not None and expires_at.astimezone(UTC) <= now:
+            raise BadRequest("expires_at must be in the future", param="expires_at")
+        async with self.database.transaction() as conn:
+            before = await reads.user_summary(conn, user_id)
+            done = await self.ledger.credit(
+                conn,
+                user_id,
+                "grant",
+                tokens,
+                idempotency_key=key or f"grant:{uuid.uuid4().hex}",
+                created_by=actor.label,
+                note=note or None,
+                expires_at=expires_at,
+            )
+            after = await reads.user_summary(conn, user_id)
+            if done:
+                change = {"balance": after.balance, "tokens": tokens, "note": note}
+                if expires_at is not None:
+                    change["expires_at"] = expires_at.isoformat()
+                await record(
+                    conn, actor, "credits.grant", "user", user_id,
+                    {"balance": before.balance}, change, now,
+                )  # fmt: skip
+        return done, after
+
+    async def deduct(self, actor: Actor, user_id: int, tokens: int, note: str) -> UserSummary:
+        """A correction downwards: an `adjustment` entry (never an edit); `note` required."""
+        return (await self.apply_deduct(actor, user_id, tokens, note))[1]
+
+    async def apply_deduct(
+        self, actor: Actor, user_id: int, tokens: int, note: str, *, key: str | None = None
+    ) -> tuple[bool, UserSummary]:
+        _check_tokens(tokens)
+        note = _check_text(note, "note", NOTE_LENGTH_MAX, required=True)
+        now = self.clock()
+        async with self.database.transaction() as conn:
+            before = await reads.user_summary(conn, user_id)
+            done = await self.ledger.deduct(
+                conn, user_id, tokens, key or f"adjustment:{uuid.uuid4().hex}", actor.label, note
+            )
+            after = await reads.user_summary(conn, user_id)
+            if done:
+                change = {"balance": after.balance, "tokens": tokens, "note": note}
+                await record(
+                    conn, actor, "credits.deduct", "user", user_id,
+                    {"balance": before.balance}, change, now,
+                )  # fmt: skip
+        return done, after
+
+    async def set_plan(self, actor: Actor, user_id: int, plan: str) -> UserSummary:
+        """Move the user to `plan` at once (its allowance replaces the current one)."""
+        now = self.clock()
+        async with self.database.transaction() as conn:
+            before = await reads.user_summary(conn, user_id)
+            if not await reads.plan_summaries(conn, plan):
+                raise NotFound(f"No plan named {plan!r}.", param="plan")
+            await self.users.change_plan_in(conn, user_id, plan, by=actor.label)
+            after = await reads.user_summary(conn, user_id)
+            await record(
+                conn, actor, "user.plan", "user", user_id,
+                {"plan": before.plan, "balance": before.balance},
+                {"plan": after.plan, "balance": after.balance}, now,
+            )  # fmt: skip
+        self._forget(user_id)
+        return after
+
+    async def block(self, actor: Actor, user_id: int, reason: str) -> UserSummary:
+        """Refuse the user's requests (403 `user_blocked`) until unblocked; `reason` required."""
+        reason = _check_text(reason, "reason", REASON_LENGTH_MAX, required=True)
+        return await self._set_blocked(actor, user_id, reason)
+
+    async def unblock(self, actor: Actor, user_id: int) -> UserSummary:
+        return await self._set_blocked(actor, user_id, None)
+
+    async def _set_blocked(self, actor: Actor, user_id: int, reason: str | None) -> UserSummary:
+        now = self.clock()
+        async with self.database.transaction() as conn:
+            before = await reads.user_summary(conn, user_id)
+            await self.users.set_blocked(conn, user_id, reason, now)
+            after = await reads.user_summary(conn, user_id)
+            await record(
+                conn, actor, "user.block" if reason is not None else "user.unblock", "user",
+                user_id, {"blocked": before.blocked, "reason": before.blocked_reason},
+                {"blocked": after.blocked, "reason": after.blocked_reason}, now,
+            )  # fmt: skip
+        self._forget(user_id)
+        return after
+
+    async def rotate_key(self, actor: Actor, user_id: int) -> str:
+        """Revoke the user's API keys and issue a new one (returned, shown once)."""
+        now = self.clock()
+        async with self.database.transaction() as conn:
+            await reads.user_summary(conn, user_id)
+            revoked = await self.users.revoke_keys_in(conn, user_id)
+            key = await self.users.create_key_in(conn, user_id)
+            await record(
+                conn, actor, "user.rotate_key", "user", user_id,
+                {"live_keys": len(revoked)}, {"live_keys": 1, "prefix": key[:11]}, now,
+            )  # fmt: skip
+        if self.gateway.cache is not None and revoked:
+            await self.gateway.cache.forget(*(f"key:{digest}" for digest in revoked))
+        return key
+
+    async def save_plan(self, actor: Actor, name: str, config: PlanConfig) -> PlanSummary:
+        """Create or replace a plan. Plans named in the YAML config are written again at start."""
+        name = _check_text(name, "name", 64, required=True)
+        now = self.clock()
+        async with self.database.transaction() as conn:
+            before = await reads.plan_summaries(conn, name)
+            await Plans(Joined(self.database, conn)).save(name, config, now)
+            after = (await reads.plan_summaries(conn, name))[0]
+            await record(
+                conn, actor, "plan.save", "plan", name,
+                before[0].model_dump(mode="json") if before else None,
+                after.model_dump(mode="json"), now,
+            )  # fmt: skip
+        return after
+
+    def _forget(self, user_id: int) -> None:
+        if self.gateway.identity is not None:
+            self.gateway.identity.forget(user_id)
+
+
+def _empty_row(key: str) -> UsageRow:
+    return UsageRow(
+        key=key, requests=0, prompt_tokens=0, completion_tokens=0, cached_tokens=0,
+        reasoning_tokens=0, billable=0, estimated_requests=0, cost_usd=None, unpriced_requests=0,
+    )  # fmt: skip

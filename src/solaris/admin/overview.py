@@ -1,0 +1,134 @@
+"""The dashboard's overview: what the database knows (tokens, users, latency of served
+requests) and what only this process's Prometheus registry knows (requests that were blocked,
+limited or failed leave no row)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from solaris.admin.views import Overview, RankedRow
+from solaris.reports.prices import group_cost_usd
+from solaris.store.schema import usage, users
+
+if TYPE_CHECKING:
+    from solaris.observability.metrics import Metrics
+
+__all__ = ["LATENCY_SAMPLE_MAX", "TOP_ROWS", "overview", "request_counts"]
+
+TOP_ROWS = 5
+LATENCY_SAMPLE_MAX = 5000  # the latest served requests of the day the percentiles are read from
+FAILED_OUTCOMES = ("upstream_error", "unavailable")
+
+
+def request_counts(metrics: Metrics | None) -> dict[str, int]:
+    """This process's requests by outcome, read from its registry."""
+    counts: dict[str, int] = {}
+    if metrics is None:
+        return counts
+    for family in metrics.registry.collect():
+        if family.name != "solaris_requests":
+            continue
+        for sample in family.samples:
+            if sample.name.endswith("_total"):
+                outcome = sample.labels.get("outcome", "")
+                counts[outcome] = counts.get(outcome, 0) + int(sample.value)
+    return counts
+
+
+def _percentile(sorted_values: list[int], fraction: float) -> int | None:
+    if not sorted_values:
+        return None
+    index = min(len(sorted_values) - 1, max(0, round(fraction * (len(sorted_values) - 1))))
+    return sorted_values[index]
+
+
+async def _top(conn: AsyncConnection, column: Any, since: datetime) -> list[RankedRow]:
+    billable = func.sum(usage.c.billable).label("billable")
+    rows = await conn.execute(
+        select(column.label("key"), billable, func.count().label("requests"))
+        .select_from(usage.join(users, users.c.id == usage.c.user_id))
+        .where(usage.c.created_at >= since)
+        .group_by(column)
+        .order_by(billable.desc())
+        .limit(TOP_ROWS)
+    )
+    return [
+        RankedRow(key=str(r.key), billable=int(r.billable), requests=int(r.requests)) for r in rows
+    ]
+
+
+async def overview(
+    conn: AsyncConnection, metrics: Metrics | None, now: datetime, process_started_at: datetime
+) -> Overview:
+    day = now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    month = day.replace(day=1)
+    today = usage.c.created_at >= day
+    totals = (
+        await conn.execute(
+            select(
+                func.coalesce(func.sum(usage.c.billable), 0).label("billable"),
+                func.count().label("requests"),
+                func.count(func.distinct(usage.c.user_id)).label("users"),
+            ).where(today)
+        )
+    ).one()
+    month_billable = await conn.scalar(
+        select(func.coalesce(func.sum(usage.c.billable), 0)).where(usage.c.created_at >= month)
+    )
+    cost = None
+    models_today = await conn.execute(
+        select(
+            usage.c.model,
+            func.count().label("requests"),
+            func.sum(usage.c.prompt_tokens).label("prompt"),
+            func.sum(usage.c.completion_tokens).label("completion"),
+            func.sum(usage.c.cached_tokens).label("cached"),
+        )
+        .where(today)
+        .group_by(usage.c.model)
+    )
+    for row in models_today:
+        priced = group_cost_usd(
+            row.model, int(row.requests), int(row.prompt), int(row.completion), int(row.cached)
+        )
+        if priced is not None:
+            cost = priced if cost is None else cost + priced
+    latencies = sorted(
+        int(value)
+        for value in await conn.scalars(
+            select(usage.c.latency_ms)
+            .where(today)
+            .order_by(usage.c.id.desc())
+            .limit(LATENCY_SAMPLE_MAX)
+        )
+    )
+    users_total = await conn.scalar(select(func.count()).select_from(users))
+    users_blocked = await conn.scalar(
+        select(func.count()).select_from(users).where(users.c.blocked_at.is_not(None))
+    )
+    counts = request_counts(metrics)
+    requests = sum(counts.values())
+    failed = sum(counts.get(outcome, 0) for outcome in FAILED_OUTCOMES)
+    return Overview(
+        generated_at=now,
+        tokens_today=int(totals.billable),
+        tokens_this_month=int(month_billable or 0),
+        requests_today=int(totals.requests),
+        cost_today_usd=cost,
+        active_users_today=int(totals.users),
+        users_total=int(users_total or 0),
+        users_blocked=int(users_blocked or 0),
+        top_users=await _top(conn, users.c.external_id, month),
+        top_models=await _top(conn, usage.c.model, month),
+        latency_p50_ms=_percentile(latencies, 0.5),
+        latency_p95_ms=_percentile(latencies, 0.95),
+        process_started_at=process_started_at,
+        process_requests=requests,
+        process_blocked_requests=counts.get("blocked", 0),
+        process_limited_requests=counts.get("limited", 0),
+        process_error_rate=failed / requests if requests else None,
+    )

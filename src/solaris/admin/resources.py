@@ -1,0 +1,71 @@
+"""What the admin operations need of a gateway, and stand-ins for where there is none.
+
+The admin API and the dashboard run inside a gateway (`solaris.app.Gateway`): a change there
+also updates the request path's caches. The CLI has only a database: `Standalone` gives it a
+ledger and nothing to tell.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Protocol
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from solaris.config import Settings
+from solaris.ledger.ledger import Ledger
+from solaris.ledger.users import Users
+from solaris.store.database import Database
+
+if TYPE_CHECKING:  # the CLI starts faster without Redis' and Prometheus' clients
+    from solaris.gateway.identity import Identity
+    from solaris.observability.metrics import Metrics
+    from solaris.store.cache import IdentityCache
+
+__all__ = ["Joined", "Resources", "Standalone"]
+
+
+class Resources(Protocol):
+    """What the operations use of a gateway (`solaris.app.Gateway` has all of it)."""
+
+    @property
+    def settings(self) -> Settings: ...
+    @property
+    def database(self) -> Database: ...
+    @property
+    def ledger(self) -> Ledger: ...
+    @property
+    def users(self) -> Users: ...
+    @property
+    def metrics(self) -> Metrics | None: ...
+    @property
+    def identity(self) -> Identity | None: ...
+    @property
+    def cache(self) -> IdentityCache | None: ...
+
+
+class Standalone:
+    """Resources for the CLI: a ledger on the database, no request path to tell."""
+
+    def __init__(self, settings: Settings, database: Database) -> None:
+        self.settings = settings
+        self.database = database
+        self.ledger = Ledger(database)
+        self.users = Users(self.ledger)
+        self.metrics: Metrics | None = None
+        self.identity: Identity | None = None
+        self.cache: IdentityCache | None = None
+
+
+class Joined(Database):
+    """The database seen from inside an open transaction: library calls that open their own
+    transaction (`Plans.save`) take part in the caller's instead."""
+
+    def __init__(self, database: Database, conn: AsyncConnection) -> None:
+        super().__init__(database.engine)
+        self._conn = conn
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncConnection]:
+        yield self._conn
