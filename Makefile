@@ -58,3 +58,16 @@ nginx:  ## nginx for tests/test_scale_out.py (installed with apt when missing an
 	    echo "nginx is missing (apt-get install nginx): tests/test_scale_out.py will not run" >&2; \
 	  fi; \
 	fi
+
+# ── Chromium for tests/test_web.py (Playwright drives Debian's build; never `playwright install`)
+.PHONY: chromium
+test-tools: chromium
+
+chromium:  ## Debian's chromium at /usr/bin/chromium (installed with apt when missing and run as root)
+	@if [ ! -x /usr/bin/chromium ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else \
+	    echo "chromium is missing (apt-get install chromium): tests/test_web.py will not run" >&2; \
+	  fi; \
+	fi

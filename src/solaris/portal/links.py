@@ -19,7 +19,15 @@ from solaris.errors import SolarisError
 from solaris.store.database import Database
 from solaris.store.schema import used_links
 
-__all__ = ["InvalidLink", "LinkClaims", "buy_url", "redeem_link", "sign_link", "verify_link"]
+__all__ = [
+    "InvalidLink",
+    "LinkClaims",
+    "buy_url",
+    "login_url",
+    "redeem_link",
+    "sign_link",
+    "verify_link",
+]
 
 ALGORITHM = "HS256"
 PURPOSE = "portal"
@@ -49,6 +57,11 @@ def sign_link(key: bytes, user_id: int, ttl_s: int, now: datetime) -> str:
 
 def buy_url(public_base_url: str, token: str) -> str:
     return f"{public_base_url}/portal/buy?t={quote(token, safe='')}"
+
+
+def login_url(public_base_url: str, token: str) -> str:
+    """The e-mailed sign-in link: opens the portal's home page."""
+    return f"{public_base_url}/portal/login?t={quote(token, safe='')}"
 
 
 def verify_link(key: bytes, token: str) -> LinkClaims:

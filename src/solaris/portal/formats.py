@@ -1,0 +1,72 @@
+"""How numbers, money and dates read in each language of the pages (times are UTC)."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from decimal import Decimal
+
+from solaris.portal.i18n import Language
+
+__all__ = [
+    "MONTHS",
+    "format_date",
+    "format_moment",
+    "format_month",
+    "format_percent",
+    "format_tokens",
+    "format_usd",
+]
+
+MONTHS: dict[Language, tuple[str, ...]] = {
+    "pt-BR": ("janeiro", "fevereiro", "março", "abril", "maio", "junho", "julho", "agosto",
+              "setembro", "outubro", "novembro", "dezembro"),
+    "en": ("January", "February", "March", "April", "May", "June", "July", "August",
+           "September", "October", "November", "December"),
+}  # fmt: skip
+
+
+def format_tokens(language: Language, value: int | float | None) -> str:
+    if value is None:
+        return "—"
+    grouped = f"{round(value):,}"
+    return grouped.replace(",", ".") if language == "pt-BR" else grouped
+
+
+def format_percent(language: Language, fraction: float | None) -> str:
+    if fraction is None:
+        return "—"
+    text = f"{100 * fraction:.1f}"
+    return f"{text.replace('.', ',')} %" if language == "pt-BR" else f"{text}%"
+
+
+def format_usd(language: Language, value: Decimal | float | None) -> str:
+    """An estimated cost: cents, or four decimals below a dollar (one day of a small team)."""
+    if value is None:
+        return "—"
+    text = f"{value:,.2f}" if value >= 1 else f"{value:.4f}"
+    if language == "pt-BR":
+        text = text.replace(",", "_").replace(".", ",").replace("_", ".")
+    return f"US$ {text}"
+
+
+def format_date(language: Language, moment: datetime | date | None) -> str:
+    if moment is None:
+        return "—"
+    if isinstance(moment, datetime):
+        moment = moment.astimezone(UTC).date()
+    if language == "pt-BR":
+        return f"{moment:%d/%m/%Y}"
+    return f"{MONTHS['en'][moment.month - 1][:3]} {moment.day}, {moment.year}"
+
+
+def format_moment(language: Language, moment: datetime | None) -> str:
+    """A date and time in UTC, the zone every figure of the pages is in."""
+    if moment is None:
+        return "—"
+    utc = moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
+    return f"{format_date(language, utc)} {utc:%H:%M} UTC"
+
+
+def format_month(language: Language, year: int, month: int) -> str:
+    name = MONTHS[language][month - 1]
+    return f"{name} de {year}" if language == "pt-BR" else f"{name} {year}"

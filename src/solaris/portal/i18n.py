@@ -1,0 +1,311 @@
+"""Every word the web pages say, in pt-BR and English (how numbers and dates read: `formats`).
+
+One catalog: a key maps to its (pt-BR, English) pair, so a text missing in one language cannot
+slip in (the tuple has two slots). A page asks `t("key", name=value)`; an unknown key raises, so a
+typo fails the page tests instead of showing the key. The language comes from the `solaris_lang`
+cookie (the switcher on every page sets it), else the browser's Accept-Language, else
+`SOLARIS_LANGUAGE`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Literal
+
+from starlette.requests import Request
+
+__all__ = [
+    "LANGUAGES",
+    "LANG_COOKIE",
+    "MESSAGES",
+    "Language",
+    "Translator",
+    "choose_language",
+    "translator",
+]
+
+Language = Literal["pt-BR", "en"]
+LANGUAGES: tuple[Language, ...] = ("pt-BR", "en")
+LANG_COOKIE = "solaris_lang"
+Translator = Callable[..., str]
+
+MESSAGES: dict[str, tuple[str, str]] = {
+    # Chrome shared by every page.
+    "lang.switch": ("English", "Português"),
+    "lang.switch_title": ("Switch to English", "Mudar para português"),
+    "area.admin": ("Painel", "Dashboard"),
+    "area.portal": ("Minha conta", "My account"),
+    "action.logout": ("Sair", "Sign out"),
+    "footer": ("SOLARIS Gateway · medição de tokens", "SOLARIS Gateway · token metering"),
+    "nav.overview": ("Visão geral", "Overview"),
+    "nav.users": ("Usuários", "Users"),
+    "nav.plans": ("Planos", "Plans"),
+    "nav.alerts": ("Alertas", "Alerts"),
+    "nav.audit": ("Auditoria", "Audit log"),
+    "nav.api": ("API", "API"),
+    "nav.home": ("Início", "Home"),
+    "nav.statement": ("Extrato", "Statement"),
+    "nav.buy": ("Comprar créditos", "Buy credits"),
+    "error.forbidden": ("Acesso negado", "Access denied"),
+    "error.csrf": (
+        "O formulário expirou ou não veio desta página. Volte, recarregue e tente de novo.",
+        "The form expired or did not come from this page. Go back, reload and try again.",
+    ),
+    "error.not_found": ("Página não encontrada", "Page not found"),
+    "error.not_found_text": ("Não há nada neste endereço.", "There is nothing at this address."),
+    "error.back": ("Voltar ao início", "Back to the start"),
+    "empty": ("Nada por aqui ainda.", "Nothing here yet."),
+    "pager.previous": ("Anterior", "Previous"),
+    "pager.next": ("Próxima", "Next"),
+    "tokens": ("tokens", "tokens"),
+    # Admin sign-in.
+    "login.title": ("Entrar no painel", "Sign in to the dashboard"),
+    "login.subtitle": ("Acesso de administradores", "For administrators"),
+    "login.email": ("E-mail", "E-mail"),
+    "login.password": ("Senha", "Password"),
+    "login.submit": ("Entrar", "Sign in"),
+    "login.failed": ("E-mail ou senha incorretos.", "Wrong e-mail or password."),
+    "login.too_many": (
+        "Muitas tentativas. Tente de novo em {seconds} s.",
+        "Too many attempts. Try again in {seconds} s.",
+    ),
+    # Admin overview.
+    "overview.title": ("Visão geral", "Overview"),
+    "overview.tokens_today": ("Tokens hoje", "Tokens today"),
+    "overview.tokens_period": ("Tokens neste mês", "Tokens this month"),
+    "overview.active_users": ("Usuários ativos hoje", "Active users today"),
+    "overview.users_total": (
+        "{total} no total · {blocked} bloqueados",
+        "{total} in all · {blocked} blocked",
+    ),
+    "overview.blocked": ("Bloqueadas por saldo", "Blocked for balance"),
+    "overview.limited": ("{count} acima do limite de ritmo", "{count} over rate limits"),
+    "overview.error_rate": ("Taxa de erro", "Error rate"),
+    "overview.since": ("neste processo, desde {when}", "this process, since {when}"),
+    "overview.latency": ("Latência p95 hoje", "Latency p95 today"),
+    "overview.requests": ("{count} requisições", "{count} requests"),
+    "overview.chart_days": ("Tokens por dia (30 dias)", "Tokens per day (30 days)"),
+    "overview.top_users": ("Quem mais usou neste mês", "Top users this month"),
+    "overview.top_models": ("Modelos mais usados neste mês", "Top models this month"),
+    # Users.
+    "users.title": ("Usuários", "Users"),
+    "users.search": ("Buscar por id ou e-mail", "Search by id or e-mail"),
+    "users.search_button": ("Buscar", "Search"),
+    "col.user": ("Usuário", "User"),
+    "col.email": ("E-mail", "E-mail"),
+    "col.plan": ("Plano", "Plan"),
+    "col.balance": ("Saldo", "Balance"),
+    "col.status": ("Situação", "Status"),
+    "col.created": ("Desde", "Since"),
+    "col.model": ("Modelo", "Model"),
+    "col.requests": ("Requisições", "Requests"),
+    "col.tokens": ("Tokens", "Tokens"),
+    "col.date": ("Data", "Date"),
+    "col.kind": ("Tipo", "Kind"),
+    "col.prompt": ("Entrada", "Input"),
+    "col.completion": ("Saída", "Output"),
+    "col.amount": ("Valor", "Amount"),
+    "col.note": ("Observação", "Note"),
+    "status.active": ("Ativo", "Active"),
+    "status.blocked": ("Bloqueado", "Blocked"),
+    # One user.
+    "user.available": ("Disponível", "Available"),
+    "user.held": ("Reservado agora", "Held now"),
+    "user.used_period": ("Usado no período", "Used this period"),
+    "user.period_ends": ("Período termina", "Period ends"),
+    "user.chart_days": ("Uso por dia (30 dias)", "Usage per day (30 days)"),
+    "user.chart_hours": ("Uso por hora (últimas 24 h)", "Usage per hour (last 24 h)"),
+    "user.statement": ("Extrato do período", "This period's statement"),
+    "user.grant": ("Conceder créditos", "Grant credits"),
+    "user.deduct": ("Corrigir (debitar)", "Correct (deduct)"),
+    "user.tokens": ("Tokens", "Tokens"),
+    "user.note": ("Motivo", "Reason"),
+    "user.expires_days": ("Validade (dias)", "Expires in (days)"),
+    "user.optional": ("opcional", "optional"),
+    "user.grant_button": ("Conceder", "Grant"),
+    "user.deduct_button": ("Debitar", "Deduct"),
+    "user.plan": ("Mudar de plano", "Change plan"),
+    "user.plan_button": ("Mudar", "Change"),
+    "user.plan_hint": (
+        "A franquia do novo plano substitui a atual na hora.",
+        "The new plan's allowance replaces the current one at once.",
+    ),
+    "user.block": ("Bloquear", "Block"),
+    "user.block_reason": ("Motivo do bloqueio", "Reason for blocking"),
+    "user.unblock": ("Desbloquear", "Unblock"),
+    "user.blocked_since": ("Bloqueado desde {when}: {reason}", "Blocked since {when}: {reason}"),
+    "user.access": ("Acesso", "Access"),
+    "user.rotate": ("Gerar nova chave de API", "Issue a new API key"),
+    "user.rotate_hint": (
+        "As chaves atuais deste usuário deixam de funcionar.",
+        "This user's current keys stop working.",
+    ),
+    "user.new_key": (
+        "Nova chave — copie agora, ela não será mostrada de novo:",
+        "New key — copy it now, it will not be shown again:",
+    ),
+    "done.grant": ("Créditos concedidos.", "Credits granted."),
+    "done.deduct": ("Correção registrada.", "Correction recorded."),
+    "done.plan": ("Plano alterado.", "Plan changed."),
+    "done.block": ("Usuário bloqueado.", "User blocked."),
+    "done.unblock": ("Usuário desbloqueado.", "User unblocked."),
+    "form.invalid": ("Confira os campos: {problem}", "Check the fields: {problem}"),
+    # Plans, alerts, audit.
+    "plans.title": ("Planos", "Plans"),
+    "plans.allowance": ("Franquia", "Allowance"),
+    "plans.period": ("Período", "Period"),
+    "plans.limits": ("Limites", "Limits"),
+    "plans.models": ("Modelos", "Models"),
+    "plans.default": ("padrão", "default"),
+    "plans.rollover": ("acumula", "rolls over"),
+    "period.monthly": ("mensal", "monthly"),
+    "period.weekly": ("semanal", "weekly"),
+    "period.daily": ("diário", "daily"),
+    "alerts.title": ("Alertas", "Alerts"),
+    "alerts.kind": ("Alerta", "Alert"),
+    "alerts.channel": ("Canal", "Channel"),
+    "alerts.recipient": ("Destinatário", "Recipient"),
+    "alerts.state": ("Entrega", "Delivery"),
+    "alerts.attempts": ("Tentativas", "Attempts"),
+    "audit.title": ("Auditoria", "Audit log"),
+    "audit.actor": ("Quem", "Who"),
+    "audit.action": ("Ação", "Action"),
+    "audit.target": ("Alvo", "Target"),
+    "audit.before": ("Antes", "Before"),
+    "audit.after": ("Depois", "After"),
+    # Entry kinds of a statement.
+    "kind.allowance": ("Franquia", "Allowance"),
+    "kind.grant": ("Crédito", "Credit"),
+    "kind.purchase": ("Compra", "Purchase"),
+    "kind.usage": ("Uso", "Usage"),
+    "kind.refund": ("Estorno", "Refund"),
+    "kind.adjustment": ("Ajuste", "Adjustment"),
+    "kind.expiry": ("Expiração", "Expiry"),
+    # Portal home.
+    "home.title": ("Seu consumo", "Your usage"),
+    "home.balance": ("Saldo disponível", "Available balance"),
+    "home.allowance": ("Franquia do plano {plan}", "Allowance of plan {plan}"),
+    "home.per_period": ("por período {period}", "per {period} period"),
+    "home.used": ("Usado neste período", "Used this period"),
+    "home.used_share": (
+        "{percent}% do que você tinha neste período",
+        "{percent}% of what you had this period",
+    ),
+    "home.renews": ("Renova em", "Renews on"),
+    "home.chart_days": ("Uso por dia neste período", "Usage per day this period"),
+    "home.chart_models": ("Uso por modelo neste período", "Usage per model this period"),
+    "home.no_usage": ("Nenhum uso neste período.", "No usage this period."),
+    "home.buy": ("Comprar créditos", "Buy credits"),
+    "home.statement": ("Ver extrato", "See statement"),
+    # Statement.
+    "statement.title": ("Extrato", "Statement"),
+    "statement.period": ("Período", "Period"),
+    "statement.current": ("Período atual", "Current period"),
+    "statement.show": ("Mostrar", "Show"),
+    "statement.opening": ("Saldo inicial", "Opening balance"),
+    "statement.closing": ("Saldo final", "Closing balance"),
+    "statement.csv": ("Baixar CSV", "Download CSV"),
+    "statement.truncated": (
+        "O período tem mais lançamentos do que cabem aqui; baixe o CSV por mês.",
+        "The period has more entries than fit here; download the CSV by month.",
+    ),
+    "statement.estimated": ("estimado", "estimated"),
+    "statement.filename": ("extrato", "statement"),
+    # Purchase.
+    "buy.title": ("Comprar créditos", "Buy credits"),
+    "buy.lead": (
+        "Créditos somam-se ao seu saldo e são usados depois da franquia do plano.",
+        "Credits add to your balance and are spent after your plan's allowance.",
+    ),
+    "buy.pack_tokens": ("{tokens} tokens", "{tokens} tokens"),
+    "buy.how": ("Como comprar", "How to buy"),
+    "buy.offline": (
+        "O pagamento online ainda não está disponível. Para receber créditos:",
+        "Online payment is not available yet. To get credits:",
+    ),
+    "buy.contact_default": (
+        "fale com o administrador do seu serviço de chat.",
+        "contact the administrator of your chat service.",
+    ),
+    "buy.no_packs": (
+        "Os pacotes de créditos ainda não foram definidos.",
+        "No credit packs have been set up yet.",
+    ),
+    "buy.balance_now": ("Seu saldo agora: {tokens} tokens", "Your balance now: {tokens} tokens"),
+    # Portal sign-in.
+    "plogin.title": ("Acesse sua conta", "Sign in to your account"),
+    "plogin.lead": (
+        "Informe o e-mail da sua conta de chat e enviaremos um link de acesso.",
+        "Enter your chat account's e-mail and we will send you a sign-in link.",
+    ),
+    "plogin.email": ("Seu e-mail", "Your e-mail"),
+    "plogin.submit": ("Enviar link", "Send link"),
+    "plogin.sent": (
+        "Se o endereço estiver cadastrado, um link de acesso está a caminho. "
+        "Confira sua caixa de entrada.",
+        "If the address is known, a sign-in link is on its way. Check your inbox.",
+    ),
+    "plogin.unavailable": (
+        "O envio de links por e-mail não está configurado. Use o link da mensagem do chat.",
+        "Sign-in links by e-mail are not set up. Use the link in the chat message.",
+    ),
+    "plogin.invalid_email": ("Informe um e-mail válido.", "Enter a valid e-mail."),
+    "link.title": ("Este link não vale mais", "This link no longer works"),
+    "link.text": (
+        "Links de acesso valem por pouco tempo e uma só vez.",
+        "Sign-in links work for a short time and only once.",
+    ),
+    "link.ask": ("Peça um novo abaixo.", "Ask for a new one below."),
+    # The sign-in e-mail.
+    "mail.subject": ("Seu link de acesso ao SOLARIS", "Your SOLARIS sign-in link"),
+    "mail.body": (
+        "Use o link abaixo para ver seu saldo e extrato. Ele vale por {minutes} minutos "
+        "e uma só vez.",
+        "Use the link below to see your balance and statement. It works for {minutes} "
+        "minutes, once.",
+    ),
+    "mail.ignore": (
+        "Se não foi você que pediu, ignore esta mensagem.",
+        "If you did not ask for it, ignore this message.",
+    ),
+    "mail.button": ("Acessar minha conta", "Open my account"),
+}
+
+
+def translator(language: Language) -> Translator:
+    index = LANGUAGES.index(language)
+
+    def t(key: str, /, **values: object) -> str:
+        text = MESSAGES[key][index]
+        return text.format(**values) if values else text
+
+    return t
+
+
+def _known(value: str | None) -> Language | None:
+    lowered = (value or "").strip().lower()
+    if lowered.startswith("pt"):
+        return "pt-BR"
+    if lowered.startswith("en"):
+        return "en"
+    return None
+
+
+def choose_language(request: Request, default: Language) -> Language:
+    """Cookie, else the best of Accept-Language that we speak, else the operator's default."""
+    if (chosen := _known(request.cookies.get(LANG_COOKIE))) is not None:
+        return chosen
+    offered: list[tuple[float, str]] = []
+    for part in request.headers.get("accept-language", "").split(",")[:20]:
+        tag, _, params = part.partition(";")
+        weight = 1.0
+        if params.strip().startswith("q="):
+            try:
+                weight = float(params.strip()[2:])
+            except ValueError:
+                continue
+        offered.append((weight, tag))
+    for _weight, tag in sorted(offered, key=lambda item: -item[0]):
+        if (chosen := _known(tag)) is not None:
+            return chosen
+    return default

@@ -1,0 +1,142 @@
+"""What keeps the web pages safe: cookies, CSRF tokens, sign-in rate limits, response headers.
+
+- Session cookies are HttpOnly, SameSite=Lax, scoped to their area's path, and Secure when the
+  request came over HTTPS or the public base URL is https (a TLS proxy in front).
+- Every POST form carries a CSRF token: the session's own (`WebSession.csrf`), or before
+  sign-in a random one doubled in a short-lived cookie, so a foreign site cannot sign a
+  victim in to the attacker's account either.
+- Sign-in attempts are counted per client address and per account with the gateway's GCRA
+  limiter (Redis when configured, so all instances share the count).
+- Pages get a strict Content-Security-Policy (scripts only from /static), no caching, no
+  referrer (a link's token never leaks) and no framing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from collections.abc import Mapping
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from solaris.limits import Limit, RateLimiter
+
+__all__ = [
+    "CSRF_FIELD",
+    "LOGIN_CSRF_COOKIE",
+    "LOGIN_CSRF_TTL_S",
+    "SecurityHeaders",
+    "attempt_wait_s",
+    "csrf_matches",
+    "is_secure",
+    "login_csrf",
+    "safe_next",
+    "set_cookie",
+]
+
+CSRF_FIELD = "csrf"
+LOGIN_CSRF_COOKIE = "solaris_login_csrf"
+LOGIN_CSRF_TTL_S = 3600
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "
+    "frame-ancestors 'none'"
+)
+PAGE_HEADERS: tuple[tuple[bytes, bytes], ...] = (
+    (b"content-security-policy", CONTENT_SECURITY_POLICY.encode()),
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"cache-control", b"no-store"),
+)
+
+
+def is_secure(request: Request, public_base_url: str) -> bool:
+    """HTTPS as the browser sees it: this request's scheme (uvicorn honours a trusted proxy's
+    X-Forwarded-Proto) or, behind a TLS proxy that does not say so, the public URL."""
+    return request.url.scheme == "https" or public_base_url.startswith("https://")
+
+
+def set_cookie(
+    response: Response,
+    name: str,
+    value: str,
+    *,
+    path: str,
+    max_age_s: int | None,
+    secure: bool,
+    samesite: str = "lax",
+) -> None:
+    """A cookie scripts cannot read; `max_age_s=0` deletes it."""
+    response.set_cookie(
+        name,
+        value,
+        max_age=max_age_s,
+        path=path,
+        secure=secure,
+        httponly=True,
+        samesite=samesite,  # type: ignore[arg-type]
+    )
+
+
+def csrf_matches(sent: object, expected: str | None) -> bool:
+    """The form's token equals the expected one (constant time); missing never matches."""
+    if not isinstance(sent, str) or not sent or not expected:
+        return False
+    return hmac.compare_digest(sent.encode(), expected.encode())
+
+
+def login_csrf(request: Request) -> str:
+    """The pre-sign-in CSRF token: the cookie's when the browser has one, else a new one
+    (the caller sets it with `set_cookie(LOGIN_CSRF_COOKIE, ...)`)."""
+    current = request.cookies.get(LOGIN_CSRF_COOKIE, "")
+    return current if len(current) == 43 else secrets.token_urlsafe(32)
+
+
+def _bucket(key: str) -> int:
+    """A limiter id for a non-user key: negative, so it never meets a user's id."""
+    digest = hashlib.sha256(key.encode()).digest()
+    return -(int.from_bytes(digest[:7], "big") + 1)
+
+
+async def attempt_wait_s(limiter: RateLimiter, per_minute: int, keys: list[str]) -> float:
+    """Count one sign-in attempt against each key; 0 when all allow it, else seconds to wait."""
+    assert keys and per_minute > 0
+    limit = Limit(rpm=per_minute, tpm=None)
+    for key in keys:
+        verdict = await limiter.check(_bucket(key), limit, 0)
+        if not verdict.allowed:
+            return max(1.0, verdict.retry_after_s)
+    return 0.0
+
+
+def safe_next(value: str | None, prefix: str, default: str) -> str:
+    """A redirect target inside `prefix` on this site (never `//host` or a scheme)."""
+    if not value or not value.startswith(prefix) or value.startswith("//") or "\\" in value:
+        return default
+    return value
+
+
+class SecurityHeaders:
+    """Pure ASGI: adds `PAGE_HEADERS` to every response of the wrapped app."""
+
+    def __init__(self, app: ASGIApp, extra: Mapping[bytes, bytes] | None = None) -> None:
+        self.app = app
+        self.headers = [*PAGE_HEADERS, *(extra or {}).items()]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                names = {name for name, _ in message.get("headers", [])}
+                added = [(n, v) for n, v in self.headers if n not in names]
+                message["headers"] = [*message.get("headers", []), *added]
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)

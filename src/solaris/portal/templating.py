@@ -1,0 +1,86 @@
+"""Rendering pages: one Jinja2 environment (autoescape on, strict undefined), one template per
+page under `templates/`, shared pieces in `templates/_partials/`.
+
+Every page gets the same helpers: `t` (the catalog in the page's language), `n` (tokens with
+the language's separators), `d` / `dt` (dates, times in UTC), the language switch link, and the
+CSRF token of whoever is signed in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from jinja2 import Environment, FileSystemLoader, StrictUndefined
+from starlette.requests import Request
+from starlette.responses import HTMLResponse
+
+from solaris.portal.formats import (
+    format_date,
+    format_moment,
+    format_percent,
+    format_tokens,
+    format_usd,
+)
+from solaris.portal.i18n import Language, Translator, choose_language, translator
+
+__all__ = ["TEMPLATES_DIR", "Renderer"]
+
+TEMPLATES_DIR = Path(__file__).parent / "templates"
+
+
+class Renderer:
+    """Renders the pages of one area (`/admin` or `/portal`)."""
+
+    def __init__(self, area: str, default_language: Language) -> None:
+        assert area in ("admin", "portal"), area
+        self.area = area
+        self.default_language = default_language
+        self.environment = Environment(
+            loader=FileSystemLoader(TEMPLATES_DIR),
+            autoescape=True,
+            undefined=StrictUndefined,
+            trim_blocks=True,
+            lstrip_blocks=True,
+        )
+
+    def language(self, request: Request) -> Language:
+        return choose_language(request, self.default_language)
+
+    def translator(self, request: Request) -> Translator:
+        return translator(self.language(request))
+
+    def page(
+        self,
+        request: Request,
+        template: str,
+        context: Mapping[str, Any] | None = None,
+        *,
+        status_code: int = 200,
+        csrf: str = "",
+        headers: Mapping[str, str] | None = None,
+    ) -> HTMLResponse:
+        language = self.language(request)
+        other: Language = "en" if language == "pt-BR" else "pt-BR"
+        here = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        base: dict[str, Any] = {
+            "area": self.area,
+            "lang": language,
+            "other_lang": other,
+            "switch_url": f"/{self.area}/lang/{other}?next={quote(here, safe='')}",
+            "path": request.url.path,
+            "section": "",
+            "csrf": csrf,
+            "t": translator(language),
+            "n": lambda value: format_tokens(language, value),
+            "d": lambda value: format_date(language, value),
+            "dt": lambda value: format_moment(language, value),
+            "tm": lambda value: f"{value.astimezone(UTC):%H:%M}",
+            "pct": lambda fraction: format_percent(language, fraction),
+            "usd": lambda value: format_usd(language, value),
+        }
+        html = self.environment.get_template(template).render({**base, **(context or {})})
+        return HTMLResponse(html, status_code=status_code, headers=dict(headers or {}))
