@@ -27,7 +27,7 @@ def solaris(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_every_setting_is_documented_in_the_readme() -> None:
-    documented = set(re.findall(r"`(SOLARIS_[A-Z_]+)`", README.read_text()))
+    documented = set(re.findall(r"`(SOLARIS_[A-Z0-9_]+)`", README.read_text()))
     for name in Settings.model_fields:
         assert f"SOLARIS_{name.upper()}" in documented, f"SOLARIS_{name.upper()} is undocumented"
 

@@ -70,3 +70,14 @@ def test_librechat_user_without_balance_sees_a_buy_link_and_titles_get_402(
     assert title["status"] == 402
     assert "Saldo de tokens insuficiente" in title["message"]
     assert gateway.usage_rows(user) == []
+
+
+def test_librechat_shows_the_notice_of_the_reply_that_crossed_80_percent(
+    gateway: Gateway, user: str
+) -> None:
+    gateway.fund(user, 36)  # one answer (about 31 tokens) crosses 80% of it
+    chat = run_librechat(job(gateway, user, "chat"))
+    assert chat["ok"], chat
+    left = gateway.user_row(user)["balance"]
+    notice = f"\n\n⚠️ Você já usou 80% dos seus tokens deste período (restam {left})."
+    assert chat["content"].endswith(notice), chat["content"]

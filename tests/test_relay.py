@@ -27,7 +27,16 @@ DONE = b"data: [DONE]\n\n"
 
 
 def relay_all(relay: SseRelay, pieces: list[bytes]) -> bytes:
-    return b"".join(relay.feed(piece) for piece in pieces)
+    """What the client receives: the relayed events, then [DONE] once the proxy has settled."""
+    relayed = b"".join(relay.feed(piece) for piece in pieces)
+    assert b"[DONE]" not in relayed, "[DONE] leaves only after the request is settled"
+    return relayed + (DONE if relay.done else b"")
+
+
+def test_done_is_held_back_until_the_request_is_settled() -> None:
+    relay = SseRelay(hide_usage=False)
+    assert relay.feed(chunk("a") + DONE) == chunk("a")
+    assert relay.done
 
 
 def test_events_pass_through_as_received_even_when_split_anywhere() -> None:

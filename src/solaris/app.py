@@ -24,6 +24,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import Receive, Scope, Send
 
 from solaris.admin.api import admin_api
+from solaris.alerts.service import Alerting
 from solaris.config import Settings
 from solaris.errors import ApiError, BadRequest, NotFound, UpstreamUnreachable
 from solaris.gateway.body import ENDPOINTS
@@ -33,6 +34,7 @@ from solaris.gateway.responses import JSON, send_bytes, send_error
 from solaris.gateway.upstream import Upstream
 from solaris.ledger.ledger import Clock, Ledger, utcnow
 from solaris.ledger.plans import Plan
+from solaris.ledger.thresholds import Thresholds
 from solaris.ledger.users import Users
 from solaris.limits import RateLimiter
 from solaris.metering import tokenizer
@@ -76,10 +78,12 @@ class Gateway:
     def __init__(self, settings: Settings, clock: Clock = utcnow) -> None:
         self.settings = settings
         self.database: Database = open_database(settings.database_url, MANAGEMENT_POOL_SIZE)
-        self.ledger = _ledger(settings, self.database, clock)
-        self.users = Users(self.ledger)
         self.metrics = Metrics()
         self.cache = IdentityCache(settings.redis_url, settings.identity_cache_ttl_s, self.metrics)
+        probes = {"database": self.database.probe, "redis": self.cache.ping}
+        self.alerting = Alerting(settings, self.database, probes, clock)
+        self.ledger = _ledger(settings, self.database, clock, self.alerting.thresholds)
+        self.users = Users(self.ledger)
         self.identity = Identity(settings, self.users, self.cache)
         self.upstream = Upstream(settings)
         self.limiter = RateLimiter(
@@ -91,7 +95,7 @@ class Gateway:
             self.ledger,
             self.upstream,
             settings.signing_key(),
-            RequestLog(self.metrics),
+            RequestLog(self.metrics, self.alerting.monitor.observe),
             self.limiter,
         )
 
@@ -104,11 +108,13 @@ class Gateway:
         await self.upstream.start()
         if self.settings.metrics_port is not None:
             start_http_server(self.settings.metrics_port, registry=self.metrics.registry)
+        self.alerting.start()
         log.info("started", **summary(self.settings))
 
     async def close(self) -> None:
         # Requests cancelled at the end of the grace period are still settling: let them.
         await self.proxy.drain(SETTLE_DRAIN_S)
+        await self.alerting.close()
         await self.upstream.close()
         await self.limiter.close()
         await self.ledger.close()
@@ -162,14 +168,16 @@ class Gateway:
             raise UpstreamUnreachable("The model provider's model list is unreadable.") from None
 
 
-def _ledger(settings: Settings, database: Database, clock: Clock) -> Ledger:
+def _ledger(settings: Settings, database: Database, clock: Clock, thresholds: Thresholds) -> Ledger:
     """On PostgreSQL the request path calls the ledger's SQL functions (one round trip each)."""
     if database.dialect != "postgresql":
-        return Ledger(database, clock)
+        return Ledger(database, clock, thresholds)
     from solaris.ledger.postgres import PostgresLedger
 
     dsn = async_url(settings.database_url).replace("postgresql+asyncpg://", "postgresql://")
-    return PostgresLedger(database, dsn, pool_size=settings.database_pool_size, clock=clock)
+    return PostgresLedger(
+        database, dsn, pool_size=settings.database_pool_size, clock=clock, thresholds=thresholds
+    )
 
 
 def build_app(settings: Settings, clock: Clock = utcnow) -> SolarisApp:

@@ -24,7 +24,7 @@ from pydantic_settings import (
 
 from solaris.errors import ConfigError
 
-__all__ = ["ModelPolicy", "PlanConfig", "Settings", "load_settings"]
+__all__ = ["CreditPack", "ModelPolicy", "PlanConfig", "Settings", "load_settings"]
 
 
 class ModelPolicy(BaseModel):
@@ -50,6 +50,14 @@ class PlanConfig(BaseModel):
     weights: dict[str, ModelPolicy] = Field(default_factory=dict)
     rollover: bool = False
     default: bool = False
+
+
+class CreditPack(BaseModel):
+    """A credit pack the portal's purchase page offers (`credit_packs:` in YAML)."""
+
+    name: str = Field(min_length=1, max_length=80)
+    tokens: int = Field(gt=0)
+    price: str = Field(min_length=1, max_length=40)  # as shown, e.g. "R$ 25,00"
 
 
 AlertChannel = Literal["email", "webhook"]
@@ -108,7 +116,9 @@ class Settings(BaseSettings):
         default_factory=lambda: list[AlertChannel](["webhook", "email"])
     )
     alert_operator_email: str | None = None
-    alert_chat_notice: bool = True  # a line at the end of the streamed reply that crossed a threshold
+    alert_chat_notice: bool = (
+        True  # a line at the end of the streamed reply that crossed a threshold
+    )
     alert_webhook_url: str | None = None
     alert_webhook_secret: SecretStr | None = None
     alert_webhook_timeout_s: float = Field(default=10.0, gt=0, le=120)
@@ -118,6 +128,9 @@ class Settings(BaseSettings):
     alert_window_requests_min: int = Field(default=20, ge=1)  # fewer say nothing about a rate
     alert_cooldown_s: int = Field(default=900, ge=1)
     alert_attempts_max: int = Field(default=12, ge=1, le=100)
+    alert_retry_first_s: float = Field(default=30.0, gt=0, le=3600)  # then doubling, up to an hour
+    alert_poll_interval_s: float = Field(default=5.0, gt=0)  # the outbox, when idle
+    alert_check_interval_s: float = Field(default=5.0, gt=0)  # the system checks
 
     # E-mail (alerts and portal sign-in links).
     smtp_host: str | None = None
@@ -129,8 +142,15 @@ class Settings(BaseSettings):
     smtp_timeout_s: float = Field(default=10.0, gt=0, le=120)
 
     # Admin API and dashboard (solaris.admin).
+    # The API's access token (a JWT); its refresh cookie lasts `dashboard_session_ttl_s`.
+    admin_token_ttl_s: int = Field(default=900, ge=60, le=86400)
 
     # User portal (solaris.portal).
+    portal_session_ttl_s: int = Field(default=8 * 3600, ge=60, le=30 * 86400)
+    dashboard_session_ttl_s: int = Field(default=8 * 3600, ge=60, le=7 * 86400)  # /admin pages
+    login_attempts_per_minute: int = Field(default=10, ge=1, le=1000)  # per address and account
+    credit_packs: list[CreditPack] = Field(default_factory=list)  # shown on /portal/buy
+    purchase_contact: str = ""  # how to get credits until payments exist (shown on /portal/buy)
 
     # Operations.
     log_format: Literal["auto", "json", "console"] = "auto"  # auto: console on a terminal
@@ -154,6 +174,18 @@ class Settings(BaseSettings):
     @classmethod
     def _keys(cls, value: Any) -> Any:
         return _split_keys(value)
+
+    @field_validator(
+        "smtp_host",
+        "smtp_username",
+        "alert_operator_email",
+        "alert_webhook_url",
+        mode="before",
+    )
+    @classmethod
+    def _blank_is_unset(cls, value: Any) -> Any:
+        # Compose files pass `${NAME:-}`: an empty variable means "not configured".
+        return None if value == "" else value
 
     @field_validator("alert_thresholds")
     @classmethod

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from contextlib import suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -25,6 +25,13 @@ from solaris.store.database import Database
 __all__ = ["Deliverer", "RetryPolicy"]
 
 log = structlog.get_logger(__name__)
+
+# Completes a delivery before a channel sends it (e.g. the words of a threshold alert).
+Prepare = Callable[[Delivery], Awaitable[Delivery]]
+
+
+async def _as_is(delivery: Delivery) -> Delivery:
+    return delivery
 
 
 def utc_now() -> datetime:
@@ -68,6 +75,7 @@ class Deliverer:
         poll_interval_s: float = 5.0,
         clock: Callable[[], datetime] = utc_now,
         draw: Callable[[], float] = random.random,
+        prepare: Prepare = _as_is,
     ) -> None:
         assert channels, "a deliverer without channels would deliver nothing"
         assert 0 < batch_size <= 1000 and poll_interval_s > 0 and lease_s > 0
@@ -79,6 +87,7 @@ class Deliverer:
         self.poll_interval_s = poll_interval_s
         self.clock = clock
         self.draw = draw
+        self.prepare = prepare
 
     async def run_once(self, now: datetime | None = None) -> int:
         """One cycle: claim what is due at `now`, send it, record how it went. Returns how many
@@ -111,7 +120,7 @@ class Deliverer:
             row.attempts, now,
         )  # fmt: skip
         try:
-            await self.channels[row.channel].send(delivery)
+            await self.channels[row.channel].send(await self.prepare(delivery))
         except DeliveryError as error:
             return _Outcome(row, error)
         except Exception as error:  # a channel bug must not stop the other alerts

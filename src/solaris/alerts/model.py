@@ -23,8 +23,11 @@ __all__ = [
     "SystemEvent",
     "ThresholdAlert",
     "ThresholdCrossing",
+    "ThresholdRecord",
     "crossed_thresholds",
     "system_alerts",
+    "threshold_key",
+    "threshold_rows",
     "user_threshold_alerts",
     "utc",
 ]
@@ -160,6 +163,62 @@ class SystemEvent:
         return cls(str(data.pop("event")), payload["severity"], data)
 
 
+@dataclass(frozen=True)
+class ThresholdRecord:
+    """What the settle that crossed a threshold knows: the numbers, not yet the words. The
+    deliverer turns it into a `ThresholdAlert` (user, period end, a fresh portal link) when it
+    sends it; PostgreSQL's `solaris_settle` writes the same payload (migration 0008)."""
+
+    user_id: int
+    percent: int
+    used: int
+    total: int
+    balance: int
+    period_start: int  # epoch seconds, 0 before the first period
+
+    def to_payload(self) -> dict[str, Any]:
+        return {
+            "user_id": self.user_id,
+            "threshold": self.percent,
+            "used": self.used,
+            "total": self.total,
+            "balance": self.balance,
+            "period_start": self.period_start,
+        }
+
+    @classmethod
+    def from_payload(cls, payload: Mapping[str, Any]) -> ThresholdRecord:
+        return cls(
+            user_id=int(payload["user_id"]),
+            percent=int(payload["threshold"]),
+            used=int(payload["used"]),
+            total=int(payload["total"]),
+            balance=int(payload["balance"]),
+            period_start=int(payload["period_start"]),
+        )
+
+
+def threshold_key(user_id: int, period_start: int, percent: int, channel: str) -> str:
+    """Once per user, period, threshold and channel (the same format as migration 0008's)."""
+    return f"threshold:{user_id}:{period_start}:{percent}:{channel}"
+
+
+def threshold_rows(
+    record: ThresholdRecord, email: str | None, channels: Iterable[str], at: datetime
+) -> list[Alert]:
+    """One outbox row per channel: e-mail to the user (none without an address), webhooks to
+    the operator."""
+    rows = []
+    for channel in channels:
+        recipient = email if channel == "email" else OPERATOR
+        if recipient:
+            key = threshold_key(record.user_id, record.period_start, record.percent, channel)
+            rows.append(
+                Alert(KIND_USER_THRESHOLD, key, channel, recipient, record.to_payload(), at)
+            )
+    return rows
+
+
 def crossed_thresholds(
     used_before: int, used_after: int, total: int, thresholds: Iterable[int]
 ) -> list[int]:
@@ -174,16 +233,14 @@ def user_threshold_alerts(
 ) -> list[Alert]:
     """One outbox row per channel. E-mail goes to the user (skipped without an address);
     webhooks go to the operator."""
-    start = utc(alert.crossing.period_start).isoformat(timespec="seconds")
-    key = f"threshold:{alert.user.id}:{start}:{alert.crossing.percent}"
+    start = int(utc(alert.crossing.period_start).timestamp())
     payload = alert.to_payload()
     rows = []
     for channel in channels:
         recipient = alert.user.email if channel == "email" else OPERATOR
         if recipient:
-            rows.append(
-                Alert(KIND_USER_THRESHOLD, f"{key}:{channel}", channel, recipient, payload, at)
-            )
+            key = threshold_key(alert.user.id, start, alert.crossing.percent, channel)
+            rows.append(Alert(KIND_USER_THRESHOLD, key, channel, recipient, payload, at))
     return rows
 
 

@@ -81,7 +81,8 @@ def webhook_body(delivery: Delivery, language: Language) -> dict[str, Any]:
             "severity": alert.severity,
             "text": text,
             "user": payload["user"],
-            "data": payload["data"],
+            # The portal link logs the user in: it is for the user's eyes, not a team channel.
+            "data": {k: v for k, v in payload["data"].items() if k != "portal_url"},
             "created_at": created_at,
         }
     event = SystemEvent.from_payload(delivery.payload)

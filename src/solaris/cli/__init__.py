@@ -10,6 +10,8 @@ Examples:
     solaris usage report --by day --since 2026-11-01
     solaris statement alice@example.com --period 2026-11 --csv extrato.csv
     solaris ledger verify
+    solaris admins create ops@example.com
+    solaris alerts list --state failed
     solaris dev-provider --port 9100 --chunk-delay-s 0.05
 """
 
@@ -20,7 +22,7 @@ import sys
 import typer
 from pydantic import ValidationError
 
-from solaris.cli import accounts, money, server
+from solaris.cli import accounts, admins, alerts, money, server
 from solaris.errors import SolarisError
 
 __all__ = ["app", "main"]
@@ -34,6 +36,8 @@ app.add_typer(accounts.keys_app, name="keys")
 app.add_typer(money.usage_app, name="usage")
 money.register(app)
 app.add_typer(money.ledger_app, name="ledger")
+app.add_typer(admins.admins_app, name="admins")
+app.add_typer(alerts.alerts_app, name="alerts")
 
 
 def main() -> None:

@@ -24,6 +24,7 @@ import structlog
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.types import Receive, Scope, Send
 
+from solaris.alerts.texts import chat_notice
 from solaris.config import ModelPolicy, Settings
 from solaris.errors import (
     ApiError,
@@ -46,7 +47,7 @@ from solaris.gateway.identity import Caller, Identity
 from solaris.gateway.relay import SseRelay, Usage, generated_text, usage_from
 from solaris.gateway.responses import SSE, send_bytes, send_error
 from solaris.gateway.upstream import Upstream
-from solaris.ledger.ledger import Ledger, UsageRecord
+from solaris.ledger.ledger import Ledger, SettleOutcome, UsageRecord
 from solaris.limits import Limit, RateLimiter
 from solaris.metering import billing, estimate, tokenizer
 from solaris.observability.requests import Exchange, RequestLog
@@ -60,6 +61,7 @@ SETTLE_ATTEMPTS = 4
 ESTIMATE_INLINE_BYTES_MAX = 64 * 1024
 DATABASE_ERRORS = (SQLAlchemyError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError)
 # How a relayed stream ends for the client: an SSE error event tells SDKs the stream broke.
+DONE = b"data: [DONE]\n\n"
 STREAM_ENDINGS = {
     "upstream_cut": b"data: "
     + UpstreamUnreachable("The model provider's stream broke off.").body()
@@ -110,7 +112,7 @@ class Proxy:
         self.requests = requests
         self.limiter = limiter
         self.metrics = requests.metrics
-        self._settling: set[asyncio.Task[None]] = set()
+        self._settling: set[asyncio.Task[SettleOutcome | None]] = set()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         exchange = Exchange(
@@ -231,6 +233,10 @@ class Proxy:
         else:
             ticket.exchange.status = 402
             await block_json(send, settings.language, settings.public_base_url, ticket.request_id)
+        try:  # after the answer: the blocked user is not kept waiting for this
+            await self.ledger.note_exhausted(ticket.caller.user_id)
+        except DATABASE_ERRORS as error:
+            log.warning("exhausted_alert_failed", user_id=ticket.caller.user_id, error=str(error))
 
     async def serve(self, ticket: Ticket, receive: Receive, send: Send) -> None:
         exchange = ticket.exchange
@@ -366,8 +372,27 @@ class Proxy:
             if status == "upstream_cut":
                 exchange.outcome, exchange.error = "upstream_error", "cut"
             record = self._record(ticket, relay.usage, relay.text, status)
-            await self._settle(record)  # before the stream's end leaves, as for whole answers
-            await send({"type": "http.response.body", "body": STREAM_ENDINGS.get(status, b"")})
+            settled = await self._settle(record)  # before the stream's end leaves
+            ending = STREAM_ENDINGS.get(status, b"")
+            if status == "ok" and settled is not None and settled.crossed:
+                ending = self._notice(ticket, settled) + ending
+            if relay.done:
+                ending += DONE
+            await send({"type": "http.response.body", "body": ending})
+
+    def _notice(self, ticket: Ticket, settled: SettleOutcome) -> bytes:
+        """The in-chat line for a reply that crossed a threshold (chat streams only)."""
+        if not (self.settings.alert_chat_notice and ticket.endpoint.name == "chat"):
+            return b""
+        line = chat_notice(self.settings.language, max(settled.crossed), settled.balance or 0)
+        chunk = {
+            "id": "chatcmpl-" + ticket.request_id,
+            "object": "chat.completion.chunk",
+            "created": int(time.time()),
+            "model": ticket.model,
+            "choices": [{"index": 0, "delta": {"content": "\n\n" + line}, "finish_reason": None}],
+        }
+        return b"data: " + orjson.dumps(chunk) + b"\n\n"
 
     def _record(
         self, ticket: Ticket, usage: Usage | None, generated: Callable[[], str], status: str
@@ -402,25 +427,25 @@ class Proxy:
             ticket.exchange.content = {"input": ticket.body.get(field), "output": generated()}
         return record
 
-    async def _settle(self, record: UsageRecord) -> None:
+    async def _settle(self, record: UsageRecord) -> SettleOutcome | None:
         """Settle in a task of its own: a cancelled request (shutdown) still settles, and
-        `drain` waits for it before the pools close."""
+        `drain` waits for it before the pools close. None when it could not settle."""
         task = asyncio.create_task(self._settle_with_retries(record))
         self._settling.add(task)
         task.add_done_callback(self._settling.discard)
-        await asyncio.shield(task)
+        return await asyncio.shield(task)
 
-    async def _settle_with_retries(self, record: UsageRecord) -> None:
+    async def _settle_with_retries(self, record: UsageRecord) -> SettleOutcome | None:
         try:
             for attempt in range(SETTLE_ATTEMPTS):
                 try:
-                    await self.ledger.settle(record)
-                    return
+                    return await self.ledger.settle(record)
                 except DATABASE_ERRORS as error:
                     self.metrics.store_errors.labels("database").inc()
                     log.warning("settle_retry", request_id=record.request_id, error=str(error))
                     await asyncio.sleep(0.2 * 2**attempt)
             log.error("settle_failed", request_id=record.request_id, billable=record.billable)
+            return None
         finally:
             self.metrics.reservations_open.dec()
 

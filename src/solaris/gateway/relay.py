@@ -20,6 +20,7 @@ __all__ = ["SseRelay", "Usage", "generated_text", "usage_from"]
 
 # A usage object (not `"usage": null`, which OpenAI puts on every chunk when usage is on).
 USAGE_OBJECT = re.compile(rb'"usage"\s*:\s*\{')
+DONE_EVENT = re.compile(rb"data: ?\[DONE\]\n\n")
 KEPT_BYTES_MAX = 4 * 1024 * 1024  # beyond this, kept payloads are folded into their text
 
 
@@ -84,6 +85,7 @@ class SseRelay:
     def __init__(self, hide_usage: bool) -> None:
         self.hide_usage = hide_usage
         self.usage: Usage | None = None
+        self.done = False  # the upstream said [DONE]; held back until the request is settled
         self.events = 0
         self._tail = b""
         self._kept: list[bytes] = []
@@ -99,6 +101,9 @@ class SseRelay:
             self._tail = data
             return b""
         complete, self._tail = data[: end + 2], data[end + 2 :]
+        if b"[DONE]" in complete and DONE_EVENT.search(complete):
+            complete = DONE_EVENT.sub(b"", complete)
+            self.done = True
         if USAGE_OBJECT.search(complete) is None:
             self._keep_payloads(complete)
             return complete

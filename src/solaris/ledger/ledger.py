@@ -21,9 +21,11 @@ from sqlalchemy import func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from solaris.alerts.model import crossed_thresholds
 from solaris.ledger.lots import add_lot, as_utc, expire_lots, next_expiry, spend
 from solaris.ledger.periods import period_bounds
 from solaris.ledger.plans import Plan
+from solaris.ledger.thresholds import NO_THRESHOLDS, Thresholds, enqueue_thresholds
 from solaris.store.database import Database
 from solaris.store.schema import accounts, ledger_entries, reservations, usage
 
@@ -67,15 +69,21 @@ class UsageRecord:
 class SettleOutcome:
     charged: int
     already_settled: bool
+    crossed: tuple[int, ...] = ()  # thresholds (percent of the period) this settle crossed
+    balance: int | None = None  # after the settle, when a threshold was crossed
 
 
 class Ledger:
-    def __init__(self, database: Database, clock: Clock = utcnow) -> None:
+    def __init__(
+        self, database: Database, clock: Clock = utcnow, thresholds: Thresholds = NO_THRESHOLDS
+    ) -> None:
         self.database = database
         self.clock = clock
+        self.thresholds = thresholds
         dialect = postgresql if database.dialect == "postgresql" else sqlite
         self._insert = dialect.insert
         self._due: OrderedDict[int, datetime] = OrderedDict()
+        self._exhausted: OrderedDict[tuple[int, datetime | None], None] = OrderedDict()
 
     async def start(self) -> None:
         """Open what the ledger needs beyond the database engine (nothing, here)."""
@@ -139,15 +147,70 @@ class Ledger:
                         created_at=now,
                     )
                 )
-            await conn.execute(
-                update(accounts)
-                .where(accounts.c.user_id == record.user_id)
-                .values(
-                    balance=accounts.c.balance - record.billable,
-                    reserved=accounts.c.reserved - held,
+            account = (
+                await conn.execute(
+                    update(accounts)
+                    .where(accounts.c.user_id == record.user_id)
+                    .values(
+                        balance=accounts.c.balance - record.billable,
+                        reserved=accounts.c.reserved - held,
+                        period_used=accounts.c.period_used + record.billable,
+                    )
+                    .returning(
+                        accounts.c.balance,
+                        accounts.c.period_used,
+                        accounts.c.period_offered,
+                        accounts.c.period_start,
+                    )
                 )
+            ).one()
+            used = int(account.period_used)
+            crossed = crossed_thresholds(
+                used - record.billable, used, int(account.period_offered), self.thresholds.percents
             )
+            if crossed:  # in the settle's transaction: exactly once (row lock + unique key)
+                await enqueue_thresholds(
+                    conn,
+                    self.database.dialect,
+                    self.thresholds,
+                    record.user_id,
+                    crossed,
+                    account,
+                    now,
+                )
+        if crossed:
+            return SettleOutcome(record.billable, False, tuple(crossed), int(account.balance))
         return SettleOutcome(charged=record.billable, already_settled=False)
+
+    async def note_exhausted(self, user_id: int) -> None:
+        """A user blocked for want of balance has, for the alerts, used all of the period even
+        when what is left is too little for a request to cross 100%: raise that alert (once per
+        period, by its key; this process asks the database once per period and user)."""
+        if 100 not in self.thresholds.percents:
+            return
+        now = self.clock()
+        async with self.database.transaction() as conn:
+            account = (
+                await conn.execute(
+                    select(
+                        accounts.c.balance,
+                        accounts.c.period_used,
+                        accounts.c.period_offered,
+                        accounts.c.period_start,
+                    )
+                    .where(accounts.c.user_id == user_id)
+                    .with_for_update()
+                )
+            ).one()
+            seen = (user_id, as_utc(account.period_start))
+            if seen in self._exhausted or int(account.period_offered) <= 0:
+                return
+            await enqueue_thresholds(
+                conn, self.database.dialect, self.thresholds, user_id, [100], account, now
+            )
+        self._exhausted[seen] = None
+        if len(self._exhausted) > DUE_ENTRIES_MAX:
+            self._exhausted.popitem(last=False)
 
     async def release(self, user_id: int, request_id: str) -> None:
         """The call failed: free the hold, charge nothing."""
@@ -202,7 +265,10 @@ class Ledger:
         await conn.execute(
             update(accounts)
             .where(accounts.c.user_id == user_id)
-            .values(balance=accounts.c.balance + amount)
+            .values(
+                balance=accounts.c.balance + amount,
+                period_offered=accounts.c.period_offered + amount,
+            )
         )
         await self._note_expiry(conn, user_id)
         return True
@@ -230,7 +296,12 @@ class Ledger:
         await conn.execute(
             update(accounts)
             .where(accounts.c.user_id == user_id)
-            .values(balance=accounts.c.balance - amount)
+            .values(
+                balance=accounts.c.balance - amount,
+                period_offered=func.max(accounts.c.period_offered - amount, 0)
+                if self.database.dialect == "sqlite"
+                else func.greatest(accounts.c.period_offered - amount, 0),
+            )
         )
         return True
 
@@ -280,8 +351,11 @@ class Ledger:
         if new_plan or granted is None or start > granted:
             if new_plan or not plan.rollover:
                 await expire_lots(conn, user_id, now, allowance_only=True)
+            # A new period offers what is left now (after expiry) plus what is credited below.
             await conn.execute(
-                update(accounts).where(accounts.c.user_id == user_id).values(period_start=start)
+                update(accounts)
+                .where(accounts.c.user_id == user_id)
+                .values(period_start=start, period_used=0, period_offered=accounts.c.balance)
             )
             if plan.allowance_tokens:
                 # A period's allowance is granted once, whoever asks first; a plan change

@@ -1,6 +1,6 @@
 """The request-path ledger calls on PostgreSQL: one round trip each, on a raw asyncpg pool.
 
-Reserve, settle and release are the PL/pgSQL functions of migration 0002, the same steps that
+Reserve, settle and release are the PL/pgSQL functions of migrations 0002, 0004 and 0008, the same steps that
 `Ledger` runs statement by statement on SQLite. Everything else (credits, balances) stays on the
 SQLAlchemy engine: it is not on the request path.
 """
@@ -13,12 +13,15 @@ from typing import Any
 import asyncpg  # type: ignore[import-untyped]
 
 from solaris.ledger.ledger import Clock, Ledger, SettleOutcome, UsageRecord, utcnow
+from solaris.ledger.thresholds import NO_THRESHOLDS, Thresholds
 from solaris.store.database import Database
 
 __all__ = ["PostgresLedger"]
 
 RESERVE = "SELECT solaris_reserve($1, $2, $3, $4, $5, $6)"
-SETTLE = "SELECT solaris_settle($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
+SETTLE = (
+    "SELECT solaris_settle($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"
+)
 RELEASE = "SELECT solaris_release($1, $2, $3)"
 # A pooled connection can be dead after a database restart; such a call never reached the
 # database's commit, so it is tried once more on a fresh connection.
@@ -30,8 +33,17 @@ async def _keep_session(_connection: asyncpg.Connection) -> None:
 
 
 class PostgresLedger(Ledger):
-    def __init__(self, database: Database, dsn: str, pool_size: int, clock: Clock = utcnow) -> None:
-        super().__init__(database, clock)
+    def __init__(
+        self,
+        database: Database,
+        dsn: str,
+        pool_size: int,
+        clock: Clock = utcnow,
+        thresholds: Thresholds = NO_THRESHOLDS,
+    ) -> None:
+        super().__init__(database, clock, thresholds)
+        self._percents = list(thresholds.percents)
+        self._channels = list(thresholds.channels)
         self._dsn = dsn
         self._pool_size = pool_size
         self._pool: asyncpg.Pool | None = None
@@ -62,7 +74,7 @@ class PostgresLedger(Ledger):
         return amount
 
     async def settle(self, record: UsageRecord) -> SettleOutcome:
-        settled: bool = await self._fetchval(
+        crossed: list[int] | None = await self._fetchval(
             SETTLE,
             record.request_id,
             record.user_id,
@@ -78,9 +90,14 @@ class PostgresLedger(Ledger):
             record.latency_ms,
             record.conversation_id,
             self.clock(),
+            self._percents,
+            self._channels,
         )
-        if not settled:
+        if crossed is None:
             return SettleOutcome(charged=0, already_settled=True)
+        if crossed:  # rare: read the balance the notice shows
+            balance, _held = await self.balance(record.user_id)
+            return SettleOutcome(record.billable, False, tuple(crossed), balance)
         return SettleOutcome(charged=record.billable, already_settled=False)
 
     async def release(self, user_id: int, request_id: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -10,7 +11,7 @@ import structlog
 from solaris.ledger.ledger import UsageRecord
 from solaris.observability.metrics import Metrics, provider_of
 
-__all__ = ["Exchange", "RequestLog"]
+__all__ = ["Exchange", "RequestLog", "UpstreamWatch"]
 
 log = structlog.get_logger("solaris.request")
 
@@ -32,9 +33,18 @@ class Exchange:
     content: dict[str, Any] | None = None  # only with SOLARIS_LOG_CONTENT
 
 
+# Told of every upstream call: (provider, failed, time to first byte), for the system alerts.
+UpstreamWatch = Callable[[str, bool, float | None], None]
+
+
+def _unwatched(_provider: str, _failed: bool, _latency_s: float | None) -> None:
+    pass
+
+
 class RequestLog:
-    def __init__(self, metrics: Metrics) -> None:
+    def __init__(self, metrics: Metrics, watch: UpstreamWatch = _unwatched) -> None:
         self.metrics = metrics
+        self.watch = watch
 
     def finish(self, exchange: Exchange, ended: float) -> None:
         m = self.metrics
@@ -45,11 +55,13 @@ class RequestLog:
             provider = provider_of(exchange.model)
             done = exchange.upstream_done or ended
             upstream_s = done - exchange.upstream_sent
+            first_byte_s = None
             if exchange.upstream_first_byte is not None:
                 first_byte_s = exchange.upstream_first_byte - exchange.upstream_sent
                 m.child(m.upstream_first_byte_seconds, exchange.route, provider).observe(
                     first_byte_s
                 )
+            self.watch(provider, _upstream_failed(exchange), first_byte_s)
             m.child(m.upstream_seconds, exchange.route, provider).observe(upstream_s)
             if exchange.outcome == "upstream_error":
                 m.upstream_errors.labels(provider, exchange.error or str(exchange.status)).inc()
@@ -82,3 +94,11 @@ class RequestLog:
             upstream_ms=round(upstream_s * 1000, 2) if exchange.upstream_sent else None,
             **({"content": exchange.content} if exchange.content is not None else {}),
         )
+
+
+def _upstream_failed(exchange: Exchange) -> bool:
+    """The provider's fault: no answer, a cut stream, a 5xx or its own rate limit. A 4xx is
+    the request's fault and says nothing about the provider's health."""
+    if exchange.outcome != "upstream_error":
+        return False
+    return exchange.status >= 500 or exchange.status in (0, 429) or exchange.error == "cut"

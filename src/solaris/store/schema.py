@@ -27,8 +27,11 @@ __all__ = [
     "ALERT_STATES",
     "RESERVATION_STATES",
     "accounts",
+    "admin_api_keys",
+    "admins",
     "alert_outbox",
     "api_keys",
+    "audit_log",
     "deployment",
     "ledger_entries",
     "lots",
@@ -40,6 +43,7 @@ __all__ = [
     "usage",
     "used_links",
     "users",
+    "web_sessions",
 ]
 
 metadata = MetaData(
@@ -66,6 +70,9 @@ users = Table(
     Column("external_id", String(255), nullable=False, unique=True),  # LibreChat's user id
     Column("email", String(320)),
     Column("created_at", Timestamp, nullable=False),
+    # Set by an admin (solaris.admin): the user's requests get 403 `user_blocked` meanwhile.
+    Column("blocked_at", Timestamp),
+    Column("blocked_reason", Text),
 )
 
 accounts = Table(
@@ -76,6 +83,11 @@ accounts = Table(
     Column("reserved", BigInteger, nullable=False, default=0),
     Column("period_start", Timestamp),  # the allowance period last granted
     Column("next_expiry", Timestamp),  # soonest expiry among lots with tokens left
+    # This period's consumption and what the period offers (balance at its start plus credits
+    # since): the settle that moves `period_used` across a threshold of `period_offered` raises
+    # the alert, inside its own transaction.
+    Column("period_used", BigInteger, nullable=False, default=0, server_default="0"),
+    Column("period_offered", BigInteger, nullable=False, default=0, server_default="0"),
     CheckConstraint("reserved >= 0", name="reserved_not_negative"),
 )
 
@@ -247,4 +259,60 @@ deployment = Table(
     "deployment",
     metadata,
     Column("id", String(32), primary_key=True),
+)
+
+# Admin accounts (solaris.admin): argon2 password hashes; API keys for automation, stored as the
+# sha256 of a random key shown once.
+admins = Table(
+    "admins",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("email", String(320), nullable=False, unique=True),
+    Column("password_hash", String(255), nullable=False),
+    Column("created_at", Timestamp, nullable=False),
+    Column("disabled_at", Timestamp),
+)
+
+admin_api_keys = Table(
+    "admin_api_keys",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("admin_id", Id, ForeignKey("admins.id"), nullable=False),
+    Column("name", String(120), nullable=False),
+    Column("key_sha256", String(64), nullable=False, unique=True),
+    Column("created_at", Timestamp, nullable=False),
+    Column("revoked_at", Timestamp),
+    Column("last_used_at", Timestamp),
+)
+
+# Browser sessions of admins (dashboard, API refresh cookie) and portal users: only the sha256
+# of the cookie's token is stored.
+web_sessions = Table(
+    "web_sessions",
+    metadata,
+    Column("token_sha256", String(64), primary_key=True),
+    Column("kind", String(8), nullable=False),
+    Column("subject_id", Id, nullable=False),  # admins.id or users.id, by kind
+    Column("csrf", String(64), nullable=False),
+    Column("created_at", Timestamp, nullable=False),
+    Column("expires_at", Timestamp, nullable=False),
+    Column("revoked_at", Timestamp),
+    CheckConstraint("kind IN ('admin', 'user')", name="kind_known"),
+    Index("ix_web_sessions_expires_at", "expires_at"),
+)
+
+# Every change an admin makes: who, what, when, before and after (JSON). Append-only: triggers
+# refuse UPDATE and DELETE.
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("at", Timestamp, nullable=False),
+    Column("actor", String(128), nullable=False),  # "admin:3", "apikey:7", "cli"
+    Column("action", String(64), nullable=False),
+    Column("target_type", String(32), nullable=False),
+    Column("target_id", String(255)),
+    Column("before", Text),  # JSON
+    Column("after", Text),  # JSON
+    Index("ix_audit_log_at", "at"),
 )

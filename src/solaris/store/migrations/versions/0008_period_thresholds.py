@@ -1,0 +1,161 @@
+"""Threshold alerts raised by the settle itself: the period's consumption and offer on the
+account, and a settle that writes the alert rows in its own transaction.
+
+`period_used` and `period_offered` are backfilled from the usage of the current period. On
+PostgreSQL, `solaris_settle` gains the thresholds and channels as arguments and returns the
+thresholds the settle crossed (NULL when the request was settled already); the outbox rows it
+writes carry the numbers only — the deliverer adds the words, the period's end and a fresh portal
+link when it sends them. The dedupe key (user, period start, threshold, channel) makes it
+exactly once whichever process settles.
+
+Revision ID: 0008
+Revises: 0007
+"""
+
+import importlib.util
+from collections.abc import Sequence
+from pathlib import Path
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = "0008"
+down_revision: str | None = "0007"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+SETTLE = """
+CREATE FUNCTION solaris_settle(
+    p_request text, p_user bigint, p_endpoint text, p_model text,
+    p_prompt integer, p_completion integer, p_cached integer, p_reasoning integer,
+    p_billable bigint, p_estimated boolean, p_status text, p_latency integer,
+    p_conversation text, p_now timestamptz, p_thresholds integer[], p_channels text[]
+) RETURNS integer[] LANGUAGE plpgsql AS $$
+DECLARE
+    v_held bigint;
+    v_left bigint := p_billable;
+    v_take bigint;
+    v_lot record;
+    v_account record;
+    v_before bigint;
+    v_percent integer;
+    v_channel text;
+    v_crossed integer[] := '{}';
+BEGIN
+    INSERT INTO usage (
+        request_id, user_id, endpoint, model, prompt_tokens, completion_tokens, cached_tokens,
+        reasoning_tokens, billable, estimated, status, latency_ms, conversation_id, created_at
+    ) VALUES (
+        p_request, p_user, p_endpoint, p_model, p_prompt, p_completion, p_cached,
+        p_reasoning, p_billable, p_estimated, p_status, p_latency, p_conversation, p_now
+    ) ON CONFLICT (request_id) DO NOTHING;
+    IF NOT FOUND THEN
+        RETURN NULL;  -- already settled: idempotent by request id
+    END IF;
+    -- The account row first, as every other writer does, so lock orders never cross.
+    PERFORM 1 FROM accounts WHERE user_id = p_user FOR UPDATE;
+    UPDATE reservations SET state = 'settled', resolved_at = p_now
+    WHERE id = p_request AND state = 'pending'
+    RETURNING amount INTO v_held;
+    IF p_billable > 0 THEN
+        INSERT INTO ledger_entries (
+            user_id, kind, amount, idempotency_key, request_id, created_by, created_at
+        ) VALUES (
+            p_user, 'usage', -p_billable, 'usage:' || p_request, p_request, 'gateway', p_now
+        );
+        FOR v_lot IN
+            SELECT id, remaining FROM lots WHERE user_id = p_user AND remaining > 0
+            ORDER BY (kind <> 'allowance'), expires_at NULLS LAST, id
+            FOR UPDATE
+        LOOP
+            v_take := least(v_lot.remaining, v_left);
+            UPDATE lots SET remaining = remaining - v_take WHERE id = v_lot.id;
+            v_left := v_left - v_take;
+            EXIT WHEN v_left = 0;
+        END LOOP;
+    END IF;
+    UPDATE accounts
+    SET balance = balance - p_billable, reserved = reserved - coalesce(v_held, 0),
+        period_used = period_used + p_billable
+    WHERE user_id = p_user
+    RETURNING balance, period_used, period_offered, period_start INTO v_account;
+    IF p_billable = 0 OR v_account.period_offered <= 0 THEN
+        RETURN v_crossed;
+    END IF;
+    v_before := v_account.period_used - p_billable;
+    FOREACH v_percent IN ARRAY p_thresholds LOOP
+        CONTINUE WHEN NOT (
+            v_before * 100 < v_percent * v_account.period_offered
+            AND v_percent * v_account.period_offered <= v_account.period_used * 100
+        );
+        v_crossed := v_crossed || v_percent;
+        FOREACH v_channel IN ARRAY p_channels LOOP
+            INSERT INTO alert_outbox (
+                kind, dedupe_key, channel, recipient, payload, state, attempts,
+                next_attempt_at, created_at
+            )
+            SELECT 'user_threshold',
+                format('threshold:%s:%s:%s:%s', p_user,
+                       coalesce(extract(epoch FROM v_account.period_start)::bigint, 0),
+                       v_percent, v_channel),
+                v_channel,
+                CASE WHEN v_channel = 'email' THEN u.email ELSE 'operator' END,
+                json_build_object(
+                    'user_id', p_user, 'threshold', v_percent,
+                    'used', v_account.period_used, 'total', v_account.period_offered,
+                    'balance', v_account.balance,
+                    'period_start', coalesce(extract(epoch FROM v_account.period_start)::bigint, 0)
+                )::text,
+                'pending', 0, p_now, p_now
+            FROM users u
+            WHERE u.id = p_user AND (v_channel <> 'email' OR coalesce(u.email, '') <> '')
+            ON CONFLICT (dedupe_key) DO NOTHING;
+        END LOOP;
+    END LOOP;
+    RETURN v_crossed;
+END $$
+"""
+
+# This period's usage (every usage since the period began), for the backfill.
+PERIOD_USAGE = """
+    SELECT coalesce(sum(u.billable), 0) FROM usage u
+    WHERE u.user_id = accounts.user_id
+      AND (accounts.period_start IS NULL OR u.created_at >= accounts.period_start)
+"""
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("accounts", schema=None) as batch_op:
+        batch_op.add_column(
+            sa.Column("period_used", sa.BigInteger(), server_default="0", nullable=False)
+        )
+        batch_op.add_column(
+            sa.Column("period_offered", sa.BigInteger(), server_default="0", nullable=False)
+        )
+    op.execute(f"UPDATE accounts SET period_used = ({PERIOD_USAGE})")
+    op.execute(
+        "UPDATE accounts SET period_offered = "
+        "CASE WHEN balance > 0 THEN balance ELSE 0 END + period_used"
+    )
+    if op.get_context().dialect.name == "postgresql":
+        op.execute("DROP FUNCTION solaris_settle")
+        op.execute(SETTLE)
+
+
+def _previous_settle() -> str:
+    """Migration 0004's settle, loaded from its file rather than copied."""
+    path = Path(__file__).with_name("0004_credit_lots_and_periods.py")
+    spec = importlib.util.spec_from_file_location("solaris_migration_0004", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return str(module.SETTLE)
+
+
+def downgrade() -> None:
+    if op.get_context().dialect.name == "postgresql":
+        op.execute("DROP FUNCTION solaris_settle")
+        op.execute(_previous_settle())
+    with op.batch_alter_table("accounts", schema=None) as batch_op:
+        batch_op.drop_column("period_offered")
+        batch_op.drop_column("period_used")
