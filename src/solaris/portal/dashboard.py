@@ -24,7 +24,14 @@ from solaris.admin.sessions import Sessions
 from solaris.errors import ApiError
 from solaris.portal import charts
 from solaris.portal.auth import Signed, WebAuth
-from solaris.portal.routing import error_page, language_switch, page_route, read_form, redirect
+from solaris.portal.routing import (
+    error_page,
+    language_switch,
+    page_route,
+    read_form,
+    redirect,
+    sign_out,
+)
 from solaris.portal.security import (
     CSRF_FIELD,
     LOGIN_CSRF_COOKIE,
@@ -142,13 +149,7 @@ class Dashboard:
         return response
 
     async def logout(self, request: Request) -> Response:
-        signed = await self.auth.current(request)
-        form = await read_form(request)
-        if signed is not None and not csrf_matches(form.get(CSRF_FIELD), signed.session.csrf):
-            return error_page(self.renderer, request, 403, "error.csrf")
-        response = redirect("/admin/login")
-        await self.auth.sign_out(request, response)
-        return response
+        return await sign_out(request, self.auth, self.renderer, "/admin/login")
 
     # Pages.
 

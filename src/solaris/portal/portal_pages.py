@@ -36,6 +36,7 @@ from solaris.portal.routing import (
     page_route,
     read_form,
     redirect,
+    sign_out,
 )
 from solaris.portal.security import (
     CSRF_FIELD,
@@ -263,13 +264,7 @@ class PortalPages:
         return response
 
     async def logout(self, request: Request) -> Response:
-        signed = await self.auth.current(request)
-        form = await read_form(request)
-        if signed is not None and not csrf_matches(form.get(CSRF_FIELD), signed.session.csrf):
-            return error_page(self.renderer, request, 403, "error.csrf")
-        response = redirect("/portal/login")
-        await self.auth.sign_out(request, response)
-        return response
+        return await sign_out(request, self.auth, self.renderer, "/portal/login")
 
     async def not_found(self, request: Request) -> Response:
         if request.path_params["rest"] == "" and request.method == "GET":

@@ -12,8 +12,9 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
+from solaris.portal.auth import WebAuth
 from solaris.portal.i18n import LANG_COOKIE, LANGUAGES
-from solaris.portal.security import SecurityHeaders, safe_next
+from solaris.portal.security import CSRF_FIELD, SecurityHeaders, csrf_matches, safe_next
 from solaris.portal.templating import Renderer
 
 __all__ = [
@@ -24,6 +25,7 @@ __all__ = [
     "page_route",
     "read_form",
     "redirect",
+    "sign_out",
 ]
 
 FORM_BYTES_MAX = 64 * 1024
@@ -63,6 +65,19 @@ def error_page(
         {"heading": heading, "message": t(message_key), **context},
         status_code=status_code,
     )
+
+
+async def sign_out(
+    request: Request, auth: WebAuth, renderer: Renderer, login_path: str
+) -> Response:
+    """POST sign-out (CSRF-checked when signed in), then the sign-in page."""
+    signed = await auth.current(request)
+    form = await read_form(request)
+    if signed is not None and not csrf_matches(form.get(CSRF_FIELD), signed.session.csrf):
+        return error_page(renderer, request, 403, "error.csrf")
+    response = redirect(login_path)
+    await auth.sign_out(request, response)
+    return response
 
 
 def language_switch(area: str) -> Endpoint:
