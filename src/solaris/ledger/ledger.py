@@ -83,7 +83,7 @@ class Ledger:
         dialect = postgresql if database.dialect == "postgresql" else sqlite
         self._insert = dialect.insert
         self._due: OrderedDict[int, datetime] = OrderedDict()
-        self._exhausted: OrderedDict[tuple[int, datetime | None], None] = OrderedDict()
+        self._exhausted: OrderedDict[int, datetime] = OrderedDict()  # user → last looked
 
     async def start(self) -> None:
         """Open what the ledger needs beyond the database engine (nothing, here)."""
@@ -184,11 +184,15 @@ class Ledger:
 
     async def note_exhausted(self, user_id: int) -> None:
         """A user blocked for want of balance has, for the alerts, used all of the period even
-        when what is left is too little for a request to cross 100%: raise that alert (once per
-        period, by its key; this process asks the database once per period and user)."""
+        when what is left is too little for a request to cross 100%: raise that alert (once
+        per period by its key; once written, this process looks again only after
+        REFRESH_CHECK_S, so a user pressing Send while blocked costs no extra call each time)."""
         if 100 not in self.thresholds.percents:
             return
         now = self.clock()
+        checked = self._exhausted.get(user_id)
+        if checked is not None and now < checked + timedelta(seconds=REFRESH_CHECK_S):
+            return
         async with self.database.transaction() as conn:
             account = (
                 await conn.execute(
@@ -197,18 +201,16 @@ class Ledger:
                         accounts.c.period_used,
                         accounts.c.period_offered,
                         accounts.c.period_start,
-                    )
-                    .where(accounts.c.user_id == user_id)
-                    .with_for_update()
+                    ).where(accounts.c.user_id == user_id)
                 )
             ).one()
-            seen = (user_id, as_utc(account.period_start))
-            if seen in self._exhausted or int(account.period_offered) <= 0:
-                return
+            if int(account.period_offered) <= 0:
+                return  # nothing was offered this period (yet): nothing to alert about
             await enqueue_thresholds(
                 conn, self.database.dialect, self.thresholds, user_id, [100], account, now
             )
-        self._exhausted[seen] = None
+        self._exhausted[user_id] = now
+        self._exhausted.move_to_end(user_id)
         if len(self._exhausted) > DUE_ENTRIES_MAX:
             self._exhausted.popitem(last=False)
 
