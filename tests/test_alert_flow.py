@@ -12,12 +12,13 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 from email.message import EmailMessage
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import httpx
 import openai
 import pytest
 
@@ -35,6 +36,7 @@ from tests.conftest import (
 )
 from tests.servers import free_port
 from tests.test_alerts import Inbox, smtp_server
+from tests.test_scale_out import pair_behind_nginx
 
 SECRET = "webhook-secret-for-tests"
 WAIT_S = 20.0
@@ -101,8 +103,15 @@ def alert_env(smtp_port: int, hooks: Hooks | None = None, **extra: str) -> dict[
     return env
 
 
-def ask(gateway: Gateway, user: str, email: str, reply_tokens: int = 40) -> int:
-    with gateway.client(user, **{"X-LibreChat-User-Email": email}) as client:
+def ask(gateway: Gateway | str, user: str, email: str, reply_tokens: int = 40) -> int:
+    """One chat as LibreChat sends it, to a gateway or any URL in front of gateways."""
+    url = gateway if isinstance(gateway, str) else gateway.url
+    headers = {
+        "Authorization": f"Bearer {SERVICE_KEY}",
+        "X-LibreChat-User-Id": user,
+        "X-LibreChat-User-Email": email,
+    }
+    with httpx.Client(base_url=url, headers=headers, timeout=30) as client:
         response = client.post(
             "/v1/chat/completions",
             json={
@@ -240,23 +249,23 @@ def _streams_until_spent(gateway: Gateway, user: str) -> int:
 
 
 @pytest.mark.postgres
-def test_two_gateways_racing_across_80_percent_raise_one_alert(
+def test_two_gateways_behind_nginx_racing_across_80_percent_raise_one_alert(
     provider: str, redis_url: str, tmp_path: Path, user: str, inbox_port: int
 ) -> None:
     email = f"{user}@example.com"
     with new_postgres_database() as url, smtp_server(inbox_port) as inbox:
         backend = Database(url, redis_url)
         env = gateway_env(tmp_path, provider, backend, **alert_env(inbox_port))
-        with ExitStack() as stack:
-            one = stack.enter_context(contextmanager(start_gateway)(env, tmp_path))
-            two = stack.enter_context(contextmanager(start_gateway)(env, tmp_path))
-            assert ask(one, user, email) == 402
-            one.fund(user, 4000)
+        with pair_behind_nginx(env, tmp_path) as pair:
+            assert ask(pair.url, user, email) == 402
+            pair.gateways[0].fund(user, 4000)
             with ThreadPoolExecutor(32) as pool:
-                codes = list(pool.map(lambda i: ask((one, two)[i % 2], user, email, 60), range(64)))
+                codes = list(pool.map(lambda _: ask(pair.url, user, email, 60), range(64)))
             assert codes.count(200) >= 40
             wait_for("the 80% e-mail", lambda: len(mails_to(inbox, email)) >= 1)
             time.sleep(1.5)  # time for a duplicate to arrive, were there one
+            logs = [gateway.log.read_text() for gateway in pair.gateways]
+        assert all('"outcome":"served"' in log for log in logs), "both gateways served"
         keys = [row.dedupe_key for row in outbox(url)]
         assert len([key for key in keys if key.endswith(":80:email")]) == 1, keys
         subjects = [str(message["Subject"]) for message in mails_to(inbox, email)]
