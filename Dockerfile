@@ -49,8 +49,8 @@ WORKDIR /app
 VOLUME ["/data"]
 USER solaris:solaris
 EXPOSE 8080
-# Ready = database reachable and migrated, Redis (if set) and the upstream answering: /readyz
-# answers 200 or 503. No curl in the image: the interpreter does the request.
+# Ready = database reachable and migrated and the upstream answering (Redis down is only
+# "degraded"): /readyz answers 200 or 503. No curl in the image: the interpreter does the request.
 HEALTHCHECK --interval=15s --timeout=5s --start-period=30s --retries=3 \
     CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/readyz' % os.environ.get('SOLARIS_PORT', '8080'), timeout=4)"]
 ENTRYPOINT ["solaris"]

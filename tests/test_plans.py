@@ -148,6 +148,10 @@ def test_gateway_keeps_serving_while_redis_stops_and_starts(provider: str, tmp_p
             during = [r.status_code for r in _fire([gateway.url], user, 7)]
             # Requests keep flowing under this process's own limit (5 a minute, counted afresh).
             assert during.count(200) == 5 and during.count(429) == 2, during
+            ready = httpx.get(gateway.url + "/readyz", timeout=10)
+            assert ready.status_code == 200, "a replica without Redis stays in rotation"
+            assert ready.json()["status"] == "degraded"
+            assert ready.json()["checks"]["redis"].startswith("unreachable")
             redis = subprocess.Popen(argv, stdout=subprocess.DEVNULL)
             client = Redis(port=port)
             deadline = time.monotonic() + 10

@@ -196,11 +196,12 @@ def build_app(settings: Settings, clock: Clock = utcnow) -> SolarisApp:
 
     async def readyz(_request: Request) -> Response:
         checks = await gateway.readiness()
-        ready = all(state in ("ok", "not configured") for state in checks.values())
-        return JSONResponse(
-            {"status": "ready" if ready else "not ready", "checks": checks},
-            status_code=200 if ready else 503,
-        )
+        fine = {name: state in ("ok", "not configured") for name, state in checks.items()}
+        # Without Redis requests are still served (limits and the cache fall back to this
+        # process): degraded, not down, so a load balancer keeps every replica in rotation.
+        ready = fine["database"] and fine["upstream"]
+        status = "ready" if all(fine.values()) else "degraded" if ready else "not ready"
+        return JSONResponse({"status": status, "checks": checks}, status_code=200 if ready else 503)
 
     async def metrics(request: Request) -> Response:
         token = settings.metrics_token
