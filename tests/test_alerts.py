@@ -380,6 +380,25 @@ async def test_a_restarted_gateway_resumes_alerts_left_by_a_crashed_one(
     assert (row.state, row.attempts) == ("sent", 2)
 
 
+async def test_finished_alerts_are_purged_after_the_retention_and_pending_ones_stay(
+    database: Database,
+) -> None:
+    clock = Clock()
+    await put(database, user_threshold_alerts(threshold(80), ["webhook"], clock()))
+    await put(database, user_threshold_alerts(threshold(80, user_id=8), ["email"], clock()))
+    async with webhook_receiver() as receiver:  # the webhook goes out; nobody sends e-mail
+        deliverer = Deliverer(
+            database, {"webhook": webhook(receiver)}, clock=clock, retention=timedelta(days=40)
+        )
+        assert await deliverer.run_once() == 1
+        clock.advance(days=39)
+        assert await deliverer.purge_if_due(clock()) == 0
+        clock.advance(days=2)
+        assert await deliverer.purge_if_due(clock()) == 1
+        await deliverer.aclose()
+    assert [row.channel for row in await outbox(database)] == ["email"]  # still pending
+
+
 async def test_an_alert_fails_after_its_last_attempt_or_at_once_when_refused(
     database: Database,
 ) -> None:

@@ -131,6 +131,9 @@ class Settings(BaseSettings):
     alert_retry_first_s: float = Field(default=30.0, gt=0, le=3600)  # then doubling, up to an hour
     alert_poll_interval_s: float = Field(default=5.0, gt=0)  # the outbox, when idle
     alert_check_interval_s: float = Field(default=5.0, gt=0)  # the system checks
+    # Sent and failed alerts are deleted after this long; more than the longest period, so a
+    # period's threshold keys outlive it.
+    alert_retention_days: int = Field(default=90, ge=35)
 
     # E-mail (alerts and portal sign-in links).
     smtp_host: str | None = None

@@ -19,12 +19,20 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from solaris.alerts.channels import Channel, Delivery, DeliveryError
-from solaris.alerts.outbox import OutboxRow, claim_due, record_failure, record_sent
+from solaris.alerts.outbox import (
+    OutboxRow,
+    claim_due,
+    purge_finished,
+    record_failure,
+    record_sent,
+)
 from solaris.store.database import Database
 
 __all__ = ["Deliverer", "RetryPolicy"]
 
 log = structlog.get_logger(__name__)
+
+PURGE_EVERY = timedelta(hours=1)
 
 # Completes a delivery before a channel sends it (e.g. the words of a threshold alert).
 Prepare = Callable[[Delivery], Awaitable[Delivery]]
@@ -76,6 +84,7 @@ class Deliverer:
         clock: Callable[[], datetime] = utc_now,
         draw: Callable[[], float] = random.random,
         prepare: Prepare = _as_is,
+        retention: timedelta | None = None,
     ) -> None:
         assert channels, "a deliverer without channels would deliver nothing"
         assert 0 < batch_size <= 1000 and poll_interval_s > 0 and lease_s > 0
@@ -88,6 +97,8 @@ class Deliverer:
         self.clock = clock
         self.draw = draw
         self.prepare = prepare
+        self.retention = retention  # finished alerts older than this are deleted, hourly
+        self._purged_at: datetime | None = None
 
     async def run_once(self, now: datetime | None = None) -> int:
         """One cycle: claim what is due at `now`, send it, record how it went. Returns how many
@@ -155,11 +166,25 @@ class Deliverer:
             claimed = 0
             try:
                 claimed, _sent = await self._cycle(self.clock())
+                await self.purge_if_due(self.clock())
             except Exception:
                 log.exception("alert delivery cycle failed")
             if claimed < self.batch_size:
                 with suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), self.poll_interval_s)
+
+    async def purge_if_due(self, now: datetime) -> int:
+        """Delete finished alerts past the retention, at most once an hour."""
+        if self.retention is None:
+            return 0
+        if self._purged_at is not None and now - self._purged_at < PURGE_EVERY:
+            return 0
+        self._purged_at = now
+        async with self.database.transaction() as conn:
+            purged = await purge_finished(conn, now - self.retention)
+        if purged:
+            log.info("alerts purged", count=purged)
+        return purged
 
     async def aclose(self) -> None:
         for channel in self.channels.values():

@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
-from sqlalchemy import Row, select, update
+from sqlalchemy import Row, delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -27,6 +27,7 @@ __all__ = [
     "claim_due",
     "enqueue",
     "list_alerts",
+    "purge_finished",
     "record_failure",
     "record_sent",
 ]
@@ -171,3 +172,14 @@ async def list_alerts(
     if state is not None:
         query = query.where(alert_outbox.c.state == state)
     return [OutboxRow.of(row) for row in await conn.execute(query)]
+
+
+async def purge_finished(conn: AsyncConnection, before: datetime) -> int:
+    """Delete alerts sent or given up before `before`; returns how many. Pending rows stay."""
+    columns = alert_outbox.c
+    deleted = await conn.execute(
+        delete(alert_outbox)
+        .where(columns.state.in_(("sent", "failed")), columns.created_at < before)
+        .returning(columns.id)
+    )
+    return len(deleted.all())

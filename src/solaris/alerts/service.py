@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping
+from datetime import timedelta
 
 import structlog
 
@@ -94,6 +95,7 @@ class Alerting:
                 poll_interval_s=settings.alert_poll_interval_s,
                 clock=clock,
                 prepare=renderer,
+                retention=timedelta(days=settings.alert_retention_days),
             )
 
     def start(self) -> None:
