@@ -627,3 +627,44 @@ def test_smtp_credentials_are_refused_over_a_plain_connection() -> None:
         SmtpSettings("smtp.example.com", 25, "none", "user", "secret", "a@example.com")
     settings = SmtpSettings("smtp.example.com", 587, "starttls", "user", "secret", "a@ex.com")
     assert "secret" not in repr(settings)
+
+
+async def test_the_settle_in_sql_and_the_block_in_python_make_the_same_key(
+    postgres_url: str,
+) -> None:
+    """A period starting at a fraction of a second: PostgreSQL's crossing at 100% and the
+    Python side's alert for a blocked user must be one alert, not two."""
+    from sqlalchemy import update
+
+    from solaris.config import Settings
+    from solaris.ledger.ledger import UsageRecord
+    from solaris.ledger.plans import Plans
+    from solaris.ledger.postgres import PostgresLedger
+    from solaris.ledger.thresholds import Thresholds
+    from solaris.ledger.users import Users
+    from solaris.store.schema import accounts
+
+    database = await opened(postgres_url)
+    await Plans(database).sync_from_settings(Settings(default_allowance_tokens=0), START)
+    dsn = postgres_url.replace("postgresql://", "postgres://")
+    ledger = PostgresLedger(
+        database, dsn, pool_size=2, thresholds=Thresholds((80, 100), ("webhook",))
+    )
+    await ledger.start()
+    try:
+        user = await Users(ledger).ensure("fraction", "f@example.com")
+        start = datetime(2026, 3, 1, 0, 0, 0, 900_000, tzinfo=UTC)  # .9 s: rounding would differ
+        async with database.transaction() as conn:
+            await conn.execute(
+                update(accounts).where(accounts.c.user_id == user.id).values(period_start=start)
+            )
+            await ledger.credit(conn, user.id, "grant", 100, "grant:fraction", "test")
+        assert await ledger.reserve(user.id, "req-1", 100, 1, 60) == 100
+        record = UsageRecord("req-1", user.id, "chat", "m", 40, 60, 0, 0, 100, False, "ok", 5)
+        assert (await ledger.settle(record)).crossed == (80, 100)
+        await ledger.note_exhausted(user.id)
+    finally:
+        await ledger.close()
+    keys = sorted(row.dedupe_key for row in await outbox(database))
+    await database.close()
+    assert keys == [f"threshold:{user.id}:{int(start.timestamp())}:{p}:webhook" for p in (100, 80)]

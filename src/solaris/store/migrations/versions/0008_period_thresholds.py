@@ -40,6 +40,7 @@ DECLARE
     v_before bigint;
     v_percent integer;
     v_channel text;
+    v_start bigint;
     v_crossed integer[] := '{}';
 BEGIN
     INSERT INTO usage (
@@ -83,6 +84,9 @@ BEGIN
         RETURN v_crossed;
     END IF;
     v_before := v_account.period_used - p_billable;
+    -- Whole seconds, truncated like Python's int(datetime.timestamp()): the dedupe key must be
+    -- the one `solaris.alerts.model.threshold_key` makes for the same period.
+    v_start := coalesce(floor(extract(epoch FROM v_account.period_start))::bigint, 0);
     FOREACH v_percent IN ARRAY p_thresholds LOOP
         CONTINUE WHEN NOT (
             v_before * 100 < v_percent * v_account.period_offered
@@ -95,16 +99,14 @@ BEGIN
                 next_attempt_at, created_at
             )
             SELECT 'user_threshold',
-                format('threshold:%s:%s:%s:%s', p_user,
-                       coalesce(extract(epoch FROM v_account.period_start)::bigint, 0),
-                       v_percent, v_channel),
+                format('threshold:%s:%s:%s:%s', p_user, v_start, v_percent, v_channel),
                 v_channel,
                 CASE WHEN v_channel = 'email' THEN u.email ELSE 'operator' END,
                 json_build_object(
                     'user_id', p_user, 'threshold', v_percent,
                     'used', v_account.period_used, 'total', v_account.period_offered,
                     'balance', v_account.balance,
-                    'period_start', coalesce(extract(epoch FROM v_account.period_start)::bigint, 0)
+                    'period_start', v_start
                 )::text,
                 'pending', 0, p_now, p_now
             FROM users u
