@@ -1,20 +1,26 @@
-"""Real servers for tests: free ports and subprocesses that are ready when their port answers."""
+"""Real servers for tests: free ports, subprocesses that are ready when their port answers, and a
+webhook receiver standing in for the operator's Slack."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import httpx
 
 READY_TIMEOUT_S = 20.0
+WAIT_S_DEFAULT = 20.0
 
 
 def free_port() -> int:
@@ -79,3 +85,51 @@ def spawn(
                 process.wait()
         if log_path:
             stdout.close()  # type: ignore[union-attr]
+
+
+class Hooks:
+    """A threaded HTTP server standing in for the operator's webhook (e.g. Slack)."""
+
+    def __init__(self) -> None:
+        self.bodies: list[tuple[dict[str, str], bytes]] = []
+        hooks = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                hooks.bodies.append((dict(self.headers), body))
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *_args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}/hook"
+
+    def events(self) -> list[dict[str, Any]]:
+        return [json.loads(body) for _headers, body in self.bodies]
+
+
+@contextmanager
+def webhook_server() -> Iterator[Hooks]:
+    hooks = Hooks()
+    thread = threading.Thread(target=hooks.server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield hooks
+    finally:
+        hooks.server.shutdown()
+        hooks.server.server_close()
+
+
+def wait_for(what: str, check: Callable[[], bool], timeout_s: float = WAIT_S_DEFAULT) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not check():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.1)
+
+
+def system_events(hooks: Hooks) -> list[str]:
+    """The system events the operator's webhook received, in order."""
+    return [event["data"]["event"] for event in hooks.events() if event.get("kind") == "system"]

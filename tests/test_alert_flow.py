@@ -8,15 +8,11 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from email.message import EmailMessage
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 
 import httpx
 import openai
@@ -34,56 +30,12 @@ from tests.conftest import (
     new_postgres_database,
     start_gateway,
 )
-from tests.servers import free_port
+from tests.servers import Hooks, free_port, system_events, wait_for, webhook_server
 from tests.test_alerts import Inbox, smtp_server
 from tests.test_scale_out import pair_behind_nginx
 
 SECRET = "webhook-secret-for-tests"
-WAIT_S = 20.0
 MODEL = "gpt-4o-mini"
-
-
-class Hooks:
-    """A threaded HTTP server standing in for the operator's webhook (e.g. Slack)."""
-
-    def __init__(self) -> None:
-        self.bodies: list[tuple[dict[str, str], bytes]] = []
-        hooks = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                hooks.bodies.append((dict(self.headers), body))
-                self.send_response(200)
-                self.end_headers()
-
-            def log_message(self, *_args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_port}/hook"
-
-    def events(self) -> list[dict[str, Any]]:
-        return [json.loads(body) for _headers, body in self.bodies]
-
-
-@contextmanager
-def webhook_server() -> Iterator[Hooks]:
-    hooks = Hooks()
-    thread = threading.Thread(target=hooks.server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield hooks
-    finally:
-        hooks.server.shutdown()
-        hooks.server.server_close()
-
-
-def wait_for(what: str, check: Callable[[], bool], timeout_s: float = WAIT_S) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not check():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.1)
 
 
 def alert_env(smtp_port: int, hooks: Hooks | None = None, **extra: str) -> dict[str, str]:
@@ -329,20 +281,18 @@ def test_an_upstream_failing_half_its_requests_raises_one_alert_and_one_recovery
 
                 codes = [call(0.5) for _ in range(20)]
                 assert codes.count(500) == 10
-                wait_for("the error-rate alert", lambda: _system(hooks) == ["upstream_error_rate"])
+                wait_for(
+                    "the error-rate alert", lambda: system_events(hooks) == ["upstream_error_rate"]
+                )
                 for _ in range(60):
                     assert call(0.0) == 200
-                wait_for("the recovery", lambda: len(_system(hooks)) == 2)
+                wait_for("the recovery", lambda: len(system_events(hooks)) == 2)
                 time.sleep(1)  # a flapping monitor would have said more by now
-    assert _system(hooks) == ["upstream_error_rate", "upstream_error_rate_recovered"]
+    assert system_events(hooks) == ["upstream_error_rate", "upstream_error_rate_recovered"]
     first = next(event for event in hooks.events() if event.get("kind") == "system")
     assert first["data"]["provider"] == "openai"
     assert 25 < first["data"]["error_rate_percent"] <= 60
     assert re.match(r"Provedor openai: [\d.]+% das requisições falharam", first["text"])
-
-
-def _system(hooks: Hooks) -> list[str]:
-    return [event["data"]["event"] for event in hooks.events() if event.get("kind") == "system"]
 
 
 def test_a_user_blocked_with_a_few_tokens_left_still_gets_the_100_percent_mail(

@@ -16,6 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import SERVICE_KEY, Database, Gateway, gateway_env, start_gateway
 from tests.pgcluster import BIN, PrivateCluster
+from tests.servers import system_events, wait_for, webhook_server
 
 SECRET_PROMPT = "A senha do cofre é girassol-azul-42"
 
@@ -178,27 +179,43 @@ def test_sigterm_with_a_short_grace_still_leaves_one_usage_row(graceful: Gateway
 def test_readyz_follows_postgresql_going_down_and_coming_back(
     provider: str, redis_url: str, tmp_path: Path
 ) -> None:
+    """Readiness, requests (fail closed) and the operator's alerts while the database is away."""
     cluster = PrivateCluster()
     cluster.create()
     try:
-        env = gateway_env(tmp_path, provider, Database(cluster.url, redis_url))
-        for gateway in start_gateway(env, tmp_path):
-            assert httpx.get(gateway.url + "/readyz").status_code == 200
-            cluster.stop()
-            down = httpx.get(gateway.url + "/readyz", timeout=30)
-            assert down.status_code == 503
-            assert down.json()["checks"]["database"].startswith("unreachable")
-            with gateway.client("pg-user") as http:
-                refused = http.post("/v1/chat/completions", json=chat())
-            assert refused.status_code == 503  # fail closed
-            cluster.start()
-            deadline = time.monotonic() + 20
-            while httpx.get(gateway.url + "/readyz", timeout=30).status_code != 200:
-                assert time.monotonic() < deadline, "never ready again"
-                time.sleep(0.2)
-            gateway.fund("pg-user", 1_000)
-            with gateway.client("pg-user") as http:
-                assert http.post("/v1/chat/completions", json=chat()).status_code == 200
+        with webhook_server() as hooks:
+            env = gateway_env(
+                tmp_path,
+                provider,
+                Database(cluster.url, redis_url),
+                SOLARIS_ALERT_WEBHOOK_URL=hooks.url,
+                SOLARIS_ALERT_WEBHOOK_SECRET="operator-secret",
+                SOLARIS_ALERT_SYSTEM_CHANNELS="webhook",
+                SOLARIS_ALERT_CHECK_INTERVAL_S="0.3",
+                SOLARIS_ALERT_POLL_INTERVAL_S="0.2",
+            )
+            for gateway in start_gateway(env, tmp_path):
+                assert httpx.get(gateway.url + "/readyz").status_code == 200
+                cluster.stop()
+                down = httpx.get(gateway.url + "/readyz", timeout=30)
+                assert down.status_code == 503
+                assert down.json()["checks"]["database"].startswith("unreachable")
+                with gateway.client("pg-user") as http:
+                    refused = http.post("/v1/chat/completions", json=chat())
+                assert refused.status_code == 503  # fail closed
+                wait_for(
+                    "the outage alert", lambda: system_events(hooks) == ["database_unreachable"]
+                )
+                cluster.start()
+                deadline = time.monotonic() + 20
+                while httpx.get(gateway.url + "/readyz", timeout=30).status_code != 200:
+                    assert time.monotonic() < deadline, "never ready again"
+                    time.sleep(0.2)
+                gateway.fund("pg-user", 1_000)
+                with gateway.client("pg-user") as http:
+                    assert http.post("/v1/chat/completions", json=chat()).status_code == 200
+                wait_for("the recovery", lambda: len(system_events(hooks)) == 2)
+        assert system_events(hooks) == ["database_unreachable", "database_recovered"]
     finally:
         cluster.destroy()
 

@@ -8,6 +8,7 @@ import subprocess
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,7 @@ from tests.conftest import (
     new_postgres_database,
     start_gateway,
 )
-from tests.servers import free_port
+from tests.servers import free_port, system_events, wait_for, webhook_server
 
 PLANS_YAML = """
 plans:
@@ -138,7 +139,18 @@ def test_gateway_keeps_serving_while_redis_stops_and_starts(provider: str, tmp_p
     argv = ["redis-server", "--port", str(port), "--save", "", "--appendonly", "no"]
     redis = subprocess.Popen(argv, stdout=subprocess.DEVNULL)
     database = Database(f"sqlite:///{tmp_path}/redisless.db", f"redis://127.0.0.1:{port}/0")
-    env = planned_env(tmp_path, provider, database)
+    closing = ExitStack()
+    hooks = closing.enter_context(webhook_server())  # the operator's webhook
+    env = planned_env(
+        tmp_path,
+        provider,
+        database,
+        SOLARIS_ALERT_WEBHOOK_URL=hooks.url,
+        SOLARIS_ALERT_WEBHOOK_SECRET="operator-secret",
+        SOLARIS_ALERT_SYSTEM_CHANNELS="webhook",
+        SOLARIS_ALERT_CHECK_INTERVAL_S="0.3",
+        SOLARIS_ALERT_POLL_INTERVAL_S="0.2",
+    )
     try:
         for gateway in start_gateway(env, tmp_path):
             user = "redisless-" + uuid.uuid4().hex[:8]
@@ -152,6 +164,7 @@ def test_gateway_keeps_serving_while_redis_stops_and_starts(provider: str, tmp_p
             assert ready.status_code == 200, "a replica without Redis stays in rotation"
             assert ready.json()["status"] == "degraded"
             assert ready.json()["checks"]["redis"].startswith("unreachable")
+            wait_for("the Redis alert", lambda: system_events(hooks) == ["redis_unreachable"])
             redis = subprocess.Popen(argv, stdout=subprocess.DEVNULL)
             client = Redis(port=port)
             deadline = time.monotonic() + 10
@@ -169,7 +182,10 @@ def test_gateway_keeps_serving_while_redis_stops_and_starts(provider: str, tmp_p
             assert client.keys("solaris:*:rl:*"), "the limits live in Redis again"
             client.close()
             assert "redis_unavailable" in gateway.log.read_text()
+            wait_for("the recovery", lambda: len(system_events(hooks)) == 2)
+            assert system_events(hooks) == ["redis_unreachable", "redis_recovered"]
     finally:
+        closing.close()
         redis.kill()
         redis.wait()
 
