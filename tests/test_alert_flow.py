@@ -253,7 +253,7 @@ def _attempted(database_url: str, email: str) -> bool:
     return any(row.recipient == email and row.last_error for row in outbox(database_url))
 
 
-def test_an_upstream_failing_half_its_requests_raises_one_alert_and_one_recovery(
+def test_a_failing_then_slow_upstream_raises_one_alert_and_one_recovery_each(
     sqlite_backend: Database, provider: str, tmp_path: Path, user: str, inbox_port: int
 ) -> None:
     with smtp_server(inbox_port), webhook_server() as hooks:
@@ -264,6 +264,7 @@ def test_an_upstream_failing_half_its_requests_raises_one_alert_and_one_recovery
             SOLARIS_ALERT_WINDOW_S="60",
             SOLARIS_ALERT_WINDOW_REQUESTS_MIN="10",
             SOLARIS_ALERT_ERROR_RATE_MAX="0.25",
+            SOLARIS_ALERT_LATENCY_P95_MAX_S="0.25",
             SOLARIS_ALERT_CHECK_INTERVAL_S="0.3",
         )
         env = gateway_env(tmp_path, provider, sqlite_backend, **extra)
@@ -271,11 +272,12 @@ def test_an_upstream_failing_half_its_requests_raises_one_alert_and_one_recovery
             gateway.fund(user, 1_000_000)
             with gateway.client(user) as client:
 
-                def call(fail_rate: float) -> int:
+                def call(fail_rate: float = 0.0, stall_s: float = 0.0) -> int:
+                    behaviour = {"fail_rate": fail_rate, "stall_s": stall_s, "reply_tokens": 4}
                     body = {
                         "model": MODEL,
                         "messages": [{"role": "user", "content": "Oi"}],
-                        "dev_provider": {"fail_rate": fail_rate, "reply_tokens": 4},
+                        "dev_provider": behaviour,
                     }
                     return client.post("/v1/chat/completions", json=body).status_code
 
@@ -285,14 +287,25 @@ def test_an_upstream_failing_half_its_requests_raises_one_alert_and_one_recovery
                     "the error-rate alert", lambda: system_events(hooks) == ["upstream_error_rate"]
                 )
                 for _ in range(60):
-                    assert call(0.0) == 200
+                    assert call() == 200
                 wait_for("the recovery", lambda: len(system_events(hooks)) == 2)
+                for _ in range(12):  # now slow: p95 of the first byte over 0.25 s
+                    assert call(stall_s=0.4) == 200
+                wait_for("the latency alert", lambda: len(system_events(hooks)) == 3)
+                for _ in range(300):  # 12 slow calls of 392 are under 5%: p95 is fast again
+                    assert call() == 200
+                wait_for("the latency recovery", lambda: len(system_events(hooks)) == 4)
                 time.sleep(1)  # a flapping monitor would have said more by now
-    assert system_events(hooks) == ["upstream_error_rate", "upstream_error_rate_recovered"]
+    assert system_events(hooks) == [
+        "upstream_error_rate",
+        "upstream_error_rate_recovered",
+        "upstream_latency",
+        "upstream_latency_recovered",
+    ]
     first = next(event for event in hooks.events() if event.get("kind") == "system")
     assert first["data"]["provider"] == "openai"
     assert 25 < first["data"]["error_rate_percent"] <= 60
-    assert re.match(r"Provedor openai: [\d.]+% das requisições falharam", first["text"])
+    assert re.match(r"Provedor openai: \d+(,\d)?% das requisições falharam", first["text"])
 
 
 def test_a_user_blocked_with_a_few_tokens_left_still_gets_the_100_percent_mail(

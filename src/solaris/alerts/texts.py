@@ -237,12 +237,20 @@ SYSTEM_SENTENCE: dict[Language, dict[str, str]] = {
 SYSTEM_PREFIX: dict[Language, str] = {"pt-BR": "Alerta do sistema", "en": "System alert"}
 
 
+def _decimal(language: Language, value: Any) -> Any:
+    """46.2 reads 46,2 in Portuguese; other values as they are."""
+    if isinstance(value, float) and language == "pt-BR":
+        return f"{value:g}".replace(".", ",")
+    return value
+
+
 def system_sentence(language: Language, event: str, data: Mapping[str, Any]) -> str:
     """A known event reads as a sentence; an unknown one (or missing numbers) still says what."""
     template = SYSTEM_SENTENCE[language].get(event)
     if template is not None:
+        words = {key: _decimal(language, value) for key, value in data.items()}
         try:
-            return template.format_map(data)
+            return template.format_map(words)
         except (KeyError, IndexError, ValueError):
             pass
     details = ", ".join(f"{key}={value}" for key, value in sorted(data.items()))
