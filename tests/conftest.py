@@ -202,6 +202,7 @@ def gateway_env(tmp: Path, provider: str, backend: Database, **extra: str) -> di
         "SOLARIS_DEFAULT_ALLOWANCE_TOKENS": "0",
         "SOLARIS_SECRET_KEY": "test-secret-key-0123456789abcdef",
         "SOLARIS_PUBLIC_BASE_URL": "https://chat.example.com",
+        "SOLARIS_JOURNAL_DIR": str(tmp / "journal"),
         **extra,
     }
     if backend.redis_url:

@@ -32,8 +32,10 @@ from solaris.gateway.identity import Identity
 from solaris.gateway.proxy import Proxy
 from solaris.gateway.responses import JSON, send_bytes, send_error
 from solaris.gateway.upstream import Upstream
+from solaris.ledger.journal import Journal
 from solaris.ledger.ledger import Clock, Ledger, utcnow
 from solaris.ledger.plans import Plan
+from solaris.ledger.settlements import Settlements
 from solaris.ledger.thresholds import Thresholds
 from solaris.ledger.users import Users
 from solaris.limits import RateLimiter
@@ -80,9 +82,18 @@ class Gateway:
         self.database: Database = open_database(settings.database_url, MANAGEMENT_POOL_SIZE)
         self.metrics = Metrics()
         self.cache = IdentityCache(settings.redis_url, settings.identity_cache_ttl_s, self.metrics)
-        probes = {"database": self.database.probe, "redis": self.cache.ping}
+        journal = Journal(settings.journal_directory(), settings.journal_bytes_max)
+        self.settlements: Settlements  # made below: it needs the ledger the alerts configure
+        probes = {
+            "database": self.database.probe,
+            "redis": self.cache.ping,
+            "journal": lambda: self.settlements.probe(),
+        }
         self.alerting = Alerting(settings, self.database, probes, clock)
         self.ledger = _ledger(settings, self.database, clock, self.alerting.thresholds)
+        self.settlements = Settlements(self.ledger, journal, self.metrics)
+        self._replaying = asyncio.Event()
+        self._replayer: asyncio.Task[None] | None = None
         self.users = Users(self.ledger)
         self.identity = Identity(settings, self.users, self.cache)
         self.upstream = Upstream(settings)
@@ -93,6 +104,7 @@ class Gateway:
             settings,
             self.identity,
             self.ledger,
+            self.settlements,
             self.upstream,
             settings.signing_key(),
             RequestLog(self.metrics, self.alerting.monitor.observe),
@@ -105,6 +117,9 @@ class Gateway:
         self.cache.namespace = self.limiter.namespace = namespace
         tokenizer.warm()
         await self.ledger.start()
+        self.settlements.open(namespace)
+        # Replays what this or a dead process journaled, as soon as the database answers.
+        self._replayer = asyncio.create_task(self.settlements.run_forever(self._replaying))
         await self.upstream.start()
         if self.settings.metrics_port is not None:
             start_http_server(self.settings.metrics_port, registry=self.metrics.registry)
@@ -114,6 +129,10 @@ class Gateway:
     async def close(self) -> None:
         # Requests cancelled at the end of the grace period are still settling: let them.
         await self.proxy.drain(SETTLE_DRAIN_S)
+        self._replaying.set()
+        if self._replayer is not None:
+            await self._replayer
+        await self.settlements.close()
         await self.alerting.close()
         await self.upstream.close()
         await self.limiter.close()
@@ -125,7 +144,8 @@ class Gateway:
         database, redis, upstream = await asyncio.gather(
             self.database.probe(), self.cache.ping(), self.upstream.probe()
         )
-        return {"database": database, "redis": redis, "upstream": upstream}
+        journal = await self.settlements.probe()
+        return {"database": database, "redis": redis, "upstream": upstream, "journal": journal}
 
     async def models(self, scope: Scope, receive: Receive, send: Send) -> None:
         """GET /v1/models: the models the caller's plan allows, from the operator's list or
@@ -198,7 +218,8 @@ def build_app(settings: Settings, clock: Clock = utcnow) -> SolarisApp:
         checks = await gateway.readiness()
         fine = {name: state in ("ok", "not configured") for name, state in checks.items()}
         # Without Redis requests are still served (limits and the cache fall back to this
-        # process): degraded, not down, so a load balancer keeps every replica in rotation.
+        # process), and settlements waiting in the journal are replayed while it serves:
+        # degraded, not down, so a load balancer keeps every replica in rotation.
         ready = fine["database"] and fine["upstream"]
         status = "ready" if all(fine.values()) else "degraded" if ready else "not ready"
         return JSONResponse({"status": status, "checks": checks}, status_code=200 if ready else 503)

@@ -3,6 +3,8 @@
     SolarisError
     ├── ConfigError              a bad setting; start-up stops and names it
     ├── StoreError               the database is unusable (e.g. not migrated)
+    │   ├── StoreUnavailable     a database call failed (unreachable, broken connection, …)
+    │   └── SettlementLost       a settlement reached neither the database nor the journal
     └── ApiError                 answered to the client in OpenAI's error shape
         ├── BadRequest           400 invalid_request_error
         ├── Unauthorized         401 invalid_api_key
@@ -12,12 +14,14 @@
         ├── PayloadTooLarge      413
         ├── UnsupportedMediaType 415
         ├── RateLimited          429 rate_limit_exceeded (+ Retry-After)
+        ├── InternalError        500 internal_error (a bug: logged with its traceback)
         ├── ServiceUnavailable   503 (database unreachable: fail closed)
         ├── UpstreamUnreachable  502
         └── UpstreamTimeout      504
 
-Dependencies' errors (aiohttp, SQLAlchemy) are mapped into this tree at one boundary each:
-`gateway/upstream.py` and `gateway/proxy.py`.
+Dependencies' errors are mapped into this tree at one boundary each: aiohttp's in
+`gateway/upstream.py`, the database drivers' (SQLAlchemy, asyncpg, sqlite) in `store/database.py`
+(`store_errors`, used by `Database.transaction` and the asyncpg ledger).
 """
 
 from __future__ import annotations
@@ -29,12 +33,15 @@ __all__ = [
     "BadRequest",
     "ConfigError",
     "Forbidden",
+    "InternalError",
     "NotFound",
     "PayloadTooLarge",
     "RateLimited",
     "ServiceUnavailable",
+    "SettlementLost",
     "SolarisError",
     "StoreError",
+    "StoreUnavailable",
     "Unauthorized",
     "UnsupportedMediaType",
     "UpstreamTimeout",
@@ -54,6 +61,17 @@ class ConfigError(SolarisError):
 
 class StoreError(SolarisError):
     """The database cannot be used as it is (unmigrated, wrong version)."""
+
+
+class StoreUnavailable(StoreError):
+    """A database call failed: the server is unreachable or went away, a pooled connection
+    broke, a statement timed out. The message names the driver's error; the call's transaction
+    did not commit, or (a lost reply) committed with an idempotency key a retry will meet."""
+
+
+class SettlementLost(StoreError):
+    """A request's usage could be neither settled nor written to the local journal: its
+    answer must not be given away."""
 
 
 def error_body(
@@ -130,6 +148,12 @@ class UnsupportedMediaType(ApiError):
     status = 415
     type = "invalid_request_error"
     code = "unsupported_media_type"
+
+
+class InternalError(ApiError):
+    status = 500
+    type = "server_error"
+    code = "internal_error"
 
 
 class ServiceUnavailable(ApiError):

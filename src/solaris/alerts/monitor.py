@@ -6,7 +6,8 @@ The request path only appends `(time, failed, latency)` to a bounded deque (`obs
 background task looks at the window every few seconds (`check`). Alerts go to the outbox with a
 key that holds the cooldown window, so instances noticing the same trouble write one row and a
 flapping provider writes at most one per cooldown. An unreachable database cannot hold its own
-alert: that one is sent straight through the channels, once per outage and process.
+alert, nor can settlements waiting in the journal (they wait because the database is away):
+those are sent straight through the channels, once per outage and process.
 """
 
 from __future__ import annotations
@@ -35,6 +36,9 @@ SAMPLES_MAX = 20_000  # per provider and window: memory is bounded whatever the 
 CHECK_INTERVAL_S = 5.0
 
 Probe = Callable[[], Awaitable[str]]  # "ok" / "not configured", or what is wrong
+# What a probe's trouble and its end are called, when not "<probe>_unreachable|_recovered".
+PROBE_EVENTS = {"journal": ("settlements_journaled", "settlements_replayed")}
+DIRECT_EVENTS = frozenset({"database_unreachable", "settlements_journaled"})
 
 
 @dataclass(frozen=True)
@@ -135,10 +139,16 @@ class SystemMonitor:
         except Exception as error:  # a probe must never stop the monitor
             state = f"unreachable: {type(error).__name__}"
         down = state not in ("ok", "not configured")
-        return self._transition(f"{store}_unreachable", store, down, {"error": state})
+        condition, recovered = PROBE_EVENTS.get(store, (f"{store}_unreachable", None))
+        return self._transition(condition, store, down, {"error": state}, recovered)
 
     def _transition(
-        self, condition: str, scope: str, bad: bool, data: Mapping[str, object]
+        self,
+        condition: str,
+        scope: str,
+        bad: bool,
+        data: Mapping[str, object],
+        recovered: str | None = None,
     ) -> list[tuple[SystemEvent, str]]:
         key = (condition, scope)
         if bad and key not in self._alarms:
@@ -146,7 +156,7 @@ class SystemMonitor:
             return [(SystemEvent(condition, "critical", dict(data)), scope)]
         if not bad and key in self._alarms:
             self._alarms.discard(key)
-            recovered = condition.removesuffix("_unreachable") + "_recovered"
+            recovered = recovered or condition.removesuffix("_unreachable") + "_recovered"
             return [(SystemEvent(recovered, "info", dict(data)), scope)]
         return []
 
@@ -161,7 +171,7 @@ class SystemMonitor:
             operator_email=s.operator_email,
         )
         log.warning("system_alert", alert=event.event, scope=scope, **event.data)
-        if event.event == "database_unreachable":
+        if event.event in DIRECT_EVENTS:
             await self._send_now(rows)
             return
         try:

@@ -219,6 +219,9 @@ SYSTEM_SENTENCE: dict[Language, dict[str, str]] = {
         "database_recovered": "Banco de dados acessível de novo.",
         "redis_unreachable": "Redis inacessível: {error}.",
         "redis_recovered": "Redis acessível de novo.",
+        "settlements_journaled": "Cobranças à espera do banco de dados no diário local do "
+        "gateway ({error}); serão registradas assim que ele responder.",
+        "settlements_replayed": "As cobranças do diário local foram registradas no banco de dados.",
     },
     "en": {
         "upstream_error_rate": "Provider {provider}: {error_rate_percent}% of requests failed "
@@ -232,6 +235,10 @@ SYSTEM_SENTENCE: dict[Language, dict[str, str]] = {
         "database_recovered": "Database reachable again.",
         "redis_unreachable": "Redis unreachable: {error}.",
         "redis_recovered": "Redis reachable again.",
+        "settlements_journaled": "Settlements are waiting for the database in the gateway's "
+        "local journal ({error}); they are recorded as soon as it answers.",
+        "settlements_replayed": "The settlements of the local journal are recorded in the "
+        "database.",
     },
 }
 SYSTEM_PREFIX: dict[Language, str] = {"pt-BR": "Alerta do sistema", "en": "System alert"}

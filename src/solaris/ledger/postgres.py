@@ -12,20 +12,22 @@ from typing import Any
 
 import asyncpg  # type: ignore[import-untyped]
 
-from solaris.ledger.ledger import Clock, Ledger, SettleOutcome, UsageRecord, utcnow
+from solaris.ledger.ledger import Clock, Hold, Ledger, SettleOutcome, UsageRecord, utcnow
 from solaris.ledger.thresholds import NO_THRESHOLDS, Thresholds
-from solaris.store.database import Database
+from solaris.store.database import DRIVER_ERRORS, Database, unavailable
 
 __all__ = ["PostgresLedger"]
 
-RESERVE = "SELECT solaris_reserve($1, $2, $3, $4, $5, $6)"
+RESERVE = "SELECT o_amount, o_balance FROM solaris_reserve($1, $2, $3, $4, $5, $6)"
 SETTLE = (
-    "SELECT solaris_settle($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"
+    "SELECT o_balance, o_crossed FROM solaris_settle("
+    "$1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"
 )
 RELEASE = "SELECT solaris_release($1, $2, $3)"
 # A pooled connection can be dead after a database restart; such a call never reached the
 # database's commit, so it is tried once more on a fresh connection.
 CONNECTION_ERRORS = (asyncpg.PostgresConnectionError, asyncpg.InterfaceError, OSError)
+CALL_ATTEMPTS = 2
 
 
 async def _keep_session(_connection: asyncpg.Connection) -> None:
@@ -63,18 +65,18 @@ class PostgresLedger(Ledger):
 
     async def reserve(
         self, user_id: int, request_id: str, wanted: int, minimum: int, ttl_s: float
-    ) -> int:
+    ) -> Hold:
         assert 0 < minimum <= wanted, (minimum, wanted)
         now = self.clock()
         expires = now + timedelta(seconds=ttl_s)
-        amount: int = await self._fetchval(
-            RESERVE, user_id, request_id, wanted, minimum, now, expires
-        )
-        assert 0 <= amount <= wanted
-        return amount
+        row = await self._fetchrow(RESERVE, user_id, request_id, wanted, minimum, now, expires)
+        amount, balance = int(row["o_amount"]), int(row["o_balance"])
+        assert 0 <= amount <= wanted, (amount, wanted)
+        assert amount == 0 or amount >= minimum, (amount, minimum)
+        return Hold(amount, balance)
 
     async def settle(self, record: UsageRecord) -> SettleOutcome:
-        crossed: list[int] | None = await self._fetchval(
+        row = await self._fetchrow(
             SETTLE,
             record.request_id,
             record.user_id,
@@ -89,23 +91,43 @@ class PostgresLedger(Ledger):
             record.status,
             record.latency_ms,
             record.conversation_id,
-            self.clock(),
+            record.finished_at or self.clock(),
             self._percents,
             self._channels,
         )
+        crossed: list[int] | None = row["o_crossed"]
         if crossed is None:
             return SettleOutcome(charged=0, already_settled=True)
-        if crossed:  # rare: read the balance the notice shows
-            balance, _held = await self.balance(record.user_id)
-            return SettleOutcome(record.billable, False, tuple(crossed), balance)
+        if crossed:
+            return SettleOutcome(record.billable, False, tuple(crossed), int(row["o_balance"]))
         return SettleOutcome(charged=record.billable, already_settled=False)
 
     async def release(self, user_id: int, request_id: str) -> None:
-        await self._fetchval(RELEASE, user_id, request_id, self.clock())
+        await self._fetchrow(RELEASE, user_id, request_id, self.clock())
 
-    async def _fetchval(self, query: str, *args: object) -> Any:
+    async def _fetchrow(self, query: str, *args: object) -> Any:
+        """One call; any driver error comes out as `StoreUnavailable` (see store/database.py),
+        after one more try on a fresh connection when the first one had died."""
         assert self._pool is not None, "PostgresLedger.start() was not awaited"
-        try:
-            return await self._pool.fetchval(query, *args)
-        except CONNECTION_ERRORS:
-            return await self._pool.fetchval(query, *args)
+        for attempt in range(1, CALL_ATTEMPTS + 1):
+            try:
+                return await self._call(self._pool, query, args)
+            except CONNECTION_ERRORS as error:
+                if attempt == CALL_ATTEMPTS:
+                    raise unavailable(error) from error
+            except DRIVER_ERRORS as error:
+                raise unavailable(error) from error
+        raise AssertionError("unreachable")
+
+    @staticmethod
+    async def _call(pool: asyncpg.Pool, query: str, args: tuple[object, ...]) -> Any:
+        async with pool.acquire() as connection:
+            try:
+                return await connection.fetchrow(query, *args)
+            except BaseException as error:
+                # A server error leaves the connection clean; anything else (a dropped socket,
+                # a cancelled call, "another operation is in progress") may not: never hand it
+                # to the next request.
+                if not isinstance(error, asyncpg.PostgresError):
+                    connection.terminate()
+                raise

@@ -74,6 +74,24 @@ class Metrics:
         self.store_errors = Counter(
             "solaris_store_errors", "Database and Redis errors.", ["store"], registry=r
         )
+        self.journal_entries = Gauge(
+            "solaris_journal_entries",
+            "Settlements waiting in the local journal for the database (this process).",
+            registry=r,
+        )
+        self.journal_writes = Counter(
+            "solaris_journal_writes", "Settlements written to the journal (database away).",
+            registry=r,
+        )  # fmt: skip
+        self.journal_replayed = Counter(
+            "solaris_journal_replayed", "Journaled settlements replayed into the database.",
+            registry=r,
+        )  # fmt: skip
+        self.settlements_lost = Counter(
+            "solaris_settlements_lost",
+            "Settlements neither settled nor journaled (their answers were withheld).",
+            registry=r,
+        )
         self.identity_cache = Counter(
             "solaris_identity_cache_lookups", "Identity cache lookups by result (hit, miss).",
             ["result"], registry=r,

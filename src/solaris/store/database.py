@@ -4,32 +4,78 @@ SQLite gets one connection, so writes in this process never contend; `BEGIN IMME
 the write lock up front so a concurrent CLI process waits (busy_timeout) instead of failing
 half-way. PostgreSQL gets a pool that skips the reset round trip on return: every use is an
 explicit transaction that ends in COMMIT or ROLLBACK.
+
+This is the one boundary where the drivers' errors (SQLAlchemy's, asyncpg's, sqlite3's, and the
+socket errors under them) become `StoreUnavailable`: callers handle one error, whatever the
+driver. An `IntegrityError` passes through unchanged: it is an answer (a key exists), not a
+failure, and callers act on it.
 """
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import asyncpg  # type: ignore[import-untyped]
 from sqlalchemy import event, select, text
 from sqlalchemy.engine import Connection as SyncConnection
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from solaris.config import sqlite_path
-from solaris.errors import StoreError
+from solaris.errors import StoreError, StoreUnavailable
 from solaris.store.schema import deployment
 
 if TYPE_CHECKING:  # alembic is imported only by the commands that need it (start-up time)
     from alembic.config import Config
 
-__all__ = ["Database", "async_url", "migrate", "open_database"]
+__all__ = [
+    "DRIVER_ERRORS",
+    "Database",
+    "async_url",
+    "migrate",
+    "open_database",
+    "store_errors",
+    "unavailable",
+]
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 MIGRATION_LOCK = 0x501A815  # any constant: the advisory lock all `solaris migrate` runs share
+# Everything a database call can raise: asyncpg's three roots (server errors, client misuse such
+# as "another operation is in progress" on a broken connection, and protocol faults), the
+# socket and timeout errors under every driver, and what SQLAlchemy wraps them in.
+DRIVER_ERRORS: tuple[type[BaseException], ...] = (
+    SQLAlchemyError,
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+    sqlite3.Error,
+    OSError,
+    TimeoutError,
+)
+ERROR_TEXT_MAX = 300
+
+
+def unavailable(error: BaseException) -> StoreUnavailable:
+    """The driver's error as ours, naming what it was (never a row's content: messages of
+    constraint errors are not included)."""
+    detail = str(error).splitlines()[0] if str(error) else ""
+    return StoreUnavailable(f"{type(error).__name__}: {detail}"[:ERROR_TEXT_MAX])
+
+
+@asynccontextmanager
+async def store_errors() -> AsyncIterator[None]:
+    """Map any driver error raised inside to `StoreUnavailable` (`IntegrityError` passes)."""
+    try:
+        yield
+    except IntegrityError:
+        raise
+    except DRIVER_ERRORS as error:
+        raise unavailable(error) from error
 
 
 def async_url(database_url: str) -> str:
@@ -67,13 +113,15 @@ class Database:
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncConnection]:
-        async with self.engine.begin() as connection:
+        """One transaction: committed when the block ends, rolled back when it raises; a
+        driver's error inside (the commit's included) comes out as `StoreUnavailable`."""
+        async with store_errors(), self.engine.begin() as connection:
             yield connection
 
     async def schema_revision(self) -> str | None:
         from alembic.runtime.migration import MigrationContext
 
-        async with self.engine.connect() as connection:
+        async with store_errors(), self.engine.connect() as connection:
             return await connection.run_sync(
                 lambda sync: MigrationContext.configure(sync).get_current_revision()
             )
@@ -92,7 +140,7 @@ class Database:
 
     async def deployment_id(self) -> str:
         """This deployment's id (made by migration 0006), the namespace of its Redis keys."""
-        async with self.engine.connect() as connection:
+        async with store_errors(), self.engine.connect() as connection:
             value = await connection.scalar(select(deployment.c.id))
         assert value, "migration 0006 makes the deployment id"
         return str(value)
@@ -101,10 +149,10 @@ class Database:
         """ "ok" when reachable and migrated (for /readyz), else what is wrong."""
         try:
             await self.check_migrated()
+        except StoreUnavailable as error:
+            return f"unreachable: {error}"
         except StoreError as error:
             return str(error)
-        except (SQLAlchemyError, OSError) as error:
-            return f"unreachable: {type(error).__name__}"
         return "ok"
 
     async def close(self) -> None:
