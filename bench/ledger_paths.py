@@ -146,7 +146,7 @@ async def measure(database_url: str, count: int = 400) -> list[PathCost]:
 
     async def gateway_ledger() -> None:
         request_id = "req_" + uuid.uuid4().hex
-        held = await ledger.reserve(user_a, request_id, WANTED, MINIMUM, TTL_S)
+        held = (await ledger.reserve(user_a, request_id, WANTED, MINIMUM, TTL_S)).amount
         assert held == WANTED
         await ledger.settle(_record(request_id, user_a))
 
@@ -220,7 +220,7 @@ async def measure(database_url: str, count: int = 400) -> list[PathCost]:
     async def sql_functions() -> None:
         assert functions is not None
         request_id = "req_" + uuid.uuid4().hex
-        held = await functions.reserve(user_d, request_id, WANTED, MINIMUM, TTL_S)
+        held = (await functions.reserve(user_d, request_id, WANTED, MINIMUM, TTL_S)).amount
         assert held == WANTED
         await functions.settle(_record(request_id, user_d))
 

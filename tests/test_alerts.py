@@ -659,7 +659,7 @@ async def test_the_settle_in_sql_and_the_block_in_python_make_the_same_key(
                 update(accounts).where(accounts.c.user_id == user.id).values(period_start=start)
             )
             await ledger.credit(conn, user.id, "grant", 100, "grant:fraction", "test")
-        assert await ledger.reserve(user.id, "req-1", 100, 1, 60) == 100
+        assert (await ledger.reserve(user.id, "req-1", 100, 1, 60)).amount == 100
         record = UsageRecord("req-1", user.id, "chat", "m", 40, 60, 0, 0, 100, False, "ok", 5)
         assert (await ledger.settle(record)).crossed == (80, 100)
         await ledger.note_exhausted(user.id)

@@ -182,11 +182,53 @@ def test_reservation_of_a_killed_gateway_expires(
     with second.client(user) as http:
         blocked = http.post("/v1/chat/completions", json=chat(False, max_tokens=100))
         assert time.monotonic() - killed_at < HOLD_S
-        assert blocked.status_code == 402, "the hold still counts before it expires"
+        # The hold still counts before it expires: the balance is there but held, so this is
+        # a retry-later refusal, not the "buy more" one.
+        assert blocked.status_code == 429, "the hold still counts before it expires"
+        assert blocked.headers["x-solaris-blocked"] == "balance_held"
         time.sleep(max(0.0, HOLD_S + 0.2 - (time.monotonic() - killed_at)))
         served = http.post("/v1/chat/completions", json=chat(False, max_tokens=100))
     assert served.status_code == 200, served.text
     [row] = second.usage_rows(user)
     assert second.user_row(user)["balance"] == PROMPT + 110 - row["billable"]
+    for process in (doomed, survivor):
+        next(process, None)
+
+
+def test_holds_of_a_killed_gateway_stop_capping_requests_once_expired(
+    backend: Database, provider: str, tmp_path: Path, user: str
+) -> None:
+    """A dead process's hold must not lower the completion cap of later requests for ever."""
+    env = gateway_env(
+        tmp_path,
+        provider,
+        backend,
+        SOLARIS_STREAM_SECONDS_MAX="2",
+        SOLARIS_RESERVATION_TIMEOUT_S=str(HOLD_S),
+    )
+    headers = {"Authorization": f"Bearer {SERVICE_KEY}", "X-LibreChat-User-Id": user}
+    doomed, survivor = start_gateway(env, tmp_path), start_gateway(env, tmp_path)
+    first, second = next(doomed), next(survivor)
+    funded = 100_000
+    first.fund(user, funded)
+    slow = chat(True, max_tokens=60_000, reply_tokens=100, chunk_delay_s=0.05)
+    with httpx.stream("POST", first.url + "/v1/chat/completions", json=slow, headers=headers) as r:
+        next(r.iter_lines())  # its hold of ~60,000 tokens is open
+        assert first.process is not None
+        first.process.send_signal(signal.SIGKILL)
+        first.process.wait()
+    time.sleep(HOLD_S + 0.2)
+    assert second.user_row(user, settled=False)["held"] == 0, "an expired hold is not shown"
+    asked = funded - PROMPT - 10  # fits the balance, not the balance minus the dead hold
+    with second.client(user) as http:
+        served = http.post("/v1/chat/completions", json=chat(False, max_tokens=asked))
+    assert served.status_code == 200, served.text
+    forwarded = [
+        item["body"]
+        for item in httpx.get(provider.removesuffix("/v1") + "/_dev/requests").json()
+        if item["headers"].get("x-request-id") == served.headers["x-request-id"]
+    ]
+    assert [body.get("max_tokens") for body in forwarded] == [asked], "the dead hold capped it"
+    assert "ledger verified" in second.cli("ledger", "verify")
     for process in (doomed, survivor):
         next(process, None)

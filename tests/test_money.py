@@ -71,7 +71,7 @@ class World:
 
     async def use(self, user: User, billable: int) -> None:
         request_id = uuid.uuid4().hex
-        held = await self.ledger.reserve(user.id, request_id, billable, 1, 600)
+        held = (await self.ledger.reserve(user.id, request_id, billable, 1, 600)).amount
         assert held > 0
         record = UsageRecord(
             request_id, user.id, "chat", "gpt-4o-mini", billable, 0, 0, 0, billable, False, "ok", 5
@@ -311,7 +311,7 @@ def test_verify_holds_after_random_operations(
                 await world.deduct(user, int(argument))
             else:
                 request_id = uuid.uuid4().hex
-                if await ledger.reserve(user.id, request_id, int(argument), 1, 600):
+                if (await ledger.reserve(user.id, request_id, int(argument), 1, 600)).amount:
                     await ledger.release(user.id, request_id)
         assert await verify_ledger(database) == []
         await database.close()

@@ -67,7 +67,7 @@ def test_models_outside_the_plan_are_hidden_and_refused(planned: Gateway) -> Non
         refused = http.post("/v1/chat/completions", json=chat("gpt-4o"))
     assert listed == ["gpt-4o-mini"]
     assert refused.status_code == 403
-    assert "not available on your plan (basic)" in refused.json()["error"]["message"]
+    assert "não está disponível no seu plano (basic)" in refused.json()["error"]["message"]
     assert planned.usage_rows(user) == []
     assert planned.user_row(user)["balance"] == 50_000  # the default plan's allowance
 

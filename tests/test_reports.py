@@ -138,7 +138,9 @@ async def _seed(url: str) -> None:
             async with database.transaction() as conn:
                 await ledger.credit(conn, user.id, "grant", billable, f"test:{index}", "test")
             request_id = f"req-{index}"
-            assert await ledger.reserve(user.id, request_id, billable, billable, 60) == billable
+            assert (
+                await ledger.reserve(user.id, request_id, billable, billable, 60)
+            ).amount == billable
             await ledger.settle(_record(request_id, user.id, request, billable))
     finally:
         await database.close()

@@ -33,6 +33,9 @@ class ModelPolicy(BaseModel):
     input_weight: Decimal = Field(default=Decimal(1), gt=0)
     output_weight: Decimal = Field(default=Decimal(1), gt=0)
     upstream_name: str | None = None  # alias: clients say `model`, the upstream gets this
+    # The prompt estimate is multiplied by this when a request is reserved; unset: 1 for models
+    # whose tokenizer the gateway ships, `unknown_tokenizer_margin` for the others.
+    estimate_margin: Decimal | None = Field(default=None, ge=1, le=10)
 
 
 DEFAULT_MODEL_POLICY = ModelPolicy()
@@ -98,6 +101,13 @@ class Settings(BaseSettings):
     default_max_completion_tokens: int = Field(default=4096, gt=0)
     min_completion_tokens: int = Field(default=16, gt=0)  # below this a request is blocked
     reservation_timeout_s: float = Field(default=900.0, gt=0)
+    # Prompt estimates of models counted with a stand-in tokenizer (claude-*, llama-*, …) are
+    # held this many times over, so the provider's own count rarely passes the hold.
+    unknown_tokenizer_margin: Decimal = Field(default=Decimal("1.3"), ge=1, le=10)
+    # Settlements the database could not take wait here (one fsynced file per process);
+    # unset: `journal/` beside the SQLite file, or `data/journal` with PostgreSQL.
+    journal_dir: Path | None = None
+    journal_bytes_max: int = Field(default=64 * 1024 * 1024, ge=4096)
     models: dict[str, ModelPolicy] = Field(default_factory=dict)
     plans: dict[str, PlanConfig] = Field(default_factory=dict)  # best set in YAML
 
@@ -259,6 +269,13 @@ class Settings(BaseSettings):
     @property
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite:")
+
+    def journal_directory(self) -> Path:
+        if self.journal_dir is not None:
+            return self.journal_dir
+        if self.is_sqlite:
+            return sqlite_path(self.database_url).parent / "journal"
+        return Path("data/journal")
 
     def signing_key(self) -> bytes:
         """The secret for signed links; generated once per SQLite data dir when not set."""

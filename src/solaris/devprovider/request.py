@@ -37,6 +37,8 @@ class Behaviour:
                         never sending `data: [DONE]`
     usage_style         "litellm": the stream's usage event has choices [{index 0, delta {}}]
                         and earlier events carry no `usage` key (how the LiteLLM proxy sends it)
+    prompt_extra_tokens reported on top of the prompt's real count, as a provider that adds a
+                        hidden system prompt (or counts with another tokenizer) would
     """
 
     reply_tokens: int = 16
@@ -48,6 +50,7 @@ class Behaviour:
     omit_usage: bool = False
     cut_after_chunks: int | None = None
     usage_style: UsageStyle = "openai"
+    prompt_extra_tokens: int = 0
 
     def __post_init__(self) -> None:
         # Checked at run time too: overrides arrive as arbitrary JSON.
@@ -73,6 +76,10 @@ class Behaviour:
             "cut_after_chunks must be null or an integer >= 0",
         )
         _check(self.usage_style in ("openai", "litellm"), "usage_style must be openai or litellm")
+        _check(
+            _is_count(self.prompt_extra_tokens) and self.prompt_extra_tokens <= MAX_REPLY_TOKENS,
+            f"prompt_extra_tokens must be an integer in 0..{MAX_REPLY_TOKENS}",
+        )
 
     def fails(self, n: int) -> bool:
         """Whether the n-th counted request (1-based) falls on the fail_rate pattern."""

@@ -228,7 +228,7 @@ def _reply(
         pieces=pieces,
         choices=n * prompts,
         finish_reason="length" if cap < wanted else "stop",
-        prompt_tokens=prompt_tokens,
+        prompt_tokens=prompt_tokens + behaviour.prompt_extra_tokens,
         with_usage=not behaviour.omit_usage,
     )
 

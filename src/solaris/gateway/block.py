@@ -5,6 +5,12 @@ blocked streamed chat from LibreChat is answered 200 with an ordinary assistant 
 signed link to the portal's purchase page. Everything else (non-streamed calls such as LibreChat's
 title generation, and per-user API keys) gets a 402 whose message reads well on its own; never the
 code `insufficient_quota`, which LibreChat replaces with a canned text.
+
+A user whose balance is only *held* by their own requests still running (a long stream while
+LibreChat asks for a title) has not run out: they are told so, and a non-streamed call gets a
+429 with `Retry-After`, which LibreChat's client retries by itself. The other refusals a user can
+meet in the chat (rate limits, a model outside the plan, the database away) read in their
+language too (`refusal`).
 """
 
 from __future__ import annotations
@@ -18,10 +24,12 @@ from starlette.types import Send
 from solaris.errors import error_body
 from solaris.gateway.responses import JSON, SSE, send_bytes
 
-__all__ = ["BLOCKED_HEADER", "block_chat_stream", "block_json"]
+__all__ = ["BLOCKED_HEADER", "HELD_RETRY_AFTER_S", "block_chat_stream", "block_json", "refusal"]
 
 BLOCKED_HEADER = b"x-solaris-blocked"
-REASON = b"insufficient_balance"
+EXHAUSTED = "insufficient_balance"
+HELD = "balance_held"  # the balance is there, but the user's running requests hold it
+HELD_RETRY_AFTER_S = 2
 
 CHAT_TEXT = {
     "pt-BR": (
@@ -35,6 +43,16 @@ CHAT_TEXT = {
         "_This link is personal and valid for {minutes} minutes._"
     ),
 }
+HELD_CHAT_TEXT = {
+    "pt-BR": (
+        "⏳ **Seu saldo está reservado para as suas outras mensagens em andamento.**\n\n"
+        "Tente de novo assim que elas terminarem."
+    ),
+    "en": (
+        "⏳ **Your balance is held by your other messages still running.**\n\n"
+        "Try again as soon as they finish."
+    ),
+}
 ERROR_TEXT = {
     "pt-BR": (
         "Saldo de tokens insuficiente para esta solicitação. "
@@ -45,12 +63,58 @@ ERROR_TEXT = {
         "Buy more credits at {portal}/portal/buy or contact your administrator."
     ),
 }
+HELD_ERROR_TEXT = {
+    "pt-BR": (
+        "Seu saldo está reservado para as suas outras solicitações em andamento; "
+        "tente de novo em {seconds} s."
+    ),
+    "en": "Your balance is held by your other requests still running; try again in {seconds} s.",
+}
+REFUSAL_TEXT = {
+    "pt-BR": {
+        "rpm": "Limite de solicitações por minuto do seu plano ({plan}: {limit}) atingido. "
+        "Tente de novo em {seconds} s.",
+        "tpm": "Limite de tokens por minuto do seu plano ({plan}: {limit}) atingido. "
+        "Tente de novo em {seconds} s.",
+        "too_large": "Esta solicitação sozinha precisa de {tokens} tokens, mais do que o limite "
+        "de tokens por minuto do seu plano ({plan}: {limit}).",
+        "model": "O modelo '{model}' não está disponível no seu plano ({plan}).",
+        "unavailable": "O banco de dados do gateway está indisponível; tente de novo em instantes.",
+    },
+    "en": {
+        "rpm": "Rate limit reached for requests per minute on your plan ({plan}: {limit}). "
+        "Please try again in {seconds} s.",
+        "tpm": "Rate limit reached for tokens per minute on your plan ({plan}: {limit}). "
+        "Please try again in {seconds} s.",
+        "too_large": "This request alone needs {tokens} tokens, more than the tokens per minute "
+        "of your plan ({plan}: {limit}).",
+        "model": "The model '{model}' is not available on your plan ({plan}).",
+        "unavailable": "The gateway's database is unavailable; please try again shortly.",
+    },
+}
 
 
-async def block_json(send: Send, language: str, public_base_url: str, request_id: str) -> None:
+def refusal(language: str, what: str, **words: object) -> str:
+    """A refusal's message in the user's language; seconds read as the language writes them."""
+    seconds = words.get("seconds")
+    if isinstance(seconds, float):
+        text = f"{seconds:.1f}"
+        words["seconds"] = text.replace(".", ",") if language == "pt-BR" else text
+    return REFUSAL_TEXT[language][what].format(**words)
+
+
+async def block_json(
+    send: Send, language: str, public_base_url: str, request_id: str, held: bool = False
+) -> None:
+    if held:
+        message = HELD_ERROR_TEXT[language].format(seconds=HELD_RETRY_AFTER_S)
+        body = error_body(message, "requests", HELD)
+        headers = [*_headers(request_id, HELD), (b"retry-after", str(HELD_RETRY_AFTER_S).encode())]
+        await send_bytes(send, 429, body, JSON, headers)
+        return
     message = ERROR_TEXT[language].format(portal=public_base_url)
-    body = error_body(message, "insufficient_balance", "insufficient_balance")
-    await send_bytes(send, 402, body, JSON, _headers(request_id))
+    body = error_body(message, EXHAUSTED, EXHAUSTED)
+    await send_bytes(send, 402, body, JSON, _headers(request_id, EXHAUSTED))
 
 
 async def block_chat_stream(
@@ -61,8 +125,12 @@ async def block_chat_stream(
     link_ttl_s: int,
     include_usage: bool,
     request_id: str,
+    held: bool = False,
 ) -> None:
-    text = CHAT_TEXT[language].format(url=url, minutes=max(1, link_ttl_s // 60))
+    if held:
+        text = HELD_CHAT_TEXT[language]
+    else:
+        text = CHAT_TEXT[language].format(url=url, minutes=max(1, link_ttl_s // 60))
     base = {
         "id": "chatcmpl-" + uuid.uuid4().hex,
         "object": "chat.completion.chunk",
@@ -82,8 +150,8 @@ async def block_chat_stream(
         zero = {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
         events.append(orjson.dumps({**base, "choices": [], "usage": zero}))
     body = b"".join(b"data: " + event + b"\n\n" for event in events) + b"data: [DONE]\n\n"
-    await send_bytes(send, 200, body, SSE, _headers(request_id))
+    await send_bytes(send, 200, body, SSE, _headers(request_id, HELD if held else EXHAUSTED))
 
 
-def _headers(request_id: str) -> list[tuple[bytes, bytes]]:
-    return [(BLOCKED_HEADER, REASON), (b"x-request-id", request_id.encode())]
+def _headers(request_id: str, reason: str) -> list[tuple[bytes, bytes]]:
+    return [(BLOCKED_HEADER, reason.encode()), (b"x-request-id", request_id.encode())]

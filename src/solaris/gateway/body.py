@@ -62,6 +62,9 @@ async def read_body(receive: Receive, headers: Mapping[bytes, bytes], limit: int
             return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
+MODEL_NAME_LENGTH_MAX = 128  # the usage row's `model` column
+
+
 def parse_json(raw: bytes, headers: Mapping[bytes, bytes], endpoint: Endpoint) -> dict[str, Any]:
     content_type = headers.get(b"content-type")
     if content_type is not None and not content_type.lower().startswith(b"application/json"):
@@ -77,6 +80,12 @@ def parse_json(raw: bytes, headers: Mapping[bytes, bytes], endpoint: Endpoint) -
     model = body.get("model")
     if not isinstance(model, str) or not model:
         raise BadRequest("You must provide a model parameter.", param="model")
+    if len(model) > MODEL_NAME_LENGTH_MAX or not model.isprintable():
+        # The usage row keeps the name: refused now rather than unrecordable after the answer.
+        raise BadRequest(
+            f"'model' must be printable text of at most {MODEL_NAME_LENGTH_MAX} characters.",
+            param="model",
+        )
     if endpoint.input_field not in body:
         raise BadRequest(f"Missing required parameter: '{endpoint.input_field}'.")
     if endpoint.name == "chat":

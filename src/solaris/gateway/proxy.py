@@ -4,24 +4,28 @@ One request flows one way: read → parse → identify → estimate → reserve 
 settle. `admit` does everything up to the reservation; `serve` forwards and relays, and settles in
 a `finally` so that a disconnect, a broken upstream or a shutdown still leaves exactly one usage
 row (or a release when the upstream failed and nothing was generated). Each request's story is
-kept in an `Exchange` and logged and measured once, at the end.
+kept in an `Exchange` and logged and measured once, at the end — whatever happened, a bug
+included (answered 500 in OpenAI's shape, with its traceback in the log).
+
+When the database cannot take a settlement it goes to the local journal (`ledger/settlements`);
+a non-streamed answer whose settlement reached neither is not sent (503).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 import aiohttp
-import asyncpg  # type: ignore[import-untyped]
 import orjson
 import structlog
-from sqlalchemy.exc import SQLAlchemyError
 from starlette.types import Receive, Scope, Send
 
 from solaris.alerts.texts import chat_notice
@@ -29,12 +33,15 @@ from solaris.config import ModelPolicy, Settings
 from solaris.errors import (
     ApiError,
     Forbidden,
+    InternalError,
     RateLimited,
     ServiceUnavailable,
+    SettlementLost,
+    StoreUnavailable,
     UpstreamTimeout,
     UpstreamUnreachable,
 )
-from solaris.gateway.block import block_chat_stream, block_json
+from solaris.gateway.block import block_chat_stream, block_json, refusal
 from solaris.gateway.body import (
     ENDPOINTS,
     Endpoint,
@@ -48,6 +55,7 @@ from solaris.gateway.relay import SseRelay, Usage, generated_text, usage_from
 from solaris.gateway.responses import SSE, send_bytes, send_error
 from solaris.gateway.upstream import Upstream
 from solaris.ledger.ledger import Ledger, SettleOutcome, UsageRecord
+from solaris.ledger.settlements import Settlements
 from solaris.limits import Limit, RateLimiter
 from solaris.metering import billing, estimate, tokenizer
 from solaris.observability.requests import Exchange, RequestLog
@@ -57,14 +65,16 @@ __all__ = ["Proxy"]
 
 log = structlog.get_logger(__name__)
 
-SETTLE_ATTEMPTS = 4
 ESTIMATE_INLINE_BYTES_MAX = 64 * 1024
-DATABASE_ERRORS = (SQLAlchemyError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError)
+EXACT = Decimal(1)
 # How a relayed stream ends for the client: an SSE error event tells SDKs the stream broke.
 DONE = b"data: [DONE]\n\n"
 STREAM_ENDINGS = {
     "upstream_cut": b"data: "
     + UpstreamUnreachable("The model provider's stream broke off.").body()
+    + b"\n\n",
+    "unrecorded": b"data: "
+    + ServiceUnavailable("The gateway could not record this answer's usage.").body()
     + b"\n\n",
 }
 
@@ -80,9 +90,12 @@ class Ticket:
     raw: bytes
     model: str
     policy: ModelPolicy
-    prompt_tokens: int
+    prompt_tokens: int  # our estimate
+    held_prompt: int  # the estimate with the model's margin, as reserved
     completion_cap: int
-    held: int
+    minimum: int  # the least hold the request could be served with
+    held: int  # 0: refused
+    balance: int  # the account's balance at the reservation, holds aside
 
     @property
     def request_id(self) -> str:
@@ -99,6 +112,7 @@ class Proxy:
         settings: Settings,
         identity: Identity,
         ledger: Ledger,
+        settlements: Settlements,
         upstream: Upstream,
         signing_key: bytes,
         requests: RequestLog,
@@ -107,12 +121,14 @@ class Proxy:
         self.settings = settings
         self.identity = identity
         self.ledger = ledger
+        self.settlements = settlements
         self.upstream = upstream
+        self.language = settings.language
         self.signing_key = signing_key
         self.requests = requests
         self.limiter = limiter
         self.metrics = requests.metrics
-        self._settling: set[asyncio.Task[SettleOutcome | None]] = set()
+        self._settling: set[asyncio.Task[SettleOutcome]] = set()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         exchange = Exchange(
@@ -133,6 +149,12 @@ class Proxy:
             if isinstance(error, RateLimited) and error.retry_after_s > 0:
                 headers.append((b"retry-after", str(math.ceil(error.retry_after_s)).encode()))
             await send_error(send, error, headers)
+        except Exception:
+            log.exception("request_failed", request_id=exchange.request_id)
+            exchange.status, exchange.outcome, exchange.error = 500, "error", "internal_error"
+            # If the answer had started, the client sees it cut short instead.
+            with contextlib.suppress(RuntimeError):
+                await send_error(send, InternalError("The gateway failed on this request."))
         finally:
             self.requests.finish(exchange, time.perf_counter())
 
@@ -149,14 +171,13 @@ class Proxy:
             await self.ledger.refresh_if_due(
                 caller.user_id, subscription.plan, subscription.anchored_at
             )
-        except DATABASE_ERRORS as error:
+        except StoreUnavailable as error:
             raise self._database_down(exchange, error) from None
         exchange.user_id = caller.user_id
+        exchange.external_id = caller.external_id or None
         if not caller.plan.allows(model):
-            raise Forbidden(
-                f"The model '{model}' is not available on your plan ({caller.plan.name}).",
-                param="model",
-            )
+            message = refusal(self.language, "model", model=model, plan=caller.plan.name)
+            raise Forbidden(message, param="model")
         policy = caller.plan.policy(model, self.settings)
         if len(raw) > ESTIMATE_INLINE_BYTES_MAX:  # tokenizing megabytes would stall the loop
             prompt_tokens = await asyncio.to_thread(endpoint.prompt_tokens, body)
@@ -168,24 +189,29 @@ class Proxy:
             else 0
         )
         await self._check_rate(caller, prompt_tokens + cap, exchange)
-        wanted = billing.billable(prompt_tokens, cap, policy)
+        # A stand-in tokenizer's estimate is held with a margin: the provider's own count
+        # then rarely passes the hold (what does is still charged, and is debt).
+        margin = EXACT if tokenizer.is_exact(model) else self.settings.unknown_tokenizer_margin
+        held_prompt = billing.held_prompt_tokens(prompt_tokens, policy, margin)
+        wanted = billing.billable(held_prompt, cap, policy)
         least = min(cap, self.settings.min_completion_tokens)
-        minimum = max(1, billing.billable(prompt_tokens, least, policy))
+        minimum = max(1, billing.billable(held_prompt, least, policy))
         try:
-            held = await self.ledger.reserve(
+            hold = await self.ledger.reserve(
                 caller.user_id,
                 exchange.request_id,
                 wanted,
                 minimum,
                 self.settings.reservation_timeout_s,
             )
-        except DATABASE_ERRORS as error:
+        except StoreUnavailable as error:
             raise self._database_down(exchange, error) from None
-        if held:
+        if hold.amount:
             self.metrics.reservations_open.inc()
         return Ticket(
-            exchange, endpoint, caller, body, raw, model, policy, prompt_tokens, cap, held
-        )
+            exchange, endpoint, caller, body, raw, model, policy, prompt_tokens, held_prompt,
+            cap, minimum, hold.amount, hold.balance,
+        )  # fmt: skip
 
     async def _check_rate(self, caller: Caller, tokens: int, exchange: Exchange) -> None:
         plan = caller.plan
@@ -195,27 +221,28 @@ class Proxy:
         if verdict.allowed:
             return
         exchange.outcome = "limited"
-        what = {
-            "rpm": f"requests per minute ({plan.rpm})",
-            "tpm": f"tokens per minute ({plan.tpm})",
-            "too_large": f"tokens per minute ({plan.tpm}): this request alone needs {tokens}",
-        }[verdict.reason]
-        raise RateLimited(
-            f"Rate limit reached for {what} on your plan ({plan.name}). "
-            f"Please try again in {verdict.retry_after_s:.1f} s.",
-            retry_after_s=verdict.retry_after_s,
+        limit = plan.rpm if verdict.reason == "rpm" else plan.tpm
+        message = refusal(
+            self.language,
+            verdict.reason,
+            plan=plan.name,
+            limit=limit,
+            tokens=tokens,
+            seconds=verdict.retry_after_s,
         )
+        raise RateLimited(message, retry_after_s=verdict.retry_after_s)
 
     def _database_down(self, exchange: Exchange, error: BaseException) -> ServiceUnavailable:
         self.metrics.store_errors.labels("database").inc()
         log.error("database_unavailable", request_id=exchange.request_id, error=str(error))
-        return ServiceUnavailable(
-            "The gateway's database is unavailable; please try again shortly."
-        )
+        return ServiceUnavailable(refusal(self.language, "unavailable"))
 
     async def block(self, ticket: Ticket, send: Send) -> None:
+        """Refuse for want of balance. When the balance is there but the user's own running
+        requests hold it, say so: that is no exhaustion (no 100% alert, no buy link)."""
         settings = self.settings
-        ticket.exchange.outcome = "blocked"
+        held = ticket.balance >= ticket.minimum
+        ticket.exchange.outcome = "held" if held else "blocked"
         if ticket.caller.via_librechat and ticket.stream and ticket.endpoint.name == "chat":
             ticket.exchange.status = 200
             token = sign_link(
@@ -229,13 +256,18 @@ class Proxy:
                 settings.link_ttl_s,
                 client_wants_usage(ticket.body),
                 ticket.request_id,
+                held=held,
             )
         else:
-            ticket.exchange.status = 402
-            await block_json(send, settings.language, settings.public_base_url, ticket.request_id)
+            ticket.exchange.status = 429 if held else 402
+            await block_json(
+                send, settings.language, settings.public_base_url, ticket.request_id, held
+            )
+        if held:
+            return
         try:  # after the answer: the blocked user is not kept waiting for this
             await self.ledger.note_exhausted(ticket.caller.user_id)
-        except DATABASE_ERRORS as error:
+        except StoreUnavailable as error:
             log.warning("exhausted_alert_failed", user_id=ticket.caller.user_id, error=str(error))
 
     async def serve(self, ticket: Ticket, receive: Receive, send: Send) -> None:
@@ -273,11 +305,11 @@ class Proxy:
         """A lower completion limit when the balance covers less than the client asked for."""
         if not ticket.endpoint.generates:
             return None
-        wanted = billing.billable(ticket.prompt_tokens, ticket.completion_cap, ticket.policy)
+        wanted = billing.billable(ticket.held_prompt, ticket.completion_cap, ticket.policy)
         if ticket.held >= wanted:
             return None
         affordable = billing.completion_tokens_affordable(
-            ticket.held, ticket.prompt_tokens, ticket.policy
+            ticket.held, ticket.held_prompt, ticket.policy
         )
         choices = ticket.body.get("n")
         per_choice = (
@@ -328,10 +360,14 @@ class Proxy:
         record = self._record(
             ticket, usage_from(parsed), lambda: "".join(generated_text(parsed)), "ok"
         )
+        # Settled (or journaled) before the answer leaves: a crash can then cost the user an
+        # answer they paid for, but never give one away unrecorded.
+        try:
+            await self._settle(record)
+        except SettlementLost:
+            exchange.record = None
+            raise ServiceUnavailable(refusal(self.language, "unavailable")) from None
         exchange.status, exchange.outcome = response.status, "served"
-        # Settled before the answer leaves: a crash can then cost the user an answer they paid
-        # for, but never give one away unrecorded.
-        await self._settle(record)
         content_type = response.headers.get("Content-Type", "application/json").encode()
         id_header = [(b"x-request-id", ticket.request_id.encode())]
         await send_bytes(send, response.status, payload, content_type, id_header)
@@ -372,11 +408,15 @@ class Proxy:
             if status == "upstream_cut":
                 exchange.outcome, exchange.error = "upstream_error", "cut"
             record = self._record(ticket, relay.usage, relay.text, status)
-            settled = await self._settle(record)  # before the stream's end leaves
+            try:
+                settled: SettleOutcome | None = await self._settle(record)  # before the end
+            except SettlementLost:
+                settled, status = None, "unrecorded"
+                exchange.record, exchange.error = None, "settlement_lost"
             ending = STREAM_ENDINGS.get(status, b"")
             if status == "ok" and settled is not None and settled.crossed:
                 ending = self._notice(ticket, settled) + ending
-            if relay.done:
+            if relay.done and status != "unrecorded":
                 ending += DONE
             await send({"type": "http.response.body", "body": ending})
 
@@ -427,25 +467,23 @@ class Proxy:
             ticket.exchange.content = {"input": ticket.body.get(field), "output": generated()}
         return record
 
-    async def _settle(self, record: UsageRecord) -> SettleOutcome | None:
+    async def _settle(self, record: UsageRecord) -> SettleOutcome:
         """Settle in a task of its own: a cancelled request (shutdown) still settles, and
-        `drain` waits for it before the pools close. None when it could not settle."""
-        task = asyncio.create_task(self._settle_with_retries(record))
+        `drain` waits for it before the pools close. Raises `SettlementLost` when the usage
+        reached neither the database nor the journal."""
+        task = asyncio.create_task(self._settle_once(record))
         self._settling.add(task)
-        task.add_done_callback(self._settling.discard)
+        task.add_done_callback(self._settled)
         return await asyncio.shield(task)
 
-    async def _settle_with_retries(self, record: UsageRecord) -> SettleOutcome | None:
+    def _settled(self, task: asyncio.Task[SettleOutcome]) -> None:
+        self._settling.discard(task)
+        if not task.cancelled():
+            task.exception()  # retrieved: a loss is logged where it happens, not by asyncio
+
+    async def _settle_once(self, record: UsageRecord) -> SettleOutcome:
         try:
-            for attempt in range(SETTLE_ATTEMPTS):
-                try:
-                    return await self.ledger.settle(record)
-                except DATABASE_ERRORS as error:
-                    self.metrics.store_errors.labels("database").inc()
-                    log.warning("settle_retry", request_id=record.request_id, error=str(error))
-                    await asyncio.sleep(0.2 * 2**attempt)
-            log.error("settle_failed", request_id=record.request_id, billable=record.billable)
-            return None
+            return await self.settlements.settle(record)
         finally:
             self.metrics.reservations_open.dec()
 
@@ -453,7 +491,7 @@ class Proxy:
         self.metrics.reservations_open.dec()
         try:
             await self.ledger.release(ticket.caller.user_id, ticket.request_id)
-        except DATABASE_ERRORS as error:  # the reservation expires by itself
+        except StoreUnavailable as error:  # the reservation expires by itself
             self.metrics.store_errors.labels("database").inc()
             log.warning("release_failed", request_id=ticket.request_id, error=str(error))
 

@@ -29,7 +29,7 @@ from solaris.ledger.thresholds import NO_THRESHOLDS, Thresholds, enqueue_thresho
 from solaris.store.database import Database
 from solaris.store.schema import accounts, ledger_entries, reservations, usage
 
-__all__ = ["Clock", "Ledger", "SettleOutcome", "UsageRecord", "utcnow"]
+__all__ = ["Clock", "Hold", "Ledger", "SettleOutcome", "UsageRecord", "utcnow"]
 
 Clock = Callable[[], datetime]
 # Credits granted with an expiry by another process are swept within this long.
@@ -58,6 +58,7 @@ class UsageRecord:
     status: str  # "ok" | "client_disconnected" | "upstream_cut"
     latency_ms: int
     conversation_id: str | None = None
+    finished_at: datetime | None = None  # set when journaled: the replay keeps the real time
 
     def __post_init__(self) -> None:
         assert self.request_id, "a usage record needs its request id"
@@ -66,11 +67,22 @@ class UsageRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class Hold:
+    """What a reservation got: `amount` tokens held (0: refused), and the account's balance
+    then, holds aside (a refusal with a balance of at least the minimum is the user's other
+    requests still holding it, not a balance used up)."""
+
+    amount: int
+    balance: int
+
+
+@dataclass(frozen=True, slots=True)
 class SettleOutcome:
     charged: int
     already_settled: bool
     crossed: tuple[int, ...] = ()  # thresholds (percent of the period) this settle crossed
     balance: int | None = None  # after the settle, when a threshold was crossed
+    journaled: bool = False  # the database was away: written to the journal, replayed later
 
 
 class Ledger:
@@ -93,17 +105,25 @@ class Ledger:
 
     async def reserve(
         self, user_id: int, request_id: str, wanted: int, minimum: int, ttl_s: float
-    ) -> int:
-        """Hold up to `wanted` billable tokens, at least `minimum`; 0 when not even that fits."""
+    ) -> Hold:
+        """Hold up to `wanted` billable tokens, at least `minimum`; 0 when not even that fits.
+        Holds past their expiry stop counting whenever they would make this one smaller."""
         assert 0 < minimum <= wanted, (minimum, wanted)
         now = self.clock()
         async with self.database.transaction() as conn:
-            available = await self._available(conn, user_id)
-            if available < minimum:
-                available += await self._expire_overdue(conn, user_id, now)
-            if available < minimum:
-                return 0
-            amount = min(wanted, available)
+            row = (
+                await conn.execute(
+                    select(accounts.c.balance, accounts.c.reserved)
+                    .where(accounts.c.user_id == user_id)
+                    .with_for_update()
+                )
+            ).one()
+            balance, reserved = int(row.balance), int(row.reserved)
+            if reserved > 0 and balance - reserved < wanted:
+                reserved -= await self._expire_overdue(conn, user_id, now)
+            if balance - reserved < minimum:
+                return Hold(0, balance)
+            amount = min(wanted, balance - reserved)
             await conn.execute(
                 update(accounts)
                 .where(accounts.c.user_id == user_id)
@@ -119,11 +139,11 @@ class Ledger:
                     expires_at=now + timedelta(seconds=ttl_s),
                 )
             )
-        return amount
+        return Hold(amount, balance)
 
     async def settle(self, record: UsageRecord) -> SettleOutcome:
         """Charge what was used, close the reservation; idempotent by request id."""
-        now = self.clock()
+        now = record.finished_at or self.clock()
         async with self.database.transaction() as conn:
             inserted = await conn.execute(
                 self._insert(usage)
@@ -413,16 +433,6 @@ class Ledger:
             update(accounts).where(accounts.c.user_id == user_id).values(next_expiry=soonest)
         )
         return soonest
-
-    async def _available(self, conn: AsyncConnection, user_id: int) -> int:
-        row = (
-            await conn.execute(
-                select(accounts.c.balance, accounts.c.reserved)
-                .where(accounts.c.user_id == user_id)
-                .with_for_update()
-            )
-        ).one()
-        return int(row.balance) - int(row.reserved)
 
     async def _expire_overdue(self, conn: AsyncConnection, user_id: int, now: datetime) -> int:
         """Expire this user's reservations past their deadline; returns the tokens freed."""

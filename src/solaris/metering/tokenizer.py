@@ -91,6 +91,16 @@ def encoding_for_model(model: str) -> tiktoken.Encoding:
     return get_encoding(encoding_name(model))
 
 
+@lru_cache(maxsize=1024)
+def is_exact(model: str) -> bool:
+    """Whether `model`'s own tokenizer is shipped (else o200k_base stands in for it)."""
+    try:
+        name = encoding_name_for_model(model.rsplit("/", 1)[-1])
+    except KeyError:
+        return False
+    return name in SHIPPED_ENCODINGS or name.startswith("o200k")
+
+
 def count_tokens(model: str, text: str) -> int:
     """Tokens in `text` for `model`; special-token text such as "<|endoftext|>" is plain text."""
     # encode_ordinary is tiktoken's faster equivalent of encode(text, disallowed_special=()).

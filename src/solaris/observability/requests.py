@@ -23,8 +23,10 @@ class Exchange:
     started: float
     model: str = ""
     user_id: int | None = None
+    external_id: str | None = None  # the LibreChat user id, when LibreChat named the user
     status: int = 0
-    outcome: str = ""  # served | blocked | limited | rejected | upstream_error | unavailable
+    # served | blocked | held | limited | rejected | upstream_error | unavailable | error
+    outcome: str = ""
     upstream_sent: float | None = None
     upstream_first_byte: float | None = None
     upstream_done: float | None = None
@@ -81,6 +83,7 @@ class RequestLog:
             request_id=exchange.request_id,
             route=exchange.route,
             user_id=exchange.user_id,
+            librechat_user=exchange.external_id,
             model=exchange.model or None,
             status=exchange.status,
             outcome=exchange.outcome,
