@@ -34,8 +34,8 @@ FROM ${PYTHON_IMAGE} AS runtime
 RUN groupadd --system --gid 10001 solaris \
     && useradd --system --uid 10001 --gid solaris --home-dir /app --no-create-home \
        --shell /usr/sbin/nologin solaris \
-    && mkdir -p /app /data \
-    && chown solaris:solaris /data
+    && mkdir -p /app /data/journal \
+    && chown -R solaris:solaris /data
 COPY --from=build /app/.venv /app/.venv
 ENV PATH=/app/.venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \

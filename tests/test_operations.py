@@ -123,6 +123,7 @@ def test_logs_have_one_json_line_per_request_and_no_message_content(fresh: Gatew
     assert len(requests) == 2
     first = next(r for r in requests if r["request_id"] == served.headers["x-request-id"])
     assert first["status"] == 200 and first["outcome"] == "served"
+    assert first["librechat_user"] == "log-user" and isinstance(first["user_id"], int)
     assert first["billable"] > 0 and first["estimated"] is False
     assert first["gateway_ms"] >= 0 and first["upstream_ms"] > 0
     started = next(line for line in lines if line.get("event") == "started")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import re
 import signal
 import subprocess
 import time
@@ -131,6 +132,13 @@ def test_rpm_holds_across_two_gateways_sharing_redis(two_planned: tuple[Gateway,
     assert len(limited) == 7
     assert all(1 <= int(r.headers["retry-after"]) <= 60 for r in limited)
     assert limited[0].json()["error"]["code"] == "rate_limit_exceeded"
+    # In the user's language (SOLARIS_LANGUAGE is pt-BR by default), seconds as pt-BR writes them.
+    message = limited[0].json()["error"]["message"]
+    assert re.fullmatch(
+        r"Limite de solicitações por minuto do seu plano \(basic: 5\) atingido\. "
+        r"Tente de novo em \d+,\d s\.",
+        message,
+    ), message
     assert len(first.usage_rows(user)) == 5
 
 
