@@ -203,7 +203,10 @@ def test_readyz_follows_postgresql_going_down_and_coming_back(
                 assert down.json()["checks"]["database"].startswith("unreachable")
                 with gateway.client("pg-user") as http:
                     refused = http.post("/v1/chat/completions", json=chat())
+                    listed = http.get("/v1/models")
                 assert refused.status_code == 503  # fail closed
+                assert listed.status_code == 503
+                assert listed.json()["error"]["code"] == "service_unavailable"
                 wait_for(
                     "the outage alert", lambda: system_events(hooks) == ["database_unreachable"]
                 )

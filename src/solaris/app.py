@@ -26,7 +26,14 @@ from starlette.types import Receive, Scope, Send
 from solaris.admin.api import admin_api
 from solaris.alerts.service import Alerting
 from solaris.config import Settings
-from solaris.errors import ApiError, BadRequest, NotFound, UpstreamUnreachable
+from solaris.errors import (
+    ApiError,
+    BadRequest,
+    NotFound,
+    ServiceUnavailable,
+    StoreUnavailable,
+    UpstreamUnreachable,
+)
 from solaris.gateway.body import ENDPOINTS
 from solaris.gateway.identity import Identity
 from solaris.gateway.proxy import Proxy
@@ -153,11 +160,15 @@ class Gateway:
         headers: dict[bytes, bytes] = dict(scope["headers"])
         plan: Plan | None = None
         try:
-            plan = (await self.identity.resolve(headers, {})).plan
-        except BadRequest:
-            await self.identity.authenticate(headers)
+            try:
+                plan = (await self.identity.resolve(headers, {})).plan
+            except BadRequest:  # the service key without a user: the whole catalogue
+                await self.identity.authenticate(headers)
         except ApiError as error:
             await send_error(send, error)
+            return
+        except StoreUnavailable:
+            await send_error(send, ServiceUnavailable("The gateway's database is unavailable."))
             return
         if self.settings.models:
             names = list(self.settings.models)
