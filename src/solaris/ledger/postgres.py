@@ -14,7 +14,7 @@ import asyncpg  # type: ignore[import-untyped]
 
 from solaris.ledger.ledger import Clock, Hold, Ledger, SettleOutcome, UsageRecord, utcnow
 from solaris.ledger.thresholds import NO_THRESHOLDS, Thresholds
-from solaris.store.database import DRIVER_ERRORS, Database, unavailable
+from solaris.store.database import Database, is_outage, unavailable
 
 __all__ = ["PostgresLedger"]
 
@@ -106,8 +106,8 @@ class PostgresLedger(Ledger):
         await self._fetchrow(RELEASE, user_id, request_id, self.clock())
 
     async def _fetchrow(self, query: str, *args: object) -> Any:
-        """One call; any driver error comes out as `StoreUnavailable` (see store/database.py),
-        after one more try on a fresh connection when the first one had died."""
+        """One call; an outage comes out as `StoreUnavailable` (see store/database.py), after
+        one more try on a fresh connection when the first one had died."""
         assert self._pool is not None, "PostgresLedger.start() was not awaited"
         for attempt in range(1, CALL_ATTEMPTS + 1):
             try:
@@ -115,8 +115,10 @@ class PostgresLedger(Ledger):
             except CONNECTION_ERRORS as error:
                 if attempt == CALL_ATTEMPTS:
                     raise unavailable(error) from error
-            except DRIVER_ERRORS as error:
-                raise unavailable(error) from error
+            except Exception as error:
+                if is_outage(error):
+                    raise unavailable(error) from error
+                raise
         raise AssertionError("unreachable")
 
     @staticmethod

@@ -73,6 +73,10 @@ class Settlements:
         except (StoreUnavailable, TimeoutError) as error:
             self.metrics.store_errors.labels("database").inc()
             log.warning("settle_journaled", request_id=record.request_id, error=str(error))
+        except Exception:
+            # The database refused it (a bug, a schema out of step): kept and retried like an
+            # outage, so the charge waits for the operator's fix instead of vanishing.
+            log.exception("settle_refused_journaled", request_id=record.request_id)
         # The time the request finished, kept for the replay (its entry's date).
         entry = replace(record, finished_at=record.finished_at or self.ledger.clock())
         try:
@@ -93,27 +97,37 @@ class Settlements:
         self._wake.set()
         return SettleOutcome(charged=record.billable, already_settled=False, journaled=True)
 
-    async def replay(self) -> None:
-        """Settle what waits, oldest first; stops at the first database failure."""
+    async def replay(self) -> int:
+        """Settle what waits, oldest first; stops at the first outage. An entry the database
+        refuses stays (and is logged) while the others go on. Returns how many settled."""
+        settled = 0
         for record in list(self.journal.pending.values()):
-            await self._replay_one(record)
-            async with self._file_lock:
-                self.journal.settled(record.request_id)
-            self._changed()
+            if await self._replay_one(record):
+                async with self._file_lock:
+                    self.journal.settled(record.request_id)
+                settled += 1
         for orphan in list(self._orphans):
-            while orphan.records:
-                await self._replay_one(orphan.records[0])
-                orphan.records.pop(0)
-                self._changed()
-            self.journal.finish(orphan)
-            self._orphans.remove(orphan)
-            log.info("journal_adopted_and_replayed", path=str(orphan.path))
+            for record in list(orphan.records):
+                if await self._replay_one(record):
+                    orphan.records.remove(record)
+                    settled += 1
+            if not orphan.records:
+                self.journal.finish(orphan)
+                self._orphans.remove(orphan)
+                log.info("journal_adopted_and_replayed", path=str(orphan.path))
+        self._changed()
+        return settled
 
-    async def _replay_one(self, record: UsageRecord) -> None:
+    async def _replay_one(self, record: UsageRecord) -> bool:
         try:
             outcome = await asyncio.wait_for(self.ledger.settle(record), SETTLE_TIMEOUT_S)
         except TimeoutError as error:
             raise StoreUnavailable("the replayed settle timed out") from error
+        except StoreUnavailable:
+            raise
+        except Exception:
+            log.exception("settle_replay_refused", request_id=record.request_id)
+            return False
         self.metrics.journal_replayed.inc()
         log.info(
             "settle_replayed",
@@ -121,6 +135,7 @@ class Settlements:
             already_settled=outcome.already_settled,
             charged=outcome.charged,
         )
+        return True
 
     async def adopt(self) -> None:
         orphans = await asyncio.to_thread(self.journal.adopt)
@@ -132,17 +147,20 @@ class Settlements:
     async def run_forever(self, stop: asyncio.Event) -> None:
         next_scan = 0.0
         while not stop.is_set():
+            progress = False
             try:
                 if time.monotonic() >= next_scan:
                     next_scan = time.monotonic() + ORPHAN_SCAN_S
                     await self.adopt()
-                await self.replay()
+                progress = await self.replay() > 0
             except StoreUnavailable as error:
+                progress = True  # an outage: look again soon
                 log.info("journal_replay_waits", waiting=self.waiting, error=str(error))
-            except Exception:  # the replayer must outlive any one bad entry
+            except Exception:  # the replayer must outlive anything
                 log.exception("journal_replay_failed", waiting=self.waiting)
             self._wake.clear()
-            interval = REPLAY_INTERVAL_S if self.waiting else ORPHAN_SCAN_S
+            # Only refused entries left: they wait for the operator, looked at less often.
+            interval = REPLAY_INTERVAL_S if self.waiting and progress else ORPHAN_SCAN_S
             with suppress(TimeoutError):
                 await asyncio.wait_for(_first(stop, self._wake), interval)
 

@@ -5,10 +5,10 @@ the write lock up front so a concurrent CLI process waits (busy_timeout) instead
 half-way. PostgreSQL gets a pool that skips the reset round trip on return: every use is an
 explicit transaction that ends in COMMIT or ROLLBACK.
 
-This is the one boundary where the drivers' errors (SQLAlchemy's, asyncpg's, sqlite3's, and the
-socket errors under them) become `StoreUnavailable`: callers handle one error, whatever the
-driver. An `IntegrityError` passes through unchanged: it is an answer (a key exists), not a
-failure, and callers act on it.
+This is the one boundary where the drivers' outage errors (SQLAlchemy's, asyncpg's, sqlite3's,
+and the socket errors under them) become `StoreUnavailable`: callers handle one error, whatever
+the driver. A statement the database refused (`IntegrityError`: a key exists; a trigger's
+refusal) is an answer, not an outage, and passes through unchanged.
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import asyncpg  # type: ignore[import-untyped]
+import sqlalchemy.exc
 from sqlalchemy import event, select, text
 from sqlalchemy.engine import Connection as SyncConnection
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from solaris.config import sqlite_path
@@ -36,6 +36,7 @@ __all__ = [
     "DRIVER_ERRORS",
     "Database",
     "async_url",
+    "is_outage",
     "migrate",
     "open_database",
     "store_errors",
@@ -45,19 +46,42 @@ __all__ = [
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 MIGRATION_LOCK = 0x501A815  # any constant: the advisory lock all `solaris migrate` runs share
-# Everything a database call can raise: asyncpg's three roots (server errors, client misuse such
-# as "another operation is in progress" on a broken connection, and protocol faults), the
-# socket and timeout errors under every driver, and what SQLAlchemy wraps them in.
+# What says the database could not be reached or the connection broke, whichever driver raised
+# it: sockets and timeouts, asyncpg's client-side errors ("another operation is in progress" on a
+# broken connection, protocol faults) and the server's connection and shutdown classes (08, 57),
+# SQLAlchemy's pool and operational errors, SQLite's "database is locked". A statement the
+# database *refused* (a constraint, a trigger, bad data) is an answer, not an outage: it passes
+# through as the driver raised it.
 DRIVER_ERRORS: tuple[type[BaseException], ...] = (
-    SQLAlchemyError,
-    asyncpg.PostgresError,
-    asyncpg.InterfaceError,
-    asyncpg.InternalClientError,
-    sqlite3.Error,
     OSError,
     TimeoutError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.exceptions.OperatorInterventionError,
+    asyncpg.exceptions.InsufficientResourcesError,
+    sqlite3.OperationalError,
+    sqlalchemy.exc.OperationalError,
+    sqlalchemy.exc.InterfaceError,
+    sqlalchemy.exc.TimeoutError,
+    sqlalchemy.exc.DisconnectionError,
 )
 ERROR_TEXT_MAX = 300
+
+
+def is_outage(error: BaseException) -> bool:
+    """Whether `error`, or what it wraps (SQLAlchemy keeps the driver's error as the cause),
+    means the database was not there."""
+    seen: BaseException | None = error
+    for _depth in range(4):  # SQLAlchemy error → adapted DBAPI error → asyncpg error
+        if seen is None:
+            return False
+        if isinstance(seen, DRIVER_ERRORS):
+            return True
+        if isinstance(seen, sqlalchemy.exc.DBAPIError) and seen.connection_invalidated:
+            return True
+        seen = getattr(seen, "orig", None) or seen.__cause__
+    return False
 
 
 def unavailable(error: BaseException) -> StoreUnavailable:
@@ -69,13 +93,13 @@ def unavailable(error: BaseException) -> StoreUnavailable:
 
 @asynccontextmanager
 async def store_errors() -> AsyncIterator[None]:
-    """Map any driver error raised inside to `StoreUnavailable` (`IntegrityError` passes)."""
+    """An outage raised inside comes out as `StoreUnavailable`; anything else as it was."""
     try:
         yield
-    except IntegrityError:
+    except Exception as error:
+        if is_outage(error):
+            raise unavailable(error) from error
         raise
-    except DRIVER_ERRORS as error:
-        raise unavailable(error) from error
 
 
 def async_url(database_url: str) -> str:
