@@ -364,8 +364,9 @@ def test_killing_one_instance_mid_load_loses_no_usage(
             )
             assert spend.status_code == 200, spend.text
             blocked = http.post("/v1/chat/completions", json=chat(False, max_tokens=16))
-            assert blocked.status_code == 402
-            assert blocked.headers["x-solaris-blocked"] == "insufficient_balance"
+            # The balance is there but held (by the dead instance): "try again", not "buy more".
+            assert blocked.status_code == 429
+            assert blocked.headers["x-solaris-blocked"] == "balance_held"
 
             # …until they expire by themselves: then the user is served again.
             deadline = time.monotonic() + RESERVATION_TIMEOUT_S + 15
