@@ -26,7 +26,7 @@ from starlette.types import Receive, Scope, Send
 from solaris.admin.api import admin_api
 from solaris.alerts.service import Alerting
 from solaris.config import Settings
-from solaris.errors import ApiError, BadRequest, NotFound, UpstreamUnreachable
+from solaris.errors import ApiError, MissingUser, NotFound, UpstreamUnreachable
 from solaris.gateway.body import ENDPOINTS
 from solaris.gateway.identity import Identity
 from solaris.gateway.proxy import Proxy
@@ -134,7 +134,7 @@ class Gateway:
         plan: Plan | None = None
         try:
             plan = (await self.identity.resolve(headers, {})).plan
-        except BadRequest:
+        except MissingUser:
             await self.identity.authenticate(headers)
         except ApiError as error:
             await send_error(send, error)

@@ -5,6 +5,7 @@
     ├── StoreError               the database is unusable (e.g. not migrated)
     └── ApiError                 answered to the client in OpenAI's error shape
         ├── BadRequest           400 invalid_request_error
+        │   └── MissingUser      400 the LibreChat service key names no user
         ├── Unauthorized         401 invalid_api_key
         ├── Forbidden            403 model_not_allowed
         │   └── UserBlocked      403 user_blocked (an admin blocked the user)
@@ -29,6 +30,7 @@ __all__ = [
     "BadRequest",
     "ConfigError",
     "Forbidden",
+    "MissingUser",
     "NotFound",
     "PayloadTooLarge",
     "RateLimited",
@@ -84,6 +86,11 @@ class ApiError(SolarisError):
 class BadRequest(ApiError):
     status = 400
     type = "invalid_request_error"
+
+
+class MissingUser(BadRequest):
+    """The LibreChat service key came with no user id (header empty, no body `user`); the model
+    list answers it with the whole catalogue instead."""
 
 
 class Unauthorized(ApiError):

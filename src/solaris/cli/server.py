@@ -31,6 +31,7 @@ def serve(
     import uvicorn
 
     from solaris.app import build_app
+    from solaris.gateway.server_protocol import GatewayHttpProtocol
 
     overrides = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
     settings = load_settings(**overrides)
@@ -51,7 +52,7 @@ def serve(
         host=settings.host,
         port=settings.port,
         loop="uvloop",
-        http="httptools",
+        http=GatewayHttpProtocol,  # httptools, its own 400s in OpenAI's error shape
         access_log=False,  # the gateway logs one structured line per request itself
         log_level="warning",
         lifespan="on",
