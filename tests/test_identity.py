@@ -131,3 +131,20 @@ def test_header_the_http_parser_refuses_gets_an_openai_400(
     assert headers["content-type"] == "application/json"
     error = json.loads(payload)["error"]
     assert error["type"] == "invalid_request_error" and "header" in error["message"]
+
+
+def test_the_email_follows_the_header_for_a_user_created_before_their_first_chat(
+    gateway: Gateway, user: str
+) -> None:
+    gateway.cli("credits", "grant", user, "10000")
+    assert shown_user(gateway, user)["email"] is None
+    with gateway.client(user) as http:
+        for email in ("ana@example.com", "ana@example.com", "ana.silva@example.com"):
+            response = http.post("/v1/chat/completions", json=CHAT, headers={EMAIL_HEADER: email})
+            assert response.status_code == 200, response.text
+            assert shown_user(gateway, user)["email"] == email
+        # An empty header (an unresolved placeholder) or a value that is no address keeps it.
+        for email in ("", "not an address"):
+            response = http.post("/v1/chat/completions", json=CHAT, headers={EMAIL_HEADER: email})
+            assert response.status_code == 200, response.text
+    assert shown_user(gateway, user)["email"] == "ana.silva@example.com"

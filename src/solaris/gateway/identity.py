@@ -6,6 +6,11 @@ LibreChat sets to the same id. LibreChat sends values beyond Latin-1 as `b64:<ba
 an unresolved placeholder arrives empty and is refused rather than billed to nobody. Every value
 is checked once, here, by `identity_values` (readable text, NFC, bounded), before any lookup.
 
+The user's e-mail follows the e-mail header: this process remembers the address it last knew
+stored for each user and writes only when the header brings another, so a user created before
+their first chat (e.g. by `solaris credits grant`) gets alert e-mails from their next request,
+without a database write per request.
+
 A user an admin blocked gets 403 `user_blocked`. The block rides on the per-user lookup the
 request path makes anyway (plan and block in one query, cached `PLAN_CACHE_TTL_S`), so it
 reaches every gateway process within that long, and at once in the process that blocked.
@@ -70,6 +75,9 @@ class Identity:
         self._conversation_header_name = settings.conversation_id_header
         self._blocked_text = BLOCKED_TEXT[settings.language]
         self._standings: OrderedDict[int, tuple[float, Standing]] = OrderedDict()
+        # The e-mail this process last knew stored per user: a header that brings the same one
+        # costs nothing. Unknown (evicted, or seen first by another process) means one write.
+        self._emails: OrderedDict[int, str | None] = OrderedDict()
 
     async def resolve(self, headers: Mapping[bytes, bytes], body: Mapping[str, Any]) -> Caller:
         key = _bearer(headers)
@@ -116,7 +124,11 @@ class Identity:
         if user_id is None:
             user = await self.users.ensure(external_id, email)
             user_id = user.id
+            self._remember_email(user_id, user.email)
             await self.cache.set("ext:" + external_id, user_id)
+        if email is not None and self._emails.get(user_id) != email:
+            await self.users.set_email(user_id, email)
+            self._remember_email(user_id, email)
         subscription = await self.subscription_of(user_id)
         return Caller(user_id, external_id, True, conversation_id or None, subscription)
 
@@ -142,6 +154,12 @@ class Identity:
     def _header(headers: Mapping[bytes, bytes], key: bytes, name: str, length_max: int) -> str:
         raw = headers.get(key)
         return header_text(raw, name, length_max) if raw else ""
+
+    def _remember_email(self, user_id: int, email: str | None) -> None:
+        self._emails[user_id] = email
+        self._emails.move_to_end(user_id)
+        if len(self._emails) > PLAN_CACHE_ENTRIES_MAX:
+            self._emails.popitem(last=False)
 
     async def subscription_of(self, user_id: int) -> Subscription:
         """The user's plan; raises `UserBlocked` for a blocked user."""
