@@ -54,6 +54,7 @@ def serve(
         loop="uvloop",
         http=GatewayHttpProtocol,  # httptools, its own 400s in OpenAI's error shape
         access_log=False,  # the gateway logs one structured line per request itself
+        log_config=None,  # keep configure_logging's handler: uvicorn's lines in our format
         log_level="warning",
         lifespan="on",
         timeout_graceful_shutdown=settings.shutdown_grace_s,
@@ -68,6 +69,7 @@ def migrate_command() -> None:
     """Create or upgrade the database schema (SOLARIS_DATABASE_URL)."""
 
     async def job(settings: Settings, database: Database) -> str | None:
+        configure_logging(settings.log_format)  # the seeding's lines, as `serve` writes them
         revision = await migrate(database)
         await Plans(database).sync_from_settings(settings, utcnow())
         return revision
