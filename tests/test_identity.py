@@ -8,13 +8,15 @@ from __future__ import annotations
 import base64
 import json
 import socket
+import time
 import unicodedata
 import uuid
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.conftest import SERVICE_KEY, Gateway
+from tests.conftest import SERVICE_KEY, Database, Gateway, gateway_env, start_gateway
 
 USER_HEADER = "X-LibreChat-User-Id"
 EMAIL_HEADER = "X-LibreChat-User-Email"
@@ -148,3 +150,21 @@ def test_the_email_follows_the_header_for_a_user_created_before_their_first_chat
             response = http.post("/v1/chat/completions", json=CHAT, headers={EMAIL_HEADER: email})
             assert response.status_code == 200, response.text
     assert shown_user(gateway, user)["email"] == "ana.silva@example.com"
+
+
+def test_the_email_follows_the_header_across_two_gateways(provider: str, tmp_path: Path) -> None:
+    """What a process remembers of the stored e-mail is refreshed when its id lookup expires:
+    an address another process stored since does not stop this one from storing the header's."""
+    backend = Database(f"sqlite:///{tmp_path}/pair.db", None)
+    env = gateway_env(tmp_path, provider, backend, SOLARIS_IDENTITY_CACHE_TTL_S="1")
+    for one in start_gateway(env, tmp_path):
+        for two in start_gateway(env, tmp_path):
+            one.fund("moving-user", 10_000)
+            for gateway, email in ((one, "old@example.com"), (two, "new@example.com")):
+                with gateway.client("moving-user", **{EMAIL_HEADER: email}) as http:
+                    assert http.post("/v1/chat/completions", json=CHAT).status_code == 200
+            assert shown_user(one, "moving-user")["email"] == "new@example.com"
+            time.sleep(1.2)  # what the first gateway remembers has expired
+            with one.client("moving-user", **{EMAIL_HEADER: "old@example.com"}) as http:
+                assert http.post("/v1/chat/completions", json=CHAT).status_code == 200
+            assert shown_user(one, "moving-user")["email"] == "old@example.com"

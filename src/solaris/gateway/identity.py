@@ -77,6 +77,8 @@ class Identity:
         self._standings: OrderedDict[int, tuple[float, Standing]] = OrderedDict()
         # The e-mail this process last knew stored per user: a header that brings the same one
         # costs nothing. Unknown (evicted, or seen first by another process) means one write.
+        # Every miss of the id cache re-reads the user and so refreshes this: what another
+        # process stored since is seen within the id cache's TTL, at no extra query.
         self._emails: OrderedDict[int, str | None] = OrderedDict()
 
     async def resolve(self, headers: Mapping[bytes, bytes], body: Mapping[str, Any]) -> Caller:
