@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 import signal
+import socket
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -222,6 +224,87 @@ def test_readyz_follows_postgresql_going_down_and_coming_back(
         assert system_events(hooks) == ["database_unreachable", "database_recovered"]
     finally:
         cluster.destroy()
+
+
+def _keep_asking(gateway: Gateway, stop: threading.Event, statuses: list[int]) -> None:
+    with gateway.client("outage-user") as http:
+        while not stop.is_set():
+            try:
+                statuses.append(http.post("/v1/chat/completions", json=chat()).status_code)
+            except httpx.TransportError:
+                statuses.append(0)
+
+
+def _through_an_outage(gateway: Gateway, cluster: PrivateCluster) -> list[int]:
+    """Four clients asking while PostgreSQL stops for a few seconds; their answers' statuses."""
+    statuses: list[int] = []
+    stop = threading.Event()
+    clients = [
+        threading.Thread(target=_keep_asking, args=(gateway, stop, statuses)) for _ in range(4)
+    ]
+    for client in clients:
+        client.start()
+    try:
+        wait_for("requests served", lambda: 200 in statuses)
+        cluster.stop()
+        wait_for("requests refused", lambda: 503 in statuses)
+        time.sleep(3)  # the pool tries, and fails, to reconnect meanwhile
+        cluster.start()
+        served = statuses.count(200)
+        wait_for("requests served again", lambda: statuses.count(200) > served + 5)
+    finally:
+        stop.set()
+        for client in clients:
+            client.join(timeout=60)
+    return statuses
+
+
+@pytest.mark.skipif(BIN is None, reason="PostgreSQL server binaries are not installed")
+def test_every_log_line_is_one_json_object_while_postgresql_goes_away(
+    provider: str, tmp_path: Path
+) -> None:
+    """asyncpg's reconnection tracebacks, uvicorn's and asyncio's errors: JSON like ours."""
+    cluster = PrivateCluster()
+    cluster.create()
+    try:
+        env = gateway_env(
+            tmp_path, provider, Database(cluster.url, None), SOLARIS_LOG_FORMAT="json"
+        )
+        for gateway in start_gateway(env, tmp_path):
+            gateway.fund("outage-user", 1_000_000)
+            statuses = _through_an_outage(gateway, cluster)
+        lines = gateway.log.read_text().splitlines()
+    finally:
+        cluster.destroy()
+    assert 503 in statuses
+    records = []
+    for line in lines:
+        record = orjson.loads(line)  # fails on a raw traceback line
+        assert isinstance(record, dict), line
+        records.append(record)
+    assert any(record.get("event") == "database_unavailable" for record in records)
+    floor = [record for record in records if record.get("logger") == "asyncpg.pool"]
+    assert floor, "asyncpg's reconnection warnings, as JSON objects"
+    assert all(record["level"] == "warning" and "exception" in record for record in floor)
+
+
+def test_console_logs_render_the_gateways_and_uvicorns_lines_alike(
+    provider: str, tmp_path: Path
+) -> None:
+    backend = Database(f"sqlite:///{tmp_path}/console.db", None)
+    env = gateway_env(tmp_path, provider, backend, SOLARIS_LOG_FORMAT="console")
+    for gateway in start_gateway(env, tmp_path):
+        host, port = gateway.url.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port)), timeout=10) as connection:
+            connection.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Bad: \x01\r\n\r\n")
+            assert connection.recv(65536).startswith(b"HTTP/1.1 400")
+        time.sleep(0.3)
+        text = re.sub(r"\x1b\[[0-9;]*m", "", gateway.log.read_text())
+    lines = text.splitlines()
+    assert not any(line.startswith("{") for line in lines)
+    assert any(" started " in line for line in lines)
+    [refused] = [line for line in lines if "Invalid HTTP request received." in line]
+    assert "warning" in refused and "uvicorn.error" in refused
 
 
 def test_the_grafana_dashboard_queries_only_metrics_the_gateway_exports(fresh: Gateway) -> None:

@@ -28,7 +28,7 @@ from solaris.alerts.service import Alerting
 from solaris.config import Settings
 from solaris.errors import (
     ApiError,
-    BadRequest,
+    MissingUser,
     NotFound,
     ServiceUnavailable,
     StoreUnavailable,
@@ -162,7 +162,7 @@ class Gateway:
         try:
             try:
                 plan = (await self.identity.resolve(headers, {})).plan
-            except BadRequest:  # the service key without a user: the whole catalogue
+            except MissingUser:  # the service key without a user: the whole catalogue
                 await self.identity.authenticate(headers)
         except ApiError as error:
             await send_error(send, error)

@@ -7,6 +7,7 @@
     │   └── SettlementLost       a settlement reached neither the database nor the journal
     └── ApiError                 answered to the client in OpenAI's error shape
         ├── BadRequest           400 invalid_request_error
+        │   └── MissingUser      400 the LibreChat service key names no user
         ├── Unauthorized         401 invalid_api_key
         ├── Forbidden            403 model_not_allowed
         │   └── UserBlocked      403 user_blocked (an admin blocked the user)
@@ -34,6 +35,7 @@ __all__ = [
     "ConfigError",
     "Forbidden",
     "InternalError",
+    "MissingUser",
     "NotFound",
     "PayloadTooLarge",
     "RateLimited",
@@ -102,6 +104,11 @@ class ApiError(SolarisError):
 class BadRequest(ApiError):
     status = 400
     type = "invalid_request_error"
+
+
+class MissingUser(BadRequest):
+    """The LibreChat service key came with no user id (header empty, no body `user`); the model
+    list answers it with the whole catalogue instead."""
 
 
 class Unauthorized(ApiError):

@@ -31,6 +31,7 @@ def serve(
     import uvicorn
 
     from solaris.app import build_app
+    from solaris.gateway.server_protocol import GatewayHttpProtocol
 
     overrides = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
     settings = load_settings(**overrides)
@@ -51,8 +52,9 @@ def serve(
         host=settings.host,
         port=settings.port,
         loop="uvloop",
-        http="httptools",
+        http=GatewayHttpProtocol,  # httptools, its own 400s in OpenAI's error shape
         access_log=False,  # the gateway logs one structured line per request itself
+        log_config=None,  # keep configure_logging's handler: uvicorn's lines in our format
         log_level="warning",
         lifespan="on",
         timeout_graceful_shutdown=settings.shutdown_grace_s,
@@ -67,6 +69,7 @@ def migrate_command() -> None:
     """Create or upgrade the database schema (SOLARIS_DATABASE_URL)."""
 
     async def job(settings: Settings, database: Database) -> str | None:
+        configure_logging(settings.log_format)  # the seeding's lines, as `serve` writes them
         revision = await migrate(database)
         await Plans(database).sync_from_settings(settings, utcnow())
         return revision

@@ -3,7 +3,13 @@
 With the service key, the user is named by headers LibreChat fills in from `librechat.yaml`
 (`X-LibreChat-User-Id: "{{LIBRECHAT_USER_ID}}"`), falling back to the body's `user`, which
 LibreChat sets to the same id. LibreChat sends values beyond Latin-1 as `b64:<base64 of UTF-8>`;
-an unresolved placeholder arrives empty and is refused rather than billed to nobody.
+an unresolved placeholder arrives empty and is refused rather than billed to nobody. Every value
+is checked once, here, by `identity_values` (readable text, NFC, bounded), before any lookup.
+
+The user's e-mail follows the e-mail header: this process remembers the address it last knew
+stored for each user and writes only when the header brings another, so a user created before
+their first chat (e.g. by `solaris credits grant`) gets alert e-mails from their next request,
+without a database write per request.
 
 A user an admin blocked gets 403 `user_blocked`. The block rides on the per-user lookup the
 request path makes anyway (plan and block in one query, cached `PLAN_CACHE_TTL_S`), so it
@@ -12,8 +18,6 @@ reaches every gateway process within that long, and at once in the process that 
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import hmac
 import time
@@ -23,14 +27,17 @@ from dataclasses import dataclass
 from typing import Any
 
 from solaris.config import Settings
-from solaris.errors import BadRequest, Unauthorized, UserBlocked
+from solaris.errors import MissingUser, Unauthorized, UserBlocked
+from solaris.gateway.identity_values import clean_text, email_address, header_text
 from solaris.ledger.plans import Plan, Subscription
 from solaris.ledger.users import Standing, Users, hash_key
 from solaris.store.cache import IdentityCache
 
-__all__ = ["BLOCKED_TEXT", "Caller", "Identity", "decode_header_value"]
+__all__ = ["BLOCKED_TEXT", "Caller", "Identity"]
 
-EXTERNAL_ID_LENGTH_MAX = 255
+EXTERNAL_ID_LENGTH_MAX = 255  # users.external_id
+EMAIL_LENGTH_MAX = 320  # users.email
+CONVERSATION_ID_LENGTH_MAX = 128  # usage.conversation_id
 PLAN_CACHE_TTL_S = 5.0  # a plan change reaches every gateway process within this
 PLAN_CACHE_ENTRIES_MAX = 100_000
 BLOCKED_TEXT = {
@@ -52,16 +59,6 @@ class Caller:
         return self.subscription.plan
 
 
-def decode_header_value(raw: bytes, header: str) -> str:
-    value = raw.decode("latin-1").strip()
-    if not value.startswith("b64:"):
-        return value
-    try:
-        return base64.b64decode(value[4:], validate=True).decode("utf-8").strip()
-    except (binascii.Error, UnicodeDecodeError):
-        raise BadRequest(f"header {header}: invalid b64: value") from None
-
-
 class Identity:
     def __init__(self, settings: Settings, users: Users, cache: IdentityCache) -> None:
         self.users = users
@@ -74,8 +71,15 @@ class Identity:
         self._email_header = settings.user_email_header.lower().encode("latin-1")
         self._conversation_header = settings.conversation_id_header.lower().encode("latin-1")
         self._user_header_name = settings.user_id_header
+        self._email_header_name = settings.user_email_header
+        self._conversation_header_name = settings.conversation_id_header
         self._blocked_text = BLOCKED_TEXT[settings.language]
         self._standings: OrderedDict[int, tuple[float, Standing]] = OrderedDict()
+        # The e-mail this process last knew stored per user: a header that brings the same one
+        # costs nothing. Unknown (evicted, or seen first by another process) means one write.
+        # Every miss of the id cache re-reads the user and so refreshes this: what another
+        # process stored since is seen within the id cache's TTL, at no extra query.
+        self._emails: OrderedDict[int, str | None] = OrderedDict()
 
     async def resolve(self, headers: Mapping[bytes, bytes], body: Mapping[str, Any]) -> Caller:
         key = _bearer(headers)
@@ -110,30 +114,54 @@ class Identity:
     async def _librechat_user(
         self, headers: Mapping[bytes, bytes], body: Mapping[str, Any]
     ) -> Caller:
-        raw = headers.get(self._user_header)
-        external_id = decode_header_value(raw, self._user_header_name) if raw else ""
+        external_id = self._external_id(headers, body)
+        conversation_id = self._header(
+            headers, self._conversation_header, self._conversation_header_name,
+            CONVERSATION_ID_LENGTH_MAX,
+        )  # fmt: skip
+        email = email_address(
+            self._header(headers, self._email_header, self._email_header_name, EMAIL_LENGTH_MAX)
+        )
+        user_id = await self.cache.get("ext:" + external_id)
+        if user_id is None:
+            user = await self.users.ensure(external_id, email)
+            user_id = user.id
+            self._remember_email(user_id, user.email)
+            await self.cache.set("ext:" + external_id, user_id)
+        if email is not None and self._emails.get(user_id) != email:
+            await self.users.set_email(user_id, email)
+            self._remember_email(user_id, email)
+        subscription = await self.subscription_of(user_id)
+        return Caller(user_id, external_id, True, conversation_id or None, subscription)
+
+    def _external_id(self, headers: Mapping[bytes, bytes], body: Mapping[str, Any]) -> str:
+        """The user id header, else the body's `user`; refused when absent or unreadable."""
+        name = self._user_header_name
+        external_id = self._header(headers, self._user_header, name, EXTERNAL_ID_LENGTH_MAX)
         if not external_id:
             body_user = body.get("user")
-            external_id = body_user.strip() if isinstance(body_user, str) else ""
+            if isinstance(body_user, str):
+                external_id = clean_text(
+                    body_user.strip(" "), "`user` field", "user", EXTERNAL_ID_LENGTH_MAX
+                )
         if not external_id:
-            raise BadRequest(
-                f"No user id: the LibreChat service key needs a {self._user_header_name} header "
+            raise MissingUser(
+                f"No user id: the LibreChat service key needs a {name} header "
                 '("{{LIBRECHAT_USER_ID}}" in librechat.yaml) or a `user` field in the body.',
                 param="user",
             )
-        if len(external_id) > EXTERNAL_ID_LENGTH_MAX:
-            raise BadRequest("The user id is too long.", param="user")
-        conversation = headers.get(self._conversation_header)
-        conversation_id = conversation.decode("latin-1")[:128] if conversation else None
-        user_id = await self.cache.get("ext:" + external_id)
-        if user_id is None:
-            email_raw = headers.get(self._email_header)
-            email = decode_header_value(email_raw, "email") if email_raw else None
-            user = await self.users.ensure(external_id, email or None)
-            user_id = user.id
-            await self.cache.set("ext:" + external_id, user_id)
-        subscription = await self.subscription_of(user_id)
-        return Caller(user_id, external_id, True, conversation_id or None, subscription)
+        return external_id
+
+    @staticmethod
+    def _header(headers: Mapping[bytes, bytes], key: bytes, name: str, length_max: int) -> str:
+        raw = headers.get(key)
+        return header_text(raw, name, length_max) if raw else ""
+
+    def _remember_email(self, user_id: int, email: str | None) -> None:
+        self._emails[user_id] = email
+        self._emails.move_to_end(user_id)
+        if len(self._emails) > PLAN_CACHE_ENTRIES_MAX:
+            self._emails.popitem(last=False)
 
     async def subscription_of(self, user_id: int) -> Subscription:
         """The user's plan; raises `UserBlocked` for a blocked user."""

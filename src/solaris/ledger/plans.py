@@ -5,6 +5,12 @@ Plans live in the database. Those named in the YAML config (`plans:`) are writte
 `solaris plans`. With no plan configured at all, an implicit plan named "default" offers
 `SOLARIS_DEFAULT_ALLOWANCE_TOKENS` with no rate limits and every model. Each user has exactly one
 subscription; changing it is immediate and recorded in `plan_changes`.
+
+The implicit plan follows its setting: when `SOLARIS_DEFAULT_ALLOWANCE_TOKENS` differs from the
+value it last seeded (kept in that seeding's audit row, `plan.seed`), migrate and start-up write
+the new allowance and an audit row saying so. An admin's later edit of the plan (dashboard, API,
+`solaris plans set`) stays until the setting changes again: a setting that is unchanged says
+nothing new, an explicit edit does.
 """
 
 from __future__ import annotations
@@ -15,17 +21,34 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import select, update
+import structlog
+from sqlalchemy import select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from solaris.admin.audit import Actor, record
 from solaris.config import ModelPolicy, PlanConfig, Settings
 from solaris.store.database import Database
-from solaris.store.schema import plan_changes, plans, subscriptions
+from solaris.store.schema import audit_log, plan_changes, plans, subscriptions
 
-__all__ = ["DEFAULT_PLAN", "Plan", "PlanConfig", "Plans", "Subscription"]
+__all__ = [
+    "DEFAULT_PLAN",
+    "SEED_ACTION",
+    "SEED_ACTOR",
+    "Plan",
+    "PlanConfig",
+    "Plans",
+    "Subscription",
+]
+
+log = structlog.get_logger(__name__)
 
 DEFAULT_PLAN = "default"
+SEED_ACTOR = Actor("setting:SOLARIS_DEFAULT_ALLOWANCE_TOKENS")
+SEED_ACTION = "plan.seed"
+# Gateways starting together must not both seed: one PostgreSQL advisory lock serialises them
+# (SQLite's BEGIN IMMEDIATE already does).
+SEED_LOCK_KEY = 0x501A_0D5E
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,15 +131,60 @@ class Plans:
 
     async def sync_from_settings(self, settings: Settings, now: datetime) -> None:
         """Write the YAML's plans (or the implicit default plan) into the database."""
-        configured = dict(settings.plans)
-        if not configured and await self.get(DEFAULT_PLAN) is None:
-            configured = {
-                DEFAULT_PLAN: PlanConfig(
-                    allowance_tokens=settings.default_allowance_tokens, default=True
-                )
-            }
-        for name, config in configured.items():
+        if not settings.plans:
+            await self._follow_default_allowance(settings.default_allowance_tokens, now)
+        for name, config in settings.plans.items():
             await self.save(name, config, now)
+
+    async def _follow_default_allowance(self, allowance: int, now: datetime) -> None:
+        """Create the implicit plan, or give it the setting's allowance if the setting changed
+        since it last seeded; each seeding leaves its audit row."""
+        async with self.database.transaction() as conn:
+            if self.database.dialect == "postgresql":
+                await conn.execute(
+                    text("SELECT pg_advisory_xact_lock(:key)"), {"key": SEED_LOCK_KEY}
+                )
+            current = await conn.scalar(
+                select(plans.c.allowance_tokens).where(plans.c.name == DEFAULT_PLAN)
+            )
+            if current is None:
+                await self._insert_default(conn, allowance, now)
+                await _seeded(conn, None, allowance, allowance, now)
+                return
+            seeded = await _last_seeded(conn)
+            if seeded == allowance:
+                return  # the setting did not change: an admin's edit, if any, stays
+            if seeded is None and current != allowance and await _edited_by_admin(conn):
+                # Seeded before seedings were recorded, then edited: the edit is the newer
+                # decision. Remember the setting, so that changing it later applies.
+                log.warning(
+                    "default_plan_kept",
+                    plan=DEFAULT_PLAN,
+                    allowance_tokens=int(current),
+                    setting=allowance,
+                    change_with=f"solaris plans set {DEFAULT_PLAN} --allowance {allowance}",
+                )
+                await _seeded(conn, int(current), int(current), allowance, now)
+                return
+            await conn.execute(
+                update(plans)
+                .where(plans.c.name == DEFAULT_PLAN)
+                .values(allowance_tokens=allowance, updated_at=now)
+            )
+            await _seeded(conn, int(current), allowance, allowance, now)
+        if int(current) != allowance:
+            log.info(
+                "default_plan_follows_setting",
+                plan=DEFAULT_PLAN,
+                allowance_tokens_before=int(current),
+                allowance_tokens=allowance,
+            )
+
+    async def _insert_default(self, conn: AsyncConnection, allowance: int, now: datetime) -> None:
+        # The implicit plan is the default of a database without YAML plans (as it always was).
+        await conn.execute(update(plans).values(is_default=False))
+        row = _row(DEFAULT_PLAN, PlanConfig(allowance_tokens=allowance, default=True), now)
+        await conn.execute(plans.insert().values(row))  # absent, and we hold the lock
 
     async def get(self, name: str) -> Plan | None:
         async with self.database.transaction() as conn:
@@ -176,3 +244,43 @@ class Plans:
                 changed_by=by,
             )
         )
+
+
+async def _last_seeded(conn: AsyncConnection) -> int | None:
+    """The setting's value at the implicit plan's last seeding (None: never recorded)."""
+    after = await conn.scalar(
+        select(audit_log.c.after)
+        .where(
+            audit_log.c.action == SEED_ACTION,
+            audit_log.c.target_type == "plan",
+            audit_log.c.target_id == DEFAULT_PLAN,
+        )
+        .order_by(audit_log.c.id.desc())
+        .limit(1)
+    )
+    return None if after is None else int(orjson.loads(after)["setting"])
+
+
+async def _edited_by_admin(conn: AsyncConnection) -> bool:
+    found = await conn.scalar(
+        select(audit_log.c.id)
+        .where(
+            audit_log.c.action == "plan.save",
+            audit_log.c.target_type == "plan",
+            audit_log.c.target_id == DEFAULT_PLAN,
+        )
+        .limit(1)
+    )
+    return found is not None
+
+
+async def _seeded(
+    conn: AsyncConnection, before: int | None, after: int, setting: int, now: datetime
+) -> None:
+    """The seeding's audit row: the plan's allowance before and after, and the setting's value
+    (what the next start compares with)."""
+    await record(
+        conn, SEED_ACTOR, SEED_ACTION, "plan", DEFAULT_PLAN,
+        None if before is None else {"allowance_tokens": before},
+        {"allowance_tokens": after, "setting": setting}, now,
+    )  # fmt: skip

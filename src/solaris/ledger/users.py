@@ -89,6 +89,16 @@ class Users:
         assert found is not None
         return found
 
+    async def set_email(self, user_id: int, email: str) -> bool:
+        """Store the user's current e-mail (what LibreChat sends); False if it was already."""
+        async with self.database.transaction() as conn:
+            result = await conn.execute(
+                update(users)
+                .where(users.c.id == user_id, users.c.email.is_distinct_from(email))
+                .values(email=email)
+            )
+        return bool(result.rowcount)
+
     async def _open_account(self, conn: AsyncConnection, user_id: int) -> None:
         """A new user's account, subscribed to the default plan with its first allowance."""
         now = self.ledger.clock()
