@@ -238,6 +238,17 @@ def own_backend(backend: Database, tmp_path_factory: pytest.TempPathFactory) -> 
         yield Database(url, backend.redis_url)
 
 
+@pytest.fixture
+def fresh_backend(backend: Database, tmp_path: Path) -> Iterator[Database]:
+    """A database of the test's own: every gateway on a database delivers its whole outbox,
+    so a gateway of another test (another SMTP server) must not see these alerts."""
+    if backend.url.startswith("sqlite"):
+        yield Database(f"sqlite:///{tmp_path}/alerts.db", None)
+        return
+    with new_postgres_database() as url:
+        yield Database(url, backend.redis_url)
+
+
 @pytest.fixture(scope="session")
 def gateway(
     backend: Database, provider: str, tmp_path_factory: pytest.TempPathFactory

@@ -9,7 +9,6 @@ import asyncio
 import json
 import re
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from email.message import EmailMessage
 from pathlib import Path
@@ -109,17 +108,6 @@ def inbox_port() -> int:
 def sqlite_backend(tmp_path: Path) -> Database:
     """For what does not depend on the database (delivery, system checks): one run suffices."""
     return Database(f"sqlite:///{tmp_path}/alerts.db", None)
-
-
-@pytest.fixture
-def fresh_backend(backend: Database, tmp_path: Path) -> Iterator[Database]:
-    """A database of the test's own: every gateway on a database delivers its whole outbox,
-    so a gateway of another test (another SMTP server) must not see these alerts."""
-    if backend.url.startswith("sqlite"):
-        yield Database(f"sqlite:///{tmp_path}/alerts.db", None)
-        return
-    with new_postgres_database() as url:
-        yield Database(url, backend.redis_url)
 
 
 def test_crossing_80_and_100_mails_the_user_and_signs_the_webhook(

@@ -14,8 +14,6 @@ import asyncio
 import math
 import re
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +26,6 @@ from tests.conftest import (
     Database,
     Gateway,
     gateway_env,
-    new_postgres_database,
     start_gateway,
 )
 from tests.servers import free_port, wait_for
@@ -183,18 +180,8 @@ def test_a_balance_held_by_a_running_stream_is_no_exhaustion(
             ))  # fmt: skip
 
 
-@contextmanager
-def own_database(backend: Database, tmp_path: Path) -> Iterator[Database]:
-    """A database of the test's own (its outbox must reach this test's SMTP server only)."""
-    if backend.url.startswith("sqlite"):
-        yield Database(f"sqlite:///{tmp_path}/own.db", None)
-        return
-    with new_postgres_database() as url:
-        yield Database(url, backend.redis_url)
-
-
 def test_the_notice_and_the_mail_of_one_crossing_state_the_same_balance(
-    backend: Database, provider: str, tmp_path: Path, user: str
+    fresh_backend: Database, provider: str, tmp_path: Path, user: str
 ) -> None:
     port = free_port()
     email = f"{user}@example.com"
@@ -220,8 +207,8 @@ def test_the_notice_and_the_mail_of_one_crossing_state_the_same_balance(
 
             return await asyncio.gather(*(one() for _ in range(16)))
 
-    with smtp_server(port) as inbox, own_database(backend, tmp_path) as database:
-        env = gateway_env(tmp_path, provider, database, **alert_env(port))
+    with smtp_server(port) as inbox:
+        env = gateway_env(tmp_path, provider, fresh_backend, **alert_env(port))
         for gateway in start_gateway(env, tmp_path):
             # First sight with the e-mail header (a user made by a grant has no e-mail yet).
             with httpx.Client(base_url=gateway.url, headers=headers) as http:

@@ -156,9 +156,9 @@ def test_stream_cut_by_the_upstream_is_charged_for_what_arrived(
 HOLD_S = 5
 
 
-def test_reservation_of_a_killed_gateway_expires(
-    backend: Database, provider: str, tmp_path: Path, user: str
-) -> None:
+@pytest.fixture
+def pair(backend: Database, provider: str, tmp_path: Path) -> Iterator[tuple[Gateway, Gateway]]:
+    """Two gateways on one database whose reservations expire after HOLD_S."""
     env = gateway_env(
         tmp_path,
         provider,
@@ -166,18 +166,30 @@ def test_reservation_of_a_killed_gateway_expires(
         SOLARIS_STREAM_SECONDS_MAX="2",
         SOLARIS_RESERVATION_TIMEOUT_S=str(HOLD_S),
     )
-    body = chat(True, max_tokens=100, reply_tokens=100, chunk_delay_s=0.05)
-    headers = {"Authorization": f"Bearer {SERVICE_KEY}", "X-LibreChat-User-Id": user}
     doomed, survivor = start_gateway(env, tmp_path), start_gateway(env, tmp_path)
-    first, second = next(doomed), next(survivor)
-    first.fund(user, PROMPT + 110)  # one request at a time fits, not even a capped second
-    url = first.url + "/v1/chat/completions"
+    yield next(doomed), next(survivor)
+    for process in (doomed, survivor):
+        next(process, None)
+
+
+def kill_holding(gateway: Gateway, user: str, body: dict[str, Any]) -> float:
+    """Start a stream on `gateway` (its reservation open), kill -9 the gateway; when it died."""
+    headers = {"Authorization": f"Bearer {SERVICE_KEY}", "X-LibreChat-User-Id": user}
+    url = gateway.url + "/v1/chat/completions"
     with httpx.stream("POST", url, json=body, headers=headers) as response:
         next(response.iter_lines())  # the stream has started: its reservation is open
-        assert first.process is not None
-        first.process.send_signal(signal.SIGKILL)
-        first.process.wait()
-    killed_at = time.monotonic()
+        assert gateway.process is not None
+        gateway.process.send_signal(signal.SIGKILL)
+        gateway.process.wait()
+    return time.monotonic()
+
+
+def test_reservation_of_a_killed_gateway_expires(pair: tuple[Gateway, Gateway], user: str) -> None:
+    first, second = pair
+    first.fund(user, PROMPT + 110)  # one request at a time fits, not even a capped second
+    killed_at = kill_holding(
+        first, user, chat(True, max_tokens=100, reply_tokens=100, chunk_delay_s=0.05)
+    )
     assert second.usage_rows(user, settled=False) == [], "the killed request never settled"
     with second.client(user) as http:
         blocked = http.post("/v1/chat/completions", json=chat(False, max_tokens=100))
@@ -191,32 +203,16 @@ def test_reservation_of_a_killed_gateway_expires(
     assert served.status_code == 200, served.text
     [row] = second.usage_rows(user)
     assert second.user_row(user)["balance"] == PROMPT + 110 - row["billable"]
-    for process in (doomed, survivor):
-        next(process, None)
 
 
 def test_holds_of_a_killed_gateway_stop_capping_requests_once_expired(
-    backend: Database, provider: str, tmp_path: Path, user: str
+    pair: tuple[Gateway, Gateway], provider: str, user: str
 ) -> None:
     """A dead process's hold must not lower the completion cap of later requests for ever."""
-    env = gateway_env(
-        tmp_path,
-        provider,
-        backend,
-        SOLARIS_STREAM_SECONDS_MAX="2",
-        SOLARIS_RESERVATION_TIMEOUT_S=str(HOLD_S),
-    )
-    headers = {"Authorization": f"Bearer {SERVICE_KEY}", "X-LibreChat-User-Id": user}
-    doomed, survivor = start_gateway(env, tmp_path), start_gateway(env, tmp_path)
-    first, second = next(doomed), next(survivor)
+    first, second = pair
     funded = 100_000
     first.fund(user, funded)
-    slow = chat(True, max_tokens=60_000, reply_tokens=100, chunk_delay_s=0.05)
-    with httpx.stream("POST", first.url + "/v1/chat/completions", json=slow, headers=headers) as r:
-        next(r.iter_lines())  # its hold of ~60,000 tokens is open
-        assert first.process is not None
-        first.process.send_signal(signal.SIGKILL)
-        first.process.wait()
+    kill_holding(first, user, chat(True, max_tokens=60_000, reply_tokens=100, chunk_delay_s=0.05))
     time.sleep(HOLD_S + 0.2)
     assert second.user_row(user, settled=False)["held"] == 0, "an expired hold is not shown"
     asked = funded - PROMPT - 10  # fits the balance, not the balance minus the dead hold
@@ -230,5 +226,3 @@ def test_holds_of_a_killed_gateway_stop_capping_requests_once_expired(
     ]
     assert [body.get("max_tokens") for body in forwarded] == [asked], "the dead hold capped it"
     assert "ledger verified" in second.cli("ledger", "verify")
-    for process in (doomed, survivor):
-        next(process, None)
