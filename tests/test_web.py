@@ -540,6 +540,43 @@ def test_the_portal_shows_only_the_signed_in_users_data(gateway: Gateway) -> Non
         assert visitor.get(f"/portal/users/{their_id}").status_code == 404
 
 
+FORMULAS = ('=HYPERLINK("http://evil/","x")', "\t=1+1", "-2+3")
+
+
+def test_every_statement_csv_writes_formulas_as_text(gateway: Gateway) -> None:
+    """A model name a client chose and an operator's note that begin like a formula reach the
+    portal's CSV, the admin API's and the CLI's as text; numbers stay numbers."""
+    user = "web-csv-" + uuid.uuid4().hex[:8]
+    gateway.cli("credits", "grant", user, "1000", "--note", "=1+1 gift")
+    with gateway.client(user) as client:
+        for model in FORMULAS:
+            assert client.post("/v1/chat/completions", json={**CHAT, "model": model}).is_success
+    user_id = int(in_thread(lambda: gateway.user_row(user))["id"])
+    gateway.cli("credits", "deduct", user, "2000", "--note", "@SUM(A1) correction")
+    email = create_admin(gateway)
+    key = gateway.cli("admins", "key", "create", email, "--name", "csv").strip()
+    with Visitor(gateway) as member:
+        member.portal_sign_in(portal_link(gateway, user_id))
+        portal = member.get("/portal/statement.csv").content.decode("utf-8-sig")
+    api = httpx.get(
+        f"{gateway.url}/api/admin/users/{user_id}/statement",
+        params={"format": "csv"},
+        headers={"Authorization": f"Bearer {key}"},
+    ).text.lstrip("\ufeff")
+    target = Path(gateway.log).with_name(f"{user}.csv")
+    gateway.cli("statement", user, "--csv", str(target))
+    for text in (portal, api, target.read_text("utf-8-sig")):
+        rows = list(csv.DictReader(io.StringIO(text)))
+        assert [r["note"] for r in rows if r["kind"] in ("grant", "adjustment")] == [
+            "'=1+1 gift",
+            "'@SUM(A1) correction",
+        ]
+        assert [r["model"] for r in rows if r["kind"] == "usage"] == [f"'{m}" for m in FORMULAS]
+        closing = int(rows[-1]["balance"])  # a negative number, written as one
+        assert closing < 0 and rows[-1]["balance"] == str(closing)
+        assert closing == balance(gateway, user)
+
+
 def test_an_area_refuses_the_other_areas_session(gateway: Gateway) -> None:
     email = create_admin(gateway)
     _user, user_id = new_user(gateway)

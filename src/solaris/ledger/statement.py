@@ -13,6 +13,7 @@ from typing import TextIO
 
 from sqlalchemy import func, select
 
+from solaris.ledger.csv_cells import safe_row
 from solaris.ledger.lots import as_utc
 from solaris.store.database import Database
 from solaris.store.schema import ledger_entries, usage
@@ -50,20 +51,23 @@ class Statement:
     truncated: bool
 
     def write_csv(self, stream: TextIO) -> None:
+        """The lines as CSV; text a spreadsheet would run as a formula is neutralised."""
         writer = csv.writer(stream)
         writer.writerow(CSV_COLUMNS)
         for line in self.lines:
             writer.writerow(
-                (
-                    line.at.isoformat(),
-                    line.kind,
-                    line.model or "",
-                    "" if line.prompt_tokens is None else line.prompt_tokens,
-                    "" if line.completion_tokens is None else line.completion_tokens,
-                    line.amount,
-                    "" if line.estimated is None else ("yes" if line.estimated else "no"),
-                    line.balance,
-                    line.note or "",
+                safe_row(
+                    (
+                        line.at,
+                        line.kind,
+                        line.model,
+                        line.prompt_tokens,
+                        line.completion_tokens,
+                        line.amount,
+                        line.estimated,
+                        line.balance,
+                        line.note,
+                    )
                 )
             )
 
