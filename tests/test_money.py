@@ -236,6 +236,17 @@ async def test_statement_adds_up_to_the_enforced_balance_and_exports_csv(world: 
     rows = list(csv.reader(io.StringIO(buffer.getvalue())))
     assert rows[0][:3] == ["date", "kind", "model"]
     assert len(rows) == len(result.lines) + 1
+    grant_line = next(line for line in result.lines if line.kind == "grant")
+    assert grant_line.expires_at is not None and usage_line.expires_at is None
+    table = list(csv.DictReader(io.StringIO(buffer.getvalue())))
+    [grant_row] = [row for row in table if row["kind"] == "grant"]
+    assert grant_row["expires_at"] == grant_line.expires_at.isoformat()
+    # What was added and what was taken, each in its own column, add up to the closing balance.
+    debits, credits = (
+        sum(int(row[column] or 0) for row in table) for column in ("debit", "credit")
+    )
+    assert all(not (row["debit"] and row["credit"]) for row in table)
+    assert credits - debits == result.closing - result.opening
 
 
 async def test_verify_finds_a_row_edited_behind_the_ledgers_back(world: World) -> None:

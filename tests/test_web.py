@@ -276,11 +276,14 @@ def test_admin_signs_in_finds_a_user_and_grants_credits(web: Gateway, browser: B
     form = page.locator("[data-testid=grant-form]")
     form.locator("input[name=tokens]").fill("5000")
     form.locator("input[name=note]").fill("cortesia de boas-vindas")
+    form.locator("input[name=expires_in_days]").fill("30")
     form.locator("button[type=submit]").click()
     page.wait_for_url(re.compile(r".*\?done=grant$"))
     assert page.locator("[data-testid=flash]").inner_text() == "Créditos concedidos."
     assert page.locator("[data-testid=available]").inner_text() == pt_tokens(6000)
     assert "cortesia de boas-vindas" in page.locator("[data-testid=statement]").inner_text()
+    expiry = f"válido até {datetime.now(UTC) + timedelta(days=30):%d/%m/%Y}"
+    assert page.locator("[data-testid=expires]").inner_text().startswith(expiry)
     screenshots(page, "admin-user")
     assert in_thread(lambda: web.user_row(user))["balance"] == 6000
 
@@ -338,7 +341,10 @@ def test_user_opens_the_portal_from_a_block_reply_and_downloads_the_statement(
         page.click("[data-testid=csv]")
     assert download.value.suggested_filename.startswith("extrato-")
     rows = list(csv.DictReader(io.StringIO(Path(download.value.path()).read_text("utf-8-sig"))))
-    assert [(r["kind"], int(r["billable"])) for r in rows] == [("grant", 400), ("usage", -charged)]
+    assert [(r["kind"], r["credit"], r["debit"]) for r in rows] == [
+        ("grant", "400", ""),
+        ("usage", "", str(charged)),
+    ]
     assert rows[1]["model"] == "gpt-4o-mini" and int(rows[-1]["balance"]) == row["balance"]
 
     page.click("[data-testid=lang-switch]")
@@ -575,6 +581,39 @@ def test_every_statement_csv_writes_formulas_as_text(gateway: Gateway) -> None:
         closing = int(rows[-1]["balance"])  # a negative number, written as one
         assert closing < 0 and rows[-1]["balance"] == str(closing)
         assert closing == balance(gateway, user)
+
+
+def test_credit_lines_say_when_they_expire_on_every_face(gateway: Gateway) -> None:
+    user = "web-exp-" + uuid.uuid4().hex[:8]
+    gateway.cli("credits", "grant", user, "700", "--note", "pilot", "--expires-in-days", "10")
+    gateway.cli("credits", "grant", user, "300", "--note", "forever")
+    with gateway.client(user) as client:
+        assert client.post("/v1/chat/completions", json=CHAT).status_code == 200
+    user_id = int(in_thread(lambda: gateway.user_row(user))["id"])
+    key = gateway.cli("admins", "key", "create", create_admin(gateway), "--name", "x").strip()
+    api = httpx.get(
+        f"{gateway.url}/api/admin/users/{user_id}/statement",
+        headers={"Authorization": f"Bearer {key}"},
+    ).json()
+    expiries = [(line["note"], line["expires_at"]) for line in api["lines"]]
+    assert expiries[1:] == [("forever", None), (None, None)]  # a credit for good, then usage
+    assert expiries[0][0] == "pilot"
+    expires_at = datetime.fromisoformat(expiries[0][1])
+    assert timedelta(days=9, hours=23) < expires_at - datetime.now(UTC) <= timedelta(days=10)
+    with Visitor(gateway) as member:
+        member.portal_sign_in(portal_link(gateway, user_id))
+        page = member.get("/portal/statement").text
+        exported = member.get("/portal/statement.csv").content.decode("utf-8-sig")
+    rows = list(csv.DictReader(io.StringIO(exported)))
+    assert page.count('data-testid="expires"') == 1
+    assert f"válido até {expires_at:%d/%m/%Y %H:%M} UTC" in page
+    assert [(r["kind"], r["credit"], r["expires_at"]) for r in rows[:2]] == [
+        ("grant", "700", expires_at.isoformat()),
+        ("grant", "300", ""),
+    ]
+    assert rows[2]["kind"] == "usage" and int(rows[2]["debit"]) > 0 and rows[2]["credit"] == ""
+    debits, credits = (sum(int(r[c] or 0) for r in rows) for c in ("debit", "credit"))
+    assert int(rows[-1]["balance"]) == credits - debits == balance(gateway, user)
 
 
 def test_an_area_refuses_the_other_areas_session(gateway: Gateway) -> None:

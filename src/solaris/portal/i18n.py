@@ -210,6 +210,7 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "The period has more entries than fit here; download the CSV by month.",
     ),
     "statement.estimated": ("estimado", "estimated"),
+    "statement.expires": ("válido até {when}", "valid until {when}"),
     "statement.filename": ("extrato", "statement"),
     # Purchase.
     "buy.title": ("Comprar créditos", "Buy credits"),
