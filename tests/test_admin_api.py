@@ -63,8 +63,8 @@ def create_admin(env: dict[str, str], email: str, password: str) -> None:
 
 
 def client_address() -> str:
-    """A client address of the test's own (the gateway trusts X-Forwarded-For from loopback,
-    as behind a proxy): sign-in limits count per address, and other tests sign in too."""
+    """A client address of the test's own (the test gateways trust X-Forwarded-For from
+    loopback, their load balancer): sign-in limits count per address, other tests sign in too."""
     return f"198.51.100.{uuid.uuid4().int % 250 + 1}"
 
 

@@ -410,8 +410,9 @@ def test_email_magic_link_signs_in_without_telling_who_has_an_account(
 class Visitor:
     """A browser-like HTTP client keeping cookies by hand: httpx's cookie jar would not send a
     Secure cookie back over http://127.0.0.1, and these tests want to send any cookie anywhere.
-    Each visitor comes from its own address (X-Forwarded-For, honoured from loopback), so the
-    sign-in rate limits of one test never meet another's."""
+    Each visitor comes from its own address (X-Forwarded-For, which the test gateways honour
+    from loopback as from their load balancer), so the sign-in limits of one test never meet
+    another's."""
 
     def __init__(self, gateway: Gateway) -> None:
         address = f"10.{uuid.uuid4().int % 250}.{uuid.uuid4().int % 250}.{uuid.uuid4().int % 250}"
