@@ -33,15 +33,17 @@ import pytest
 from aiosmtpd.controller import Controller
 from playwright.sync_api import Browser, Page, sync_playwright
 from playwright.sync_api import Error as PlaywrightError
+from sqlalchemy import select
 
 from solaris.admin.admins import Admins
+from solaris.admin.sessions import token_digest
 from solaris.ledger.ledger import utcnow
 from solaris.portal.i18n import MESSAGES
 from solaris.portal.links import buy_url, sign_link
 from solaris.portal.templating import TEMPLATES_DIR
 from solaris.portal.user_actions import DONE
 from solaris.store.database import open_database
-from solaris.store.schema import ENTRY_KINDS
+from solaris.store.schema import ENTRY_KINDS, web_sessions
 from tests.conftest import Database, Gateway, gateway_env, migrate
 from tests.servers import free_port, spawn
 
@@ -63,6 +65,11 @@ CONTACT = "Escreva para financeiro@example.com"
 CSRF_INPUT = re.compile(r'name="csrf" value="([^"]+)"')
 MAIL_WAIT_S = 10.0
 CHAT = {"model": "gpt-4o-mini", "max_tokens": 20, "messages": [{"role": "user", "content": "oi"}]}
+ATTACKER = "http://attacker.test/"  # another site, served by the browser itself (page.route)
+ATTACK_PAGE = (
+    '<!doctype html><form method="post" action="{action}"></form>'
+    "<script>document.forms[0].submit()</script>"
+)
 
 
 def _missing(what: str, error: object) -> NoReturn:
@@ -294,6 +301,13 @@ def test_admin_signs_in_finds_a_user_and_grants_credits(web: Gateway, browser: B
     page.click("nav >> text=Auditoria")
     audit = page.locator("[data-testid=audit]").inner_text()
     assert "credits.grant" in audit and "admin:" in audit
+    # A page on another site that posts to the sign-out at once signs nobody out.
+    attack = ATTACK_PAGE.format(action=web.url + "/admin/logout")
+    page.route(ATTACKER + "**", lambda route: route.fulfill(content_type="text/html", body=attack))
+    page.goto(ATTACKER)
+    page.wait_for_url(re.compile(re.escape(web.url) + "/admin.*"))  # the post went through
+    page.goto(web.url + "/admin/users")
+    assert page.url == web.url + "/admin/users"  # still signed in
     page.click("text=Sair")
     page.wait_for_url(re.compile(r".*/admin/login$"))
     page.goto(web.url + "/admin")
@@ -615,6 +629,56 @@ def test_credit_lines_say_when_they_expire_on_every_face(gateway: Gateway) -> No
     assert rows[2]["kind"] == "usage" and int(rows[2]["debit"]) > 0 and rows[2]["credit"] == ""
     debits, credits = (sum(int(r[c] or 0) for r in rows) for c in ("debit", "credit"))
     assert int(rows[-1]["balance"]) == credits - debits == balance(gateway, user)
+
+
+def session_revoked(gateway: Gateway, token: str) -> bool:
+    """Whether the `web_sessions` row of this cookie's token is revoked."""
+
+    async def job() -> bool:
+        database = open_database(gateway.env["SOLARIS_DATABASE_URL"], pool_size=1)
+        try:
+            async with database.transaction() as conn:
+                revoked_at = await conn.scalar(
+                    select(web_sessions.c.revoked_at).where(
+                        web_sessions.c.token_sha256 == token_digest(token)
+                    )
+                )
+        finally:
+            await database.close()
+        return revoked_at is not None
+
+    return in_thread(lambda: asyncio.run(job()))
+
+
+def test_sign_out_wants_the_csrf_token_and_revokes_the_session(gateway: Gateway) -> None:
+    email = create_admin(gateway)
+    _user, user_id = new_user(gateway)
+    with Visitor(gateway) as admin, Visitor(gateway) as member:
+        admin.admin_sign_in(email)
+        member.portal_sign_in(portal_link(gateway, user_id))
+        for visitor, area in ((admin, "admin"), (member, "portal")):
+            cookie, home, logout = f"solaris_{area}", f"/{area}", f"/{area}/logout"
+            token, csrf = visitor.cookies[cookie], visitor.csrf(f"/{area}")
+            assert visitor.post(logout).status_code == 403
+            assert visitor.post(logout, data={"csrf": "x" * 43}).status_code == 403
+            # A foreign site's auto-post comes without our SameSite=Lax cookie.
+            foreign = httpx.post(gateway.url + logout, data={"csrf": csrf})
+            assert foreign.status_code == 303 and "set-cookie" not in foreign.headers
+            assert visitor.get(home).status_code == 200 and not session_revoked(gateway, token)
+            done = visitor.post(logout, data={"csrf": csrf})
+            assert done.status_code == 303 and done.headers["location"] == f"/{area}/login"
+            assert cookie not in visitor.cookies and session_revoked(gateway, token)
+            visitor.cookies[cookie] = token  # a copy of the old cookie opens nothing
+            assert visitor.get(home).status_code == 303
+    # The admin API's refresh cookie: cleared only with its session.
+    with Visitor(gateway) as script:
+        signed_in = script.post("/api/admin/login", json={"email": email, "password": PASSWORD})
+        assert signed_in.status_code == 200
+        refresh = script.cookies["solaris_admin_refresh"]
+        stray = httpx.post(gateway.url + "/api/admin/logout")
+        assert stray.status_code == 204 and "set-cookie" not in stray.headers
+        assert script.post("/api/admin/logout").status_code == 204
+        assert "solaris_admin_refresh" not in script.cookies and session_revoked(gateway, refresh)
 
 
 def test_an_area_refuses_the_other_areas_session(gateway: Gateway) -> None:

@@ -209,10 +209,16 @@ def admin_api(gateway: Gateway) -> FastAPI:
     async def logout(request: Request) -> Response:
         """End the refresh cookie's session (access tokens already issued run out by themselves)."""
         token = request.cookies.get(REFRESH_COOKIE)
-        if token:
-            await sessions.close(token)
         response = Response(status_code=204)
-        response.delete_cookie(REFRESH_COOKIE, path=REFRESH_PATH, httponly=True, samesite="strict")
+        if token is not None:  # the cookie is cleared only with its session, never alone
+            await sessions.close(token)
+            response.delete_cookie(
+                REFRESH_COOKIE,
+                path=REFRESH_PATH,
+                secure=auth.is_secure(request),
+                httponly=True,
+                samesite="strict",
+            )
         return response
 
     @app.get("/admin/me", tags=["auth"])
