@@ -63,6 +63,7 @@ PACKS = [
 ]
 CONTACT = "Escreva para financeiro@example.com"
 CSRF_INPUT = re.compile(r'name="csrf" value="([^"]+)"')
+FAILED_NOTICE = re.compile(r'data-testid="failed-sign-ins">([^<]+)<')
 MAIL_WAIT_S = 10.0
 CHAT = {"model": "gpt-4o-mini", "max_tokens": 20, "messages": [{"role": "user", "content": "oi"}]}
 ATTACKER = "http://attacker.test/"  # another site, served by the browser itself (page.route)
@@ -256,14 +257,20 @@ def test_admin_signs_in_finds_a_user_and_grants_credits(web: Gateway, browser: B
                 )
     context = browser.new_context(locale="pt-BR", viewport={"width": 1366, "height": 768})
     page = context.new_page()
-    errors = console_errors(page)
 
     page.goto(web.url + "/admin/users")
     assert "/admin/login" in page.url  # not signed in yet
-    page.fill("#email", email)
-    page.fill("#password", PASSWORD)
-    page.click("form[action='/admin/login'] button[type=submit]")
+    for password in ("wrong-password-1", "wrong-password-2", PASSWORD):
+        page.fill("#email", email)
+        page.fill("#password", password)
+        page.click("form[action='/admin/login'] button[type=submit]")
+        if password != PASSWORD:
+            assert page.locator("[role=alert]").inner_text() == "E-mail ou senha incorretos."
     page.wait_for_url(web.url + "/admin/users")
+    errors = console_errors(page)  # from here on (the browser logs each 401 above as one)
+    notice = page.locator("[data-testid=failed-sign-ins]").inner_text()
+    assert notice.startswith("Tentativas de entrar na sua conta que falharam desde a sua entrada")
+    assert ": 2;" in notice and "127.0.0.1" in notice
     page.click("nav >> text=Visão geral")
     page.wait_for_url(web.url + "/admin")
     assert page.locator("h1").inner_text() == "Visão geral"
@@ -749,14 +756,53 @@ def test_session_cookies_are_httponly_samesite_and_secure_over_https(
         assert "secure" in proxied.set_cookie["solaris_portal"].lower()
 
 
-def test_admin_sign_in_attempts_are_rate_limited(gateway: Gateway) -> None:
+def test_an_attacker_slows_down_but_cannot_lock_an_admin_out(gateway: Gateway) -> None:
     email = create_admin(gateway)
     with Visitor(gateway) as attacker:
         answers = [attacker.admin_sign_in(email, "wrong-password").status_code for _ in range(10)]
         assert answers == [401] * 10
-        assert attacker.admin_sign_in(email).status_code == 429  # even the right password waits
-    with Visitor(gateway) as elsewhere:  # another address, the same account
-        assert elsewhere.admin_sign_in(email).status_code == 429
+        assert attacker.admin_sign_in(email).status_code == 429  # the attacker's address waits
+    with Visitor(gateway) as second:  # the account is under attack: one guess per address
+        assert second.admin_sign_in(email, "another-guess").status_code == 401
+        refused = second.admin_sign_in(email)
+        assert refused.status_code == 429 and "Muitas tentativas" in refused.text
+        second_address = second.client.headers["X-Forwarded-For"]
+    with Visitor(gateway) as admin:  # the admin, from an address without failures, gets in
+        assert admin.admin_sign_in(email).status_code == 303
+        notice = FAILED_NOTICE.search(admin.get("/admin").text)
+        assert notice and ": 11;" in notice.group(1)  # every failure since the last sign-in
+        assert second_address in notice.group(1)  # where the latest came from
+        audit = admin.get("/admin/audit").text
+        assert "admin.sign_in_failed" in audit and "admin.sign_in" in audit
+    with Visitor(gateway) as admin:  # signed in again: nothing new since
+        assert admin.admin_sign_in(email).status_code == 303
+        assert 'data-testid="failed-sign-ins"' not in admin.get("/admin").text
+
+
+def test_asking_for_links_to_someones_inbox_never_keeps_them_from_asking(
+    web: Gateway, inbox: tuple[int, Inbox]
+) -> None:
+    user = "web-dana-" + uuid.uuid4().hex[:6]
+    address = f"{user}@example.com"
+    with web.client(user, **{"X-LibreChat-User-Email": address}) as client:
+        assert client.post("/v1/chat/completions", json=CHAT).status_code == 402  # created
+
+    def ask(visitor: Visitor) -> httpx.Response:
+        return visitor.post(
+            "/portal/login", data={"csrf": visitor.csrf("/portal/login"), "email": address}
+        )
+
+    with Visitor(web) as attacker, Visitor(web) as owner:
+        assert [ask(attacker).status_code for _ in range(10)] == [200] * 10
+        assert ask(attacker).status_code == 429  # the asker's address waits
+        answer = ask(owner)  # the inbox had its share this minute: the same page, no 429
+        assert answer.status_code == 200 and 'data-testid="notice"' in answer.text
+    deadline = time.monotonic() + MAIL_WAIT_S
+    while len([m for m in inbox[1].messages if m["To"] == address]) < 10:
+        assert time.monotonic() < deadline, "the links did not arrive"
+        time.sleep(0.05)
+    time.sleep(0.5)
+    assert len([m for m in inbox[1].messages if m["To"] == address]) == 10  # never more
 
 
 def test_every_text_the_templates_ask_for_exists_in_both_languages() -> None:

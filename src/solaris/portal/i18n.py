@@ -69,6 +69,17 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "Muitas tentativas. Tente de novo em {seconds} s.",
         "Too many attempts. Try again in {seconds} s.",
     ),
+    "login.too_many_minutes": (
+        "Muitas tentativas. Tente de novo em {minutes} min.",
+        "Too many attempts. Try again in {minutes} min.",
+    ),
+    "notice.failed_sign_ins": (
+        "Tentativas de entrar na sua conta que falharam desde a sua entrada anterior: {count}; "
+        "a última em {when}, de {address}.",
+        "Failed sign-in attempts on your account since your previous sign-in: {count}; "
+        "the latest on {when}, from {address}.",
+    ),
+    "notice.see_audit": ("Ver a auditoria", "See the audit log"),
     # Admin overview.
     "overview.title": ("Visão geral", "Overview"),
     "overview.tokens_today": ("Tokens hoje", "Tokens today"),
