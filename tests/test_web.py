@@ -391,6 +391,62 @@ def test_user_opens_the_portal_from_a_block_reply_and_downloads_the_statement(
     context.close()
 
 
+def test_a_negative_balance_is_shown_as_what_the_user_owes(web: Gateway, browser: Browser) -> None:
+    user = "web-erin-" + uuid.uuid4().hex[:6]
+    web.cli("credits", "grant", user, "100", "--note", "teste")
+    web.cli("credits", "deduct", user, "356", "--note", "the provider counted more")
+    user_id = int(in_thread(lambda: web.user_row(user))["id"])
+    assert in_thread(lambda: web.user_row(user))["balance"] == -256
+    context = browser.new_context(locale="pt-BR", viewport={"width": 1366, "height": 768})
+    page = context.new_page()
+    errors = console_errors(page)
+    page.goto(portal_link(web, user_id))  # to /portal/buy, signed in
+    assert page.locator("[data-testid=balance]").inner_text() == "Você deve 256 tokens."
+    page.click("nav >> text=Início")
+    owed = page.locator("[data-testid=owed]")
+    assert owed.inner_text().startswith("Você deve 256 tokens.")
+    assert owed.locator("a").get_attribute("href") == "/portal/buy"
+    assert page.locator("[data-testid=balance]").inner_text() == "-256"
+    screenshots(page, "portal-home-owed")
+    page.click("nav >> text=Extrato")
+    assert page.locator("[data-testid=owed]").inner_text().startswith("Você deve 256 tokens.")
+    assert page.locator("[data-testid=closing]").inner_text() == "-256"
+    page.click("[data-testid=lang-switch]")
+    assert page.locator("[data-testid=owed]").inner_text().startswith("You owe 256 tokens.")
+    page.click("[data-testid=owed-buy]")
+    assert page.url == web.url + "/portal/buy"
+    assert page.locator("[data-testid=balance]").inner_text() == "You owe 256 tokens."
+
+    email = create_admin(web)
+    admin = browser.new_context(locale="pt-BR", viewport={"width": 1366, "height": 768}).new_page()
+    admin.goto(web.url + f"/admin/login?next=/admin/users/{user_id}")
+    admin.fill("#email", email)
+    admin.fill("#password", PASSWORD)
+    admin.click("form[action='/admin/login'] button[type=submit]")
+    admin.wait_for_url(web.url + f"/admin/users/{user_id}")
+    assert admin.locator("[data-testid=available]").inner_text() == "-256"
+    assert admin.locator("[data-testid=owed]").inner_text().startswith("Deve 256 tokens")
+    admin.goto(web.url + f"/admin/users?q={user}")
+    assert "-256 deve" in admin.locator("#users-table").inner_text()
+
+    key = web.cli("admins", "key", "create", email, "--name", "owed").strip()
+    detail = httpx.get(
+        f"{web.url}/api/admin/users/{user_id}", headers={"Authorization": f"Bearer {key}"}
+    ).json()
+    assert (detail["balance"], detail["owed"], detail["available"]) == (-256, 256, -256)
+    shown = web.cli("users", "show", user)
+    assert f"{user} owes 256 tokens" in shown
+    [row] = [r for r in json.loads(web.cli("users", "list", "--json")) if r["user"] == user]
+    assert (row["balance"], row["owed"]) == (-256, 256)
+
+    web.cli("credits", "grant", user, "1000", "--note", "paga a dívida")  # pays the debt first
+    page.goto(web.url + "/portal")
+    assert page.locator("[data-testid=owed]").count() == 0
+    assert page.locator("[data-testid=balance]").inner_text() == "744"
+    assert errors == []
+    context.close()
+
+
 def test_email_magic_link_signs_in_without_telling_who_has_an_account(
     web: Gateway, browser: Browser, inbox: tuple[int, Inbox]
 ) -> None:

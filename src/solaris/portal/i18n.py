@@ -192,6 +192,19 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "kind.refund": ("Estorno", "Refund"),
     "kind.adjustment": ("Ajuste", "Adjustment"),
     "kind.expiry": ("Expiração", "Expiry"),
+    # A balance below zero, everywhere it is shown.
+    "owed.text": ("Você deve {tokens} tokens.", "You owe {tokens} tokens."),
+    "owed.why": (
+        "A próxima compra ou crédito paga esse valor primeiro; o restante fica para você usar.",
+        "Your next purchase or credit pays this first; the rest is yours to use.",
+    ),
+    "owed.buy": ("Comprar créditos", "Buy credits"),
+    "owed.admin": ("Deve {tokens} tokens", "Owes {tokens} tokens"),
+    "owed.admin_hint": (
+        "O próximo crédito ou compra cobre esse valor primeiro.",
+        "The next credit or purchase covers it first.",
+    ),
+    "owed.badge": ("deve", "owes"),
     # Portal home.
     "home.title": ("Seu consumo", "Your usage"),
     "home.balance": ("Saldo disponível", "Available balance"),

@@ -127,11 +127,13 @@ class PortalPages:
         found = await user_statement(self.gateway.ledger, user, period)
         if found is None:
             return redirect("/portal/statement")
+        balance, _held = await self.gateway.ledger.balance(user.id)
         context = {
             "section": "statement",
             "statement": found,
             "period": period,
             "periods": self._periods(request),
+            "owed": max(0, -balance),  # now, whatever period is shown
         }
         return self.renderer.page(request, "portal/statement.html", context, csrf=csrf)
 
@@ -165,6 +167,7 @@ class PortalPages:
             "packs": self.settings.credit_packs,
             "contact": self.settings.purchase_contact,
             "available": max(0, balance - held),
+            "owed": max(0, -balance),
         }
         return self.renderer.page(request, "portal/buy.html", context, csrf=csrf)
 
