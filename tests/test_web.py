@@ -624,7 +624,7 @@ def test_the_portal_shows_only_the_signed_in_users_data(gateway: Gateway) -> Non
         assert visitor.get(f"/portal/users/{their_id}").status_code == 404
 
 
-FORMULAS = ('=HYPERLINK("http://evil/","x")', "\t=1+1", "-2+3")
+FORMULAS = ('=HYPERLINK("http://evil/","x")', "@SUM(1+1)", "-2+3")
 
 
 def test_every_statement_csv_writes_formulas_as_text(gateway: Gateway) -> None:
