@@ -195,6 +195,9 @@ async def _wait_settled(users: Users, user_id: int) -> None:
 
 def gateway_env(tmp: Path, provider: str, backend: Database, **extra: str) -> dict[str, str]:
     env = {
+        # The tests stand where a load balancer would: they name each client's address in
+        # X-Forwarded-For, so the sign-in limits of one test never meet another's.
+        "SOLARIS_FORWARDED_ALLOW_IPS": "127.0.0.1",
         "SOLARIS_UPSTREAM_BASE_URL": provider,
         "SOLARIS_UPSTREAM_API_KEY": "sk-upstream-test",
         "SOLARIS_LIBRECHAT_KEYS": SERVICE_KEY,

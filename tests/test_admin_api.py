@@ -63,8 +63,8 @@ def create_admin(env: dict[str, str], email: str, password: str) -> None:
 
 
 def client_address() -> str:
-    """A client address of the test's own (the gateway trusts X-Forwarded-For from loopback,
-    as behind a proxy): sign-in limits count per address, and other tests sign in too."""
+    """A client address of the test's own (the test gateways trust X-Forwarded-For from
+    loopback, their load balancer): sign-in limits count per address, other tests sign in too."""
     return f"198.51.100.{uuid.uuid4().int % 250 + 1}"
 
 
@@ -398,8 +398,39 @@ def test_sign_in_attempts_are_limited_per_address_and_account(admin: Admin) -> N
     assert 1 <= int(wrong.headers["retry-after"]) <= 60
     refused = login(admin.gateway, admin.email, ADMIN_PASSWORD, address)
     assert_error(refused, 429)  # even the right password, from that address, for now
-    assert_error(login(admin.gateway, nobody, "wrong password!"), 429)  # account
+    # The account had its share of failures: a new address gets its password checked once.
+    fresh = client_address()
+    assert_error(login(admin.gateway, nobody, "wrong password!", fresh), 401)
+    assert_error(login(admin.gateway, nobody, "wrong password!", fresh), 429)
     assert login(admin.gateway, admin.email).status_code == 200  # elsewhere, all is well
+
+
+def test_failures_on_an_account_never_keep_its_admin_out(gateway: Gateway) -> None:
+    target = sign_in(gateway)
+    attacker = client_address()
+    for _ in range(10):  # the account's share of failures, from one address
+        assert_error(login(gateway, target.email, "wrong password!", attacker), 401)
+    assert_error(login(gateway, target.email, ADMIN_PASSWORD, attacker), 429)
+    signed_in = login(gateway, target.email)  # from the admin's own address
+    assert signed_in.status_code == 200, signed_in.text
+    body = signed_in.json()
+    assert body["failed_sign_ins"] == 10 and body["access_token"]
+    at = datetime.fromisoformat(body["last_failed_sign_in_at"])
+    assert timedelta(0) <= datetime.now(UTC) - at < timedelta(minutes=1)
+    assert login(gateway, target.email).json()["failed_sign_ins"] == 0  # none since
+    with target.api() as api:
+        failed = api.get(
+            "/admin/audit",
+            params={
+                "target_type": "admin",
+                "target_id": str(api.get("/admin/me").json()["admin_id"]),
+            },
+        ).json()
+    actions = [entry["action"] for entry in failed]
+    assert actions.count("admin.sign_in_failed") == 10 and actions.count("admin.sign_in") == 3
+    assert {entry["actor"] for entry in failed if entry["action"] == "admin.sign_in_failed"} == {
+        f"address:{attacker}"
+    }
 
 
 def test_docs_load_swagger_ui_from_the_gateway_itself(gateway: Gateway) -> None:

@@ -40,6 +40,7 @@ def test_every_setting_is_documented_in_the_readme() -> None:
         ({"SOLARIS_LANGUAGE": "fr"}, "SOLARIS_LANGUAGE"),
         ({"SOLARIS_RESERVATION_TIMEOUT_S": "10"}, "reservation_timeout_s"),
         ({"SOLARIS_CONFIG": "/nonexistent.yaml"}, "SOLARIS_CONFIG"),
+        ({"SOLARIS_FORWARDED_ALLOW_IPS": "10.0.0.1,nginx"}, "SOLARIS_FORWARDED_ALLOW_IPS"),
     ],
 )
 def test_a_bad_setting_stops_start_up_and_is_named(
@@ -68,6 +69,16 @@ def test_yaml_file_sets_models_and_env_wins(
     assert settings.model_policy("gpt-4o").output_weight == 10
     assert settings.model_policy("fast").upstream_name == "gpt-4o-mini"
     assert settings.model_policy("unknown").input_weight == 1
+
+
+def test_trusted_proxies_default_to_nobody_and_networks_are_made_canonical(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("FORWARDED_ALLOW_IPS", "*")  # uvicorn's own variable: not ours
+    assert load_settings().forwarded_allow_ips == []
+    # uvicorn would take 172.30.8.1/24 (host bits set) for a name that matches nothing.
+    monkeypatch.setenv("SOLARIS_FORWARDED_ALLOW_IPS", "172.30.8.10, 172.30.8.1/24,::1")
+    assert load_settings().forwarded_allow_ips == ["172.30.8.10", "172.30.8.0/24", "::1"]
 
 
 def test_bad_setting_on_the_command_line_exits_2_with_its_name() -> None:

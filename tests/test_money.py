@@ -21,7 +21,7 @@ from solaris.config import PlanConfig
 from solaris.ledger.ledger import Ledger, UsageRecord
 from solaris.ledger.periods import period_bounds
 from solaris.ledger.plans import Plans
-from solaris.ledger.statement import statement
+from solaris.ledger.statement import Statement, StatementLine, statement
 from solaris.ledger.users import User, Users
 from solaris.ledger.verify import verify_ledger
 from solaris.store.database import Database, migrate, open_database
@@ -236,6 +236,32 @@ async def test_statement_adds_up_to_the_enforced_balance_and_exports_csv(world: 
     rows = list(csv.reader(io.StringIO(buffer.getvalue())))
     assert rows[0][:3] == ["date", "kind", "model"]
     assert len(rows) == len(result.lines) + 1
+    grant_line = next(line for line in result.lines if line.kind == "grant")
+    assert grant_line.expires_at is not None and usage_line.expires_at is None
+    table = list(csv.DictReader(io.StringIO(buffer.getvalue())))
+    [grant_row] = [row for row in table if row["kind"] == "grant"]
+    assert grant_row["expires_at"] == grant_line.expires_at.isoformat()
+    # What was added and what was taken, each in its own column, add up to the closing balance.
+    debits, credits = (
+        sum(int(row[column] or 0) for row in table) for column in ("debit", "credit")
+    )
+    assert all(not (row["debit"] and row["credit"]) for row in table)
+    assert credits - debits == result.closing - result.opening
+
+
+def test_csv_cells_that_a_spreadsheet_would_run_are_written_as_text() -> None:
+    """Tab and carriage return too (the pages strip them from notes, the gateway refuses them in
+    model names, but a CSV must not depend on that); numbers stay numbers."""
+    moment = datetime(2026, 1, 1, tzinfo=UTC)
+    lines = [
+        StatementLine(moment, "grant", 5, 5, note="\t=cmd|' /C calc'!A0"),
+        StatementLine(moment, "usage", -9, -4, model="\r=1+1", prompt_tokens=3),
+    ]
+    buffer = io.StringIO()
+    Statement("u", moment, moment + timedelta(days=1), 0, lines, -4, False).write_csv(buffer)
+    grant, used = csv.DictReader(io.StringIO(buffer.getvalue()))
+    assert grant["note"] == "'\t=cmd|' /C calc'!A0" and used["model"] == "'\r=1+1"
+    assert (grant["credit"], used["debit"], used["balance"]) == ("5", "9", "-4")
 
 
 async def test_verify_finds_a_row_edited_behind_the_ledgers_back(world: World) -> None:

@@ -33,15 +33,17 @@ import pytest
 from aiosmtpd.controller import Controller
 from playwright.sync_api import Browser, Page, sync_playwright
 from playwright.sync_api import Error as PlaywrightError
+from sqlalchemy import select
 
 from solaris.admin.admins import Admins
+from solaris.admin.sessions import token_digest
 from solaris.ledger.ledger import utcnow
 from solaris.portal.i18n import MESSAGES
 from solaris.portal.links import buy_url, sign_link
 from solaris.portal.templating import TEMPLATES_DIR
 from solaris.portal.user_actions import DONE
 from solaris.store.database import open_database
-from solaris.store.schema import ENTRY_KINDS
+from solaris.store.schema import ENTRY_KINDS, web_sessions
 from tests.conftest import Database, Gateway, gateway_env, migrate
 from tests.servers import free_port, spawn
 
@@ -61,8 +63,14 @@ PACKS = [
 ]
 CONTACT = "Escreva para financeiro@example.com"
 CSRF_INPUT = re.compile(r'name="csrf" value="([^"]+)"')
+FAILED_NOTICE = re.compile(r'data-testid="failed-sign-ins">([^<]+)<')
 MAIL_WAIT_S = 10.0
 CHAT = {"model": "gpt-4o-mini", "max_tokens": 20, "messages": [{"role": "user", "content": "oi"}]}
+ATTACKER = "http://attacker.test/"  # another site, served by the browser itself (page.route)
+ATTACK_PAGE = (
+    '<!doctype html><form method="post" action="{action}"></form>'
+    "<script>document.forms[0].submit()</script>"
+)
 
 
 def _missing(what: str, error: object) -> NoReturn:
@@ -249,14 +257,20 @@ def test_admin_signs_in_finds_a_user_and_grants_credits(web: Gateway, browser: B
                 )
     context = browser.new_context(locale="pt-BR", viewport={"width": 1366, "height": 768})
     page = context.new_page()
-    errors = console_errors(page)
 
     page.goto(web.url + "/admin/users")
     assert "/admin/login" in page.url  # not signed in yet
-    page.fill("#email", email)
-    page.fill("#password", PASSWORD)
-    page.click("form[action='/admin/login'] button[type=submit]")
+    for password in ("wrong-password-1", "wrong-password-2", PASSWORD):
+        page.fill("#email", email)
+        page.fill("#password", password)
+        page.click("form[action='/admin/login'] button[type=submit]")
+        if password != PASSWORD:
+            assert page.locator("[role=alert]").inner_text() == "E-mail ou senha incorretos."
     page.wait_for_url(web.url + "/admin/users")
+    errors = console_errors(page)  # from here on (the browser logs each 401 above as one)
+    notice = page.locator("[data-testid=failed-sign-ins]").inner_text()
+    assert notice.startswith("Tentativas de entrar na sua conta que falharam desde a sua entrada")
+    assert ": 2;" in notice and "127.0.0.1" in notice
     page.click("nav >> text=Visão geral")
     page.wait_for_url(web.url + "/admin")
     assert page.locator("h1").inner_text() == "Visão geral"
@@ -276,11 +290,14 @@ def test_admin_signs_in_finds_a_user_and_grants_credits(web: Gateway, browser: B
     form = page.locator("[data-testid=grant-form]")
     form.locator("input[name=tokens]").fill("5000")
     form.locator("input[name=note]").fill("cortesia de boas-vindas")
+    form.locator("input[name=expires_in_days]").fill("30")
     form.locator("button[type=submit]").click()
     page.wait_for_url(re.compile(r".*\?done=grant$"))
     assert page.locator("[data-testid=flash]").inner_text() == "Créditos concedidos."
     assert page.locator("[data-testid=available]").inner_text() == pt_tokens(6000)
     assert "cortesia de boas-vindas" in page.locator("[data-testid=statement]").inner_text()
+    expiry = f"válido até {datetime.now(UTC) + timedelta(days=30):%d/%m/%Y}"
+    assert page.locator("[data-testid=expires]").inner_text().startswith(expiry)
     screenshots(page, "admin-user")
     assert in_thread(lambda: web.user_row(user))["balance"] == 6000
 
@@ -291,6 +308,13 @@ def test_admin_signs_in_finds_a_user_and_grants_credits(web: Gateway, browser: B
     page.click("nav >> text=Auditoria")
     audit = page.locator("[data-testid=audit]").inner_text()
     assert "credits.grant" in audit and "admin:" in audit
+    # A page on another site that posts to the sign-out at once signs nobody out.
+    attack = ATTACK_PAGE.format(action=web.url + "/admin/logout")
+    page.route(ATTACKER + "**", lambda route: route.fulfill(content_type="text/html", body=attack))
+    page.goto(ATTACKER)
+    page.wait_for_url(re.compile(re.escape(web.url) + "/admin.*"))  # the post went through
+    page.goto(web.url + "/admin/users")
+    assert page.url == web.url + "/admin/users"  # still signed in
     page.click("text=Sair")
     page.wait_for_url(re.compile(r".*/admin/login$"))
     page.goto(web.url + "/admin")
@@ -338,7 +362,10 @@ def test_user_opens_the_portal_from_a_block_reply_and_downloads_the_statement(
         page.click("[data-testid=csv]")
     assert download.value.suggested_filename.startswith("extrato-")
     rows = list(csv.DictReader(io.StringIO(Path(download.value.path()).read_text("utf-8-sig"))))
-    assert [(r["kind"], int(r["billable"])) for r in rows] == [("grant", 400), ("usage", -charged)]
+    assert [(r["kind"], r["credit"], r["debit"]) for r in rows] == [
+        ("grant", "400", ""),
+        ("usage", "", str(charged)),
+    ]
     assert rows[1]["model"] == "gpt-4o-mini" and int(rows[-1]["balance"]) == row["balance"]
 
     page.click("[data-testid=lang-switch]")
@@ -361,6 +388,62 @@ def test_user_opens_the_portal_from_a_block_reply_and_downloads_the_statement(
     assert "/portal/login" in reused.url
     screenshots(reused, "portal-link-used")
     other.close()
+    context.close()
+
+
+def test_a_negative_balance_is_shown_as_what_the_user_owes(web: Gateway, browser: Browser) -> None:
+    user = "web-erin-" + uuid.uuid4().hex[:6]
+    web.cli("credits", "grant", user, "100", "--note", "teste")
+    web.cli("credits", "deduct", user, "356", "--note", "the provider counted more")
+    user_id = int(in_thread(lambda: web.user_row(user))["id"])
+    assert in_thread(lambda: web.user_row(user))["balance"] == -256
+    context = browser.new_context(locale="pt-BR", viewport={"width": 1366, "height": 768})
+    page = context.new_page()
+    errors = console_errors(page)
+    page.goto(portal_link(web, user_id))  # to /portal/buy, signed in
+    assert page.locator("[data-testid=balance]").inner_text() == "Você deve 256 tokens."
+    page.click("nav >> text=Início")
+    owed = page.locator("[data-testid=owed]")
+    assert owed.inner_text().startswith("Você deve 256 tokens.")
+    assert owed.locator("a").get_attribute("href") == "/portal/buy"
+    assert page.locator("[data-testid=balance]").inner_text() == "-256"
+    screenshots(page, "portal-home-owed")
+    page.click("nav >> text=Extrato")
+    assert page.locator("[data-testid=owed]").inner_text().startswith("Você deve 256 tokens.")
+    assert page.locator("[data-testid=closing]").inner_text() == "-256"
+    page.click("[data-testid=lang-switch]")
+    assert page.locator("[data-testid=owed]").inner_text().startswith("You owe 256 tokens.")
+    page.click("[data-testid=owed-buy]")
+    assert page.url == web.url + "/portal/buy"
+    assert page.locator("[data-testid=balance]").inner_text() == "You owe 256 tokens."
+
+    email = create_admin(web)
+    admin = browser.new_context(locale="pt-BR", viewport={"width": 1366, "height": 768}).new_page()
+    admin.goto(web.url + f"/admin/login?next=/admin/users/{user_id}")
+    admin.fill("#email", email)
+    admin.fill("#password", PASSWORD)
+    admin.click("form[action='/admin/login'] button[type=submit]")
+    admin.wait_for_url(web.url + f"/admin/users/{user_id}")
+    assert admin.locator("[data-testid=available]").inner_text() == "-256"
+    assert admin.locator("[data-testid=owed]").inner_text().startswith("Deve 256 tokens")
+    admin.goto(web.url + f"/admin/users?q={user}")
+    assert "-256 deve" in admin.locator("#users-table").inner_text()
+
+    key = web.cli("admins", "key", "create", email, "--name", "owed").strip()
+    detail = httpx.get(
+        f"{web.url}/api/admin/users/{user_id}", headers={"Authorization": f"Bearer {key}"}
+    ).json()
+    assert (detail["balance"], detail["owed"], detail["available"]) == (-256, 256, -256)
+    shown = web.cli("users", "show", user)
+    assert f"{user} owes 256 tokens" in shown
+    [row] = [r for r in json.loads(web.cli("users", "list", "--json")) if r["user"] == user]
+    assert (row["balance"], row["owed"]) == (-256, 256)
+
+    web.cli("credits", "grant", user, "1000", "--note", "paga a dívida")  # pays the debt first
+    page.goto(web.url + "/portal")
+    assert page.locator("[data-testid=owed]").count() == 0
+    assert page.locator("[data-testid=balance]").inner_text() == "744"
+    assert errors == []
     context.close()
 
 
@@ -404,8 +487,9 @@ def test_email_magic_link_signs_in_without_telling_who_has_an_account(
 class Visitor:
     """A browser-like HTTP client keeping cookies by hand: httpx's cookie jar would not send a
     Secure cookie back over http://127.0.0.1, and these tests want to send any cookie anywhere.
-    Each visitor comes from its own address (X-Forwarded-For, honoured from loopback), so the
-    sign-in rate limits of one test never meet another's."""
+    Each visitor comes from its own address (X-Forwarded-For, which the test gateways honour
+    from loopback as from their load balancer), so the sign-in limits of one test never meet
+    another's."""
 
     def __init__(self, gateway: Gateway) -> None:
         address = f"10.{uuid.uuid4().int % 250}.{uuid.uuid4().int % 250}.{uuid.uuid4().int % 250}"
@@ -540,6 +624,126 @@ def test_the_portal_shows_only_the_signed_in_users_data(gateway: Gateway) -> Non
         assert visitor.get(f"/portal/users/{their_id}").status_code == 404
 
 
+FORMULAS = ('=HYPERLINK("http://evil/","x")', "@SUM(1+1)", "-2+3")
+
+
+def test_every_statement_csv_writes_formulas_as_text(gateway: Gateway) -> None:
+    """A model name a client chose and an operator's note that begin like a formula reach the
+    portal's CSV, the admin API's and the CLI's as text; numbers stay numbers."""
+    user = "web-csv-" + uuid.uuid4().hex[:8]
+    gateway.cli("credits", "grant", user, "1000", "--note", "=1+1 gift")
+    with gateway.client(user) as client:
+        for model in FORMULAS:
+            assert client.post("/v1/chat/completions", json={**CHAT, "model": model}).is_success
+    user_id = int(in_thread(lambda: gateway.user_row(user))["id"])
+    gateway.cli("credits", "deduct", user, "2000", "--note", "@SUM(A1) correction")
+    email = create_admin(gateway)
+    key = gateway.cli("admins", "key", "create", email, "--name", "csv").strip()
+    with Visitor(gateway) as member:
+        member.portal_sign_in(portal_link(gateway, user_id))
+        portal = member.get("/portal/statement.csv").content.decode("utf-8-sig")
+    api = httpx.get(
+        f"{gateway.url}/api/admin/users/{user_id}/statement",
+        params={"format": "csv"},
+        headers={"Authorization": f"Bearer {key}"},
+    ).text.lstrip("\ufeff")
+    target = Path(gateway.log).with_name(f"{user}.csv")
+    gateway.cli("statement", user, "--csv", str(target))
+    for text in (portal, api, target.read_text("utf-8-sig")):
+        rows = list(csv.DictReader(io.StringIO(text)))
+        assert [r["note"] for r in rows if r["kind"] in ("grant", "adjustment")] == [
+            "'=1+1 gift",
+            "'@SUM(A1) correction",
+        ]
+        assert [r["model"] for r in rows if r["kind"] == "usage"] == [f"'{m}" for m in FORMULAS]
+        closing = int(rows[-1]["balance"])  # a negative number, written as one
+        assert closing < 0 and rows[-1]["balance"] == str(closing)
+        assert closing == balance(gateway, user)
+
+
+def test_credit_lines_say_when_they_expire_on_every_face(gateway: Gateway) -> None:
+    user = "web-exp-" + uuid.uuid4().hex[:8]
+    gateway.cli("credits", "grant", user, "700", "--note", "pilot", "--expires-in-days", "10")
+    gateway.cli("credits", "grant", user, "300", "--note", "forever")
+    with gateway.client(user) as client:
+        assert client.post("/v1/chat/completions", json=CHAT).status_code == 200
+    user_id = int(in_thread(lambda: gateway.user_row(user))["id"])
+    key = gateway.cli("admins", "key", "create", create_admin(gateway), "--name", "x").strip()
+    api = httpx.get(
+        f"{gateway.url}/api/admin/users/{user_id}/statement",
+        headers={"Authorization": f"Bearer {key}"},
+    ).json()
+    expiries = [(line["note"], line["expires_at"]) for line in api["lines"]]
+    assert expiries[1:] == [("forever", None), (None, None)]  # a credit for good, then usage
+    assert expiries[0][0] == "pilot"
+    expires_at = datetime.fromisoformat(expiries[0][1])
+    assert timedelta(days=9, hours=23) < expires_at - datetime.now(UTC) <= timedelta(days=10)
+    with Visitor(gateway) as member:
+        member.portal_sign_in(portal_link(gateway, user_id))
+        page = member.get("/portal/statement").text
+        exported = member.get("/portal/statement.csv").content.decode("utf-8-sig")
+    rows = list(csv.DictReader(io.StringIO(exported)))
+    assert page.count('data-testid="expires"') == 1
+    assert f"válido até {expires_at:%d/%m/%Y %H:%M} UTC" in page
+    assert [(r["kind"], r["credit"], r["expires_at"]) for r in rows[:2]] == [
+        ("grant", "700", expires_at.isoformat()),
+        ("grant", "300", ""),
+    ]
+    assert rows[2]["kind"] == "usage" and int(rows[2]["debit"]) > 0 and rows[2]["credit"] == ""
+    debits, credits = (sum(int(r[c] or 0) for r in rows) for c in ("debit", "credit"))
+    assert int(rows[-1]["balance"]) == credits - debits == balance(gateway, user)
+
+
+def session_revoked(gateway: Gateway, token: str) -> bool:
+    """Whether the `web_sessions` row of this cookie's token is revoked."""
+
+    async def job() -> bool:
+        database = open_database(gateway.env["SOLARIS_DATABASE_URL"], pool_size=1)
+        try:
+            async with database.transaction() as conn:
+                revoked_at = await conn.scalar(
+                    select(web_sessions.c.revoked_at).where(
+                        web_sessions.c.token_sha256 == token_digest(token)
+                    )
+                )
+        finally:
+            await database.close()
+        return revoked_at is not None
+
+    return in_thread(lambda: asyncio.run(job()))
+
+
+def test_sign_out_wants_the_csrf_token_and_revokes_the_session(gateway: Gateway) -> None:
+    email = create_admin(gateway)
+    _user, user_id = new_user(gateway)
+    with Visitor(gateway) as admin, Visitor(gateway) as member:
+        admin.admin_sign_in(email)
+        member.portal_sign_in(portal_link(gateway, user_id))
+        for visitor, area in ((admin, "admin"), (member, "portal")):
+            cookie, home, logout = f"solaris_{area}", f"/{area}", f"/{area}/logout"
+            token, csrf = visitor.cookies[cookie], visitor.csrf(f"/{area}")
+            assert visitor.post(logout).status_code == 403
+            assert visitor.post(logout, data={"csrf": "x" * 43}).status_code == 403
+            # A foreign site's auto-post comes without our SameSite=Lax cookie.
+            foreign = httpx.post(gateway.url + logout, data={"csrf": csrf})
+            assert foreign.status_code == 303 and "set-cookie" not in foreign.headers
+            assert visitor.get(home).status_code == 200 and not session_revoked(gateway, token)
+            done = visitor.post(logout, data={"csrf": csrf})
+            assert done.status_code == 303 and done.headers["location"] == f"/{area}/login"
+            assert cookie not in visitor.cookies and session_revoked(gateway, token)
+            visitor.cookies[cookie] = token  # a copy of the old cookie opens nothing
+            assert visitor.get(home).status_code == 303
+    # The admin API's refresh cookie: cleared only with its session.
+    with Visitor(gateway) as script:
+        signed_in = script.post("/api/admin/login", json={"email": email, "password": PASSWORD})
+        assert signed_in.status_code == 200
+        refresh = script.cookies["solaris_admin_refresh"]
+        stray = httpx.post(gateway.url + "/api/admin/logout")
+        assert stray.status_code == 204 and "set-cookie" not in stray.headers
+        assert script.post("/api/admin/logout").status_code == 204
+        assert "solaris_admin_refresh" not in script.cookies and session_revoked(gateway, refresh)
+
+
 def test_an_area_refuses_the_other_areas_session(gateway: Gateway) -> None:
     email = create_admin(gateway)
     _user, user_id = new_user(gateway)
@@ -608,14 +812,53 @@ def test_session_cookies_are_httponly_samesite_and_secure_over_https(
         assert "secure" in proxied.set_cookie["solaris_portal"].lower()
 
 
-def test_admin_sign_in_attempts_are_rate_limited(gateway: Gateway) -> None:
+def test_an_attacker_slows_down_but_cannot_lock_an_admin_out(gateway: Gateway) -> None:
     email = create_admin(gateway)
     with Visitor(gateway) as attacker:
         answers = [attacker.admin_sign_in(email, "wrong-password").status_code for _ in range(10)]
         assert answers == [401] * 10
-        assert attacker.admin_sign_in(email).status_code == 429  # even the right password waits
-    with Visitor(gateway) as elsewhere:  # another address, the same account
-        assert elsewhere.admin_sign_in(email).status_code == 429
+        assert attacker.admin_sign_in(email).status_code == 429  # the attacker's address waits
+    with Visitor(gateway) as second:  # the account is under attack: one guess per address
+        assert second.admin_sign_in(email, "another-guess").status_code == 401
+        refused = second.admin_sign_in(email)
+        assert refused.status_code == 429 and "Muitas tentativas" in refused.text
+        second_address = second.client.headers["X-Forwarded-For"]
+    with Visitor(gateway) as admin:  # the admin, from an address without failures, gets in
+        assert admin.admin_sign_in(email).status_code == 303
+        notice = FAILED_NOTICE.search(admin.get("/admin").text)
+        assert notice and ": 11;" in notice.group(1)  # every failure since the last sign-in
+        assert second_address in notice.group(1)  # where the latest came from
+        audit = admin.get("/admin/audit").text
+        assert "admin.sign_in_failed" in audit and "admin.sign_in" in audit
+    with Visitor(gateway) as admin:  # signed in again: nothing new since
+        assert admin.admin_sign_in(email).status_code == 303
+        assert 'data-testid="failed-sign-ins"' not in admin.get("/admin").text
+
+
+def test_asking_for_links_to_someones_inbox_never_keeps_them_from_asking(
+    web: Gateway, inbox: tuple[int, Inbox]
+) -> None:
+    user = "web-dana-" + uuid.uuid4().hex[:6]
+    address = f"{user}@example.com"
+    with web.client(user, **{"X-LibreChat-User-Email": address}) as client:
+        assert client.post("/v1/chat/completions", json=CHAT).status_code == 402  # created
+
+    def ask(visitor: Visitor) -> httpx.Response:
+        return visitor.post(
+            "/portal/login", data={"csrf": visitor.csrf("/portal/login"), "email": address}
+        )
+
+    with Visitor(web) as attacker, Visitor(web) as owner:
+        assert [ask(attacker).status_code for _ in range(10)] == [200] * 10
+        assert ask(attacker).status_code == 429  # the asker's address waits
+        answer = ask(owner)  # the inbox had its share this minute: the same page, no 429
+        assert answer.status_code == 200 and 'data-testid="notice"' in answer.text
+    deadline = time.monotonic() + MAIL_WAIT_S
+    while len([m for m in inbox[1].messages if m["To"] == address]) < 10:
+        assert time.monotonic() < deadline, "the links did not arrive"
+        time.sleep(0.05)
+    time.sleep(0.5)
+    assert len([m for m in inbox[1].messages if m["To"] == address]) == 10  # never more
 
 
 def test_every_text_the_templates_ask_for_exists_in_both_languages() -> None:

@@ -24,6 +24,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import Receive, Scope, Send
 
 from solaris.admin.api import admin_api
+from solaris.admin.failures import SignInFailures
 from solaris.alerts.service import Alerting
 from solaris.config import Settings
 from solaris.errors import (
@@ -107,6 +108,7 @@ class Gateway:
         self.limiter = RateLimiter(
             settings.redis_url, on_redis_error=self.metrics.store_errors.labels("redis").inc
         )
+        self.sign_in_failures = SignInFailures(settings.redis_url)  # the admin sign-in's
         self.proxy = Proxy(
             settings,
             self.identity,
@@ -122,6 +124,7 @@ class Gateway:
         await self.database.check_migrated()
         namespace = await self.database.deployment_id()
         self.cache.namespace = self.limiter.namespace = namespace
+        self.sign_in_failures.namespace = namespace
         tokenizer.warm()
         await self.ledger.start()
         self.settlements.open(namespace)
@@ -143,6 +146,7 @@ class Gateway:
         await self.alerting.close()
         await self.upstream.close()
         await self.limiter.close()
+        await self.sign_in_failures.close()
         await self.ledger.close()
         await self.cache.close()
         await self.database.close()

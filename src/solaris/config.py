@@ -7,6 +7,7 @@ setting (`solaris serve` prints it and exits 2).
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import secrets
 from decimal import Decimal
@@ -176,17 +177,40 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
     body_bytes_max: int = Field(default=16 * 1024 * 1024, gt=0)
+    # The proxies (addresses or networks) whose X-Forwarded-For and X-Forwarded-Proto are
+    # believed; nobody by default, so a client cannot pick its own address for the sign-in limits.
+    forwarded_allow_ips: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
     @field_validator(
         "librechat_keys",
         "alert_thresholds",
         "alert_user_channels",
         "alert_system_channels",
+        "forwarded_allow_ips",
         mode="before",
     )
     @classmethod
     def _keys(cls, value: Any) -> Any:
         return _split_keys(value)
+
+    @field_validator("forwarded_allow_ips")
+    @classmethod
+    def _proxies(cls, value: list[str]) -> list[str]:
+        # uvicorn takes anything it cannot parse (a typo, or 10.0.0.1/24 with host bits set)
+        # for a host name that never matches, and so silently trusts nobody: refuse a typo
+        # here, and hand uvicorn networks in their canonical form.
+        if value == ["*"]:
+            return value
+        proxies = []
+        for item in value:
+            try:
+                if "/" in item:
+                    proxies.append(str(ipaddress.ip_network(item, strict=False)))
+                else:
+                    proxies.append(str(ipaddress.ip_address(item)))
+            except ValueError:
+                raise ValueError(f"not an IP address or network: {item!r} (or a lone *)") from None
+        return proxies
 
     @field_validator(
         "smtp_host",

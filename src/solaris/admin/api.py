@@ -10,6 +10,7 @@ except signing in, refreshing and signing out.
 from __future__ import annotations
 
 import importlib.metadata
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 import structlog
@@ -26,8 +27,10 @@ from solaris.admin.inputs import Credentials
 from solaris.admin.operations import Operations
 from solaris.admin.routes import admin_routes
 from solaris.admin.sessions import Sessions
+from solaris.admin.signin import AdminSignIn
 from solaris.admin.views import ErrorBody
 from solaris.errors import ApiError, BadRequest, RateLimited, SolarisError, Unauthorized, error_body
+from solaris.portal.security import client_address
 
 if TYPE_CHECKING:
     from solaris.app import Gateway
@@ -59,6 +62,13 @@ class AccessToken(BaseModel):
     access_token: str
     token_type: Literal["bearer"] = "bearer"
     expires_in: int = Field(description="Seconds; then use POST /api/admin/refresh.")
+
+
+class SignedIn(AccessToken):
+    failed_sign_ins: int = Field(
+        description="Failed sign-in attempts on this account since its previous sign-in."
+    )
+    last_failed_sign_in_at: datetime | None = Field(description="The latest of them.")
 
 
 class Me(BaseModel):
@@ -142,7 +152,10 @@ def admin_api(gateway: Gateway) -> FastAPI:
     clock = gateway.ledger.clock
     admins = Admins(gateway.database, clock)
     sessions = Sessions(gateway.database, clock)
-    auth = AdminAuth(settings, admins, sessions, gateway.limiter)
+    auth = AdminAuth(settings, admins, sessions)
+    sign_in = AdminSignIn(
+        admins, gateway.limiter, gateway.sign_in_failures, settings.login_attempts_per_minute
+    )
     operations = Operations(gateway)
     version = importlib.metadata.version("solaris-gateway")
     app = FastAPI(
@@ -185,14 +198,23 @@ def admin_api(gateway: Gateway) -> FastAPI:
         return AccessToken(access_token=auth.token(admin_id), expires_in=settings.admin_token_ttl_s)
 
     @app.post("/admin/login", tags=["auth"], responses=RATE_LIMITED)
-    async def login(body: Credentials, request: Request, response: Response) -> AccessToken:
-        """Sign in: an access token, and a refresh cookie (HttpOnly, for /api/admin/ only)."""
-        await auth.check_attempts(request, body.email)
-        admin_id = await admins.authenticate(body.email, body.password)
-        if admin_id is None:
+    async def login(body: Credentials, request: Request, response: Response) -> SignedIn:
+        """Sign in: an access token, a refresh cookie (HttpOnly, for /api/admin/ only), and how
+        many sign-ins on this account failed since its previous one."""
+        result = await sign_in.attempt(body.email, body.password, client_address(request))
+        if result.wait_s:
+            message = f"Too many sign-in attempts: try again in {round(result.wait_s)} s."
+            raise RateLimited(message, result.wait_s)
+        if result.admin_id is None:
             raise InvalidCredentials("Wrong e-mail or password.")
+        admin_id = result.admin_id
         token, _session = await sessions.open("admin", admin_id, settings.dashboard_session_ttl_s)
-        return grant(request, response, admin_id, token)
+        failed = await sign_in.failed_since_previous(admin_id)
+        return SignedIn(
+            **grant(request, response, admin_id, token).model_dump(),
+            failed_sign_ins=failed.count,
+            last_failed_sign_in_at=failed.last_at,
+        )
 
     @app.post("/admin/refresh", tags=["auth"])
     async def refresh(request: Request) -> AccessToken:
@@ -209,10 +231,16 @@ def admin_api(gateway: Gateway) -> FastAPI:
     async def logout(request: Request) -> Response:
         """End the refresh cookie's session (access tokens already issued run out by themselves)."""
         token = request.cookies.get(REFRESH_COOKIE)
-        if token:
-            await sessions.close(token)
         response = Response(status_code=204)
-        response.delete_cookie(REFRESH_COOKIE, path=REFRESH_PATH, httponly=True, samesite="strict")
+        if token is not None:  # the cookie is cleared only with its session, never alone
+            await sessions.close(token)
+            response.delete_cookie(
+                REFRESH_COOKIE,
+                path=REFRESH_PATH,
+                secure=auth.is_secure(request),
+                httponly=True,
+                samesite="strict",
+            )
         return response
 
     @app.get("/admin/me", tags=["auth"])

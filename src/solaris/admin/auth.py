@@ -5,8 +5,7 @@ An admin signs in with e-mail and password and gets an HS256 JWT (`aud: "solaris
 to /api/admin/, backed by an admin `web_sessions` row that sign-out revokes. Automation uses
 an admin API key (`Bearer sk-adm-…`) instead. Anything else is refused with 401: a token with
 another audience (a portal link, any user-scoped token), an expired or forged one, a disabled
-admin's. Sign-in attempts count per client address and per e-mail (shared with the dashboard's
-sign-in, across gateway processes when Redis is configured).
+admin's. Signing in is `solaris.admin.signin`'s, shared with the dashboard's form.
 """
 
 from __future__ import annotations
@@ -23,9 +22,8 @@ from solaris.admin.admins import ADMIN_KEY_PREFIX, Admins
 from solaris.admin.audit import Actor
 from solaris.admin.sessions import Sessions
 from solaris.config import Settings
-from solaris.errors import RateLimited, Unauthorized
-from solaris.limits import RateLimiter
-from solaris.portal.security import attempt_wait_s, is_secure
+from solaris.errors import Unauthorized
+from solaris.portal.security import is_secure
 
 __all__ = [
     "ALGORITHM",
@@ -84,13 +82,10 @@ def _token_admin(key: bytes, token: str) -> int:
 
 
 class AdminAuth:
-    def __init__(
-        self, settings: Settings, admins: Admins, sessions: Sessions, limiter: RateLimiter
-    ) -> None:
+    def __init__(self, settings: Settings, admins: Admins, sessions: Sessions) -> None:
         self.settings = settings
         self.admins = admins
         self.sessions = sessions
-        self.limiter = limiter
         self._key = settings.signing_key()
 
     def token(self, admin_id: int) -> str:
@@ -116,17 +111,6 @@ class AdminAuth:
         if not await self.admins.is_active(admin_id):
             raise Unauthorized("This admin account is disabled.")
         return Caller(admin_id, Actor(f"admin:{admin_id}"))
-
-    async def check_attempts(self, request: Request, email: str) -> None:
-        """Count one sign-in attempt; RateLimited (429 + Retry-After) beyond the limit."""
-        client = request.client.host if request.client else "unknown"
-        wait_s = await attempt_wait_s(
-            self.limiter,
-            self.settings.login_attempts_per_minute,
-            [f"admin-login:ip:{client}", f"admin-login:email:{email.strip().lower()}"],
-        )
-        if wait_s:
-            raise RateLimited(f"Too many sign-in attempts: try again in {round(wait_s)} s.", wait_s)
 
     def is_secure(self, request: Request) -> bool:
         return is_secure(request, self.settings.public_base_url)

@@ -69,6 +69,7 @@ def _summary(row: Any) -> UserSummary:
         email=row.email,
         plan=row.plan_name,
         balance=int(row.balance),
+        owed=max(0, -int(row.balance)),
         reserved=int(row.reserved),
         blocked=row.blocked_at is not None,
         blocked_reason=row.blocked_reason,

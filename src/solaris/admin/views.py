@@ -36,7 +36,8 @@ class UserSummary(_View):
     external_id: str  # LibreChat's user id
     email: str | None
     plan: str | None
-    balance: int
+    balance: int  # signed: below zero when the provider counted more than was held
+    owed: int  # -balance when the balance is below zero, else 0
     reserved: int
     blocked: bool
     blocked_reason: str | None

@@ -25,20 +25,21 @@ plans_app = typer.Typer(no_args_is_help=True, help="Plans: allowance, period, li
 
 @users_app.command("list")
 def users_list(as_json: JsonOption = False) -> None:
-    """List users and balances, newest first."""
+    """List users and balances, newest first; `owed` is what a balance below zero owes."""
 
     async def job(settings: Settings, database: Database) -> list[tuple[User, int]]:
         return await users_of(settings, database).list()
 
     rows = [
-        {"id": u.id, "user": u.external_id, "email": u.email, "balance": b} for u, b in run_job(job)
+        {"id": u.id, "user": u.external_id, "email": u.email, "balance": b, "owed": max(0, -b)}
+        for u, b in run_job(job)
     ]
-    print_rows(rows, as_json, ["id", "user", "email", "balance"])
+    print_rows(rows, as_json, ["id", "user", "email", "balance", "owed"])
 
 
 @users_app.command("show")
 def users_show(user: str, as_json: JsonOption = False) -> None:
-    """Show one user (by LibreChat user id) with balance and held tokens."""
+    """Show one user (by LibreChat user id): balance (below zero when they owe), held tokens."""
 
     async def job(settings: Settings, database: Database) -> dict[str, Any]:
         users = users_of(settings, database)
@@ -51,9 +52,15 @@ def users_show(user: str, as_json: JsonOption = False) -> None:
             "balance": balance,
             "held": held,
             "available": balance - held,
+            "owed": max(0, -balance),
         }
 
-    print_rows([run_job(job)], as_json, ["id", "user", "email", "balance", "held", "available"])
+    found = run_job(job)
+    print_rows([found], as_json, ["id", "user", "email", "balance", "held", "available", "owed"])
+    if found["owed"] and not as_json:
+        typer.echo(
+            f"{user} owes {found['owed']} tokens: the next grant or purchase covers it first"
+        )
 
 
 @users_app.command("plan")

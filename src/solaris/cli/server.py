@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import signal
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -44,6 +45,12 @@ def serve(
         await Plans(database).sync_from_settings(settings, utcnow())
 
     run_job(check)
+    if os.environ.get("FORWARDED_ALLOW_IPS") is not None:
+        typer.echo(
+            "warning: FORWARDED_ALLOW_IPS is ignored; the gateway trusts only the proxies in "
+            f"SOLARIS_FORWARDED_ALLOW_IPS ({','.join(settings.forwarded_allow_ips) or 'none'})",
+            err=True,
+        )
     # uvicorn drains on SIGTERM, then re-raises the signal to the handler it found: make that
     # one a clean exit, so a graceful shutdown exits 0.
     signal.signal(signal.SIGTERM, _exit_cleanly)
@@ -58,7 +65,15 @@ def serve(
         log_level="warning",
         lifespan="on",
         timeout_graceful_shutdown=settings.shutdown_grace_s,
+        **proxy_options(settings.forwarded_allow_ips),
     )
+
+
+def proxy_options(trusted: list[str]) -> dict[str, Any]:
+    """uvicorn's proxy options, explicit: by default uvicorn believes X-Forwarded-* from
+    127.0.0.1 (or from $FORWARDED_ALLOW_IPS when its argument is None), so anyone on loopback
+    could choose their client address. With nobody trusted the headers are not read at all."""
+    return {"proxy_headers": bool(trusted), "forwarded_allow_ips": list(trusted)}
 
 
 def _exit_cleanly(_signum: int, _frame: object) -> None:

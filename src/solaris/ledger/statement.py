@@ -2,6 +2,10 @@
 
 The same data serves the CLI, the admin API and the portal. The opening balance is the sum of
 the user's entries before the period, so opening + the period's entries = closing, always.
+A credit line carries its lot's expiry (a lot is linked to the entry that made it by the
+entry's idempotency key). The CSV keeps what was taken (`debit`: usage, expiries, corrections)
+and what was added (`credit`: allowances, grants, purchases, refunds) in columns of their own,
+both as positive numbers, so a spreadsheet sums each without reading `kind`.
 """
 
 from __future__ import annotations
@@ -13,16 +17,17 @@ from typing import TextIO
 
 from sqlalchemy import func, select
 
+from solaris.ledger.csv_cells import safe_row
 from solaris.ledger.lots import as_utc
 from solaris.store.database import Database
-from solaris.store.schema import ledger_entries, usage
+from solaris.store.schema import ledger_entries, lots, usage
 
 __all__ = ["CSV_COLUMNS", "Statement", "StatementLine", "statement"]
 
 LINES_MAX = 50_000
 CSV_COLUMNS = (
-    "date", "kind", "model", "prompt_tokens", "completion_tokens", "billable", "estimated",
-    "balance", "note",
+    "date", "kind", "model", "prompt_tokens", "completion_tokens", "estimated", "debit",
+    "credit", "balance", "expires_at", "note",
 )  # fmt: skip
 
 
@@ -37,6 +42,7 @@ class StatementLine:
     completion_tokens: int | None = None
     estimated: bool | None = None
     note: str | None = None
+    expires_at: datetime | None = None  # a credit's lot: when what is left of it expires
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,20 +56,25 @@ class Statement:
     truncated: bool
 
     def write_csv(self, stream: TextIO) -> None:
+        """The lines as CSV; text a spreadsheet would run as a formula is neutralised."""
         writer = csv.writer(stream)
         writer.writerow(CSV_COLUMNS)
         for line in self.lines:
             writer.writerow(
-                (
-                    line.at.isoformat(),
-                    line.kind,
-                    line.model or "",
-                    "" if line.prompt_tokens is None else line.prompt_tokens,
-                    "" if line.completion_tokens is None else line.completion_tokens,
-                    line.amount,
-                    "" if line.estimated is None else ("yes" if line.estimated else "no"),
-                    line.balance,
-                    line.note or "",
+                safe_row(
+                    (
+                        line.at,
+                        line.kind,
+                        line.model,
+                        line.prompt_tokens,
+                        line.completion_tokens,
+                        line.estimated,
+                        -line.amount if line.amount < 0 else None,
+                        line.amount if line.amount > 0 else None,
+                        line.balance,
+                        line.expires_at,
+                        line.note,
+                    )
                 )
             )
 
@@ -86,8 +97,10 @@ async def statement(
             usage.c.prompt_tokens,
             usage.c.completion_tokens,
             usage.c.estimated,
+            lots.c.expires_at,
         )
         .outerjoin(usage, usage.c.request_id == entries.request_id)
+        .outerjoin(lots, lots.c.entry_key == entries.idempotency_key)
         .where(entries.user_id == user_id, entries.created_at >= start, entries.created_at < end)
         .order_by(entries.created_at, entries.id)
         .limit(LINES_MAX + 1)
@@ -113,6 +126,7 @@ async def statement(
                 completion_tokens=row.completion_tokens,
                 estimated=row.estimated,
                 note=row.note,
+                expires_at=as_utc(row.expires_at),
             )
         )
     return Statement(external_id, start, end, opening, lines, balance, truncated)

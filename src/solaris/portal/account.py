@@ -58,7 +58,14 @@ class Account:
 
     @property
     def available(self) -> int:
+        """What the user can spend now; 0 when they owe (`owed` says how much)."""
         return max(0, self.balance - self.held)
+
+    @property
+    def owed(self) -> int:
+        """Tokens the user owes: a provider counted more than was held, and the balance went
+        below zero. The next credit (purchase or grant) pays it first."""
+        return max(0, -self.balance)
 
     @property
     def used_percent(self) -> int:

@@ -61,6 +61,7 @@ class WebAuth:
         return session
 
     async def sign_out(self, request: Request, response: Response) -> None:
+        """Revoke the cookie's session and clear the cookie: never one without the other."""
         if (token := request.cookies.get(self.cookie)) is not None:
             await self.sessions.close(token)
         set_cookie(

@@ -21,6 +21,7 @@ from solaris.admin.admins import Admins
 from solaris.admin.operations import Actor, Operations
 from solaris.admin.reads import UserNotFound
 from solaris.admin.sessions import Sessions
+from solaris.admin.signin import AdminSignIn
 from solaris.errors import ApiError
 from solaris.portal import charts
 from solaris.portal.auth import Signed, WebAuth
@@ -36,12 +37,13 @@ from solaris.portal.security import (
     CSRF_FIELD,
     LOGIN_CSRF_COOKIE,
     LOGIN_CSRF_TTL_S,
-    attempt_wait_s,
+    client_address,
     csrf_matches,
     is_secure,
     login_csrf,
     safe_next,
     set_cookie,
+    too_many,
 )
 from solaris.portal.templating import Renderer
 from solaris.portal.user_actions import ACTIONS, DONE, UserAction
@@ -67,6 +69,12 @@ class Dashboard:
         self.operations = operations
         self.renderer = Renderer("admin", gateway.settings.language)
         self.auth = WebAuth(sessions, "admin", gateway.settings.public_base_url)
+        self.sign_in = AdminSignIn(
+            admins,
+            gateway.limiter,
+            gateway.sign_in_failures,
+            self.settings.login_attempts_per_minute,
+        )
 
     def routes(self) -> list[BaseRoute]:
         return [
@@ -84,9 +92,13 @@ class Dashboard:
         ]
 
     async def _admin(self, request: Request) -> Signed | None:
+        """The signed-in, enabled admin; their pages also show the sign-ins that failed on
+        their account since their previous sign-in."""
         signed = await self.auth.current(request)
         if signed is None or not await self.admins.is_active(signed.session.subject_id):
             return None
+        failed = await self.sign_in.failed_since_previous(signed.session.subject_id)
+        request.state.failed_sign_ins = failed if failed.count else None
         return signed
 
     def _to_login(self, request: Request) -> Response:
@@ -95,6 +107,7 @@ class Dashboard:
 
     def _page(self, request: Request, signed: Signed, template: str, **context: Any) -> Response:
         status_code = context.pop("status_code", 200)
+        context["failed_sign_ins"] = getattr(request.state, "failed_sign_ins", None)
         return self.renderer.page(
             request, template, context, csrf=signed.session.csrf, status_code=status_code
         )
@@ -102,10 +115,17 @@ class Dashboard:
     # Sign-in.
 
     def _login_page(
-        self, request: Request, *, problem: str = "", email: str = "", status_code: int = 200
+        self,
+        request: Request,
+        *,
+        problem: str = "",
+        email: str = "",
+        target: str | None = None,
+        status_code: int = 200,
     ) -> Response:
+        """The sign-in form; `target` (a failed attempt's own) else `?next=` is where it leads."""
         token = login_csrf(request)
-        target = safe_next(request.query_params.get("next"), "/admin", "/admin")
+        target = safe_next(target or request.query_params.get("next"), "/admin", "/admin")
         context = {"problem": problem, "email": email, "next": target, "login_csrf": token}
         response = self.renderer.page(request, "admin/login.html", context, status_code=status_code)
         set_cookie(
@@ -130,22 +150,18 @@ class Dashboard:
             return error_page(self.renderer, request, 403, "error.csrf")
         email = str(form.get("email", "")).strip()
         password = str(form.get("password", ""))
-        client = request.client.host if request.client else "unknown"
-        wait_s = await attempt_wait_s(
-            self.gateway.limiter,
-            self.settings.login_attempts_per_minute,
-            [f"admin-login:ip:{client}", f"admin-login:email:{email.lower()}"],
-        )
-        if wait_s:
-            problem = t("login.too_many", seconds=round(wait_s))
-            return self._login_page(request, problem=problem, email=email, status_code=429)
-        admin_id = await self.admins.authenticate(email, password)
-        if admin_id is None:
-            problem = t("login.failed")
-            return self._login_page(request, problem=problem, email=email, status_code=401)
         target = safe_next(str(form.get("next", "")), "/admin", "/admin")
+        result = await self.sign_in.attempt(email, password, client_address(request))
+        if result.admin_id is None:
+            refused = {"email": email, "target": target}
+            if result.wait_s:
+                problem = too_many(t, result.wait_s)
+                return self._login_page(request, problem=problem, status_code=429, **refused)
+            problem = t("login.failed")
+            return self._login_page(request, problem=problem, status_code=401, **refused)
         response = redirect(target)
-        await self.auth.sign_in(request, response, admin_id, self.settings.dashboard_session_ttl_s)
+        ttl_s = self.settings.dashboard_session_ttl_s
+        await self.auth.sign_in(request, response, result.admin_id, ttl_s)
         return response
 
     async def logout(self, request: Request) -> Response:

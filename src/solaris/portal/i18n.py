@@ -69,6 +69,17 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "Muitas tentativas. Tente de novo em {seconds} s.",
         "Too many attempts. Try again in {seconds} s.",
     ),
+    "login.too_many_minutes": (
+        "Muitas tentativas. Tente de novo em {minutes} min.",
+        "Too many attempts. Try again in {minutes} min.",
+    ),
+    "notice.failed_sign_ins": (
+        "Tentativas de entrar na sua conta que falharam desde a sua entrada anterior: {count}; "
+        "a última em {when}, de {address}.",
+        "Failed sign-in attempts on your account since your previous sign-in: {count}; "
+        "the latest on {when}, from {address}.",
+    ),
+    "notice.see_audit": ("Ver a auditoria", "See the audit log"),
     # Admin overview.
     "overview.title": ("Visão geral", "Overview"),
     "overview.tokens_today": ("Tokens hoje", "Tokens today"),
@@ -181,6 +192,19 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "kind.refund": ("Estorno", "Refund"),
     "kind.adjustment": ("Ajuste", "Adjustment"),
     "kind.expiry": ("Expiração", "Expiry"),
+    # A balance below zero, everywhere it is shown.
+    "owed.text": ("Você deve {tokens} tokens.", "You owe {tokens} tokens."),
+    "owed.why": (
+        "A próxima compra ou crédito paga esse valor primeiro; o restante fica para você usar.",
+        "Your next purchase or credit pays this first; the rest is yours to use.",
+    ),
+    "owed.buy": ("Comprar créditos", "Buy credits"),
+    "owed.admin": ("Deve {tokens} tokens", "Owes {tokens} tokens"),
+    "owed.admin_hint": (
+        "O próximo crédito ou compra cobre esse valor primeiro.",
+        "The next credit or purchase covers it first.",
+    ),
+    "owed.badge": ("deve", "owes"),
     # Portal home.
     "home.title": ("Seu consumo", "Your usage"),
     "home.balance": ("Saldo disponível", "Available balance"),
@@ -210,6 +234,7 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "The period has more entries than fit here; download the CSV by month.",
     ),
     "statement.estimated": ("estimado", "estimated"),
+    "statement.expires": ("válido até {when}", "valid until {when}"),
     "statement.filename": ("extrato", "statement"),
     # Purchase.
     "buy.title": ("Comprar créditos", "Buy credits"),

@@ -42,11 +42,14 @@ from solaris.portal.security import (
     CSRF_FIELD,
     LOGIN_CSRF_COOKIE,
     LOGIN_CSRF_TTL_S,
+    address_bucket,
     attempt_wait_s,
+    client_address,
     csrf_matches,
     is_secure,
     login_csrf,
     set_cookie,
+    too_many,
 )
 from solaris.portal.signin_mail import plausible_email, send_signin_links
 from solaris.portal.templating import Renderer
@@ -124,11 +127,13 @@ class PortalPages:
         found = await user_statement(self.gateway.ledger, user, period)
         if found is None:
             return redirect("/portal/statement")
+        balance, _held = await self.gateway.ledger.balance(user.id)
         context = {
             "section": "statement",
             "statement": found,
             "period": period,
             "periods": self._periods(request),
+            "owed": max(0, -balance),  # now, whatever period is shown
         }
         return self.renderer.page(request, "portal/statement.html", context, csrf=csrf)
 
@@ -162,6 +167,7 @@ class PortalPages:
             "packs": self.settings.credit_packs,
             "contact": self.settings.purchase_contact,
             "available": max(0, balance - held),
+            "owed": max(0, -balance),
         }
         return self.renderer.page(request, "portal/buy.html", context, csrf=csrf)
 
@@ -237,19 +243,21 @@ class PortalPages:
         email = str(form.get("email", "")).strip()
         if not plausible_email(email):
             return self._login_page(request, status_code=400, problem=t("plogin.invalid_email"))
-        client = request.client.host if request.client else "unknown"
-        wait_s = await attempt_wait_s(
-            self.gateway.limiter,
-            self.settings.login_attempts_per_minute,
-            [f"portal-login:ip:{client}", f"portal-login:email:{email.lower()}"],
-        )
+        limiter, per_minute = self.gateway.limiter, self.settings.login_attempts_per_minute
+        client = address_bucket(client_address(request))
+        wait_s = await attempt_wait_s(limiter, per_minute, [f"portal-login:ip:{client}"])
         if wait_s:
-            problem = t("login.too_many", seconds=round(wait_s))
-            return self._login_page(request, status_code=429, problem=problem)
+            return self._login_page(request, status_code=429, problem=too_many(t, wait_s))
         smtp = smtp_from(self.settings)
         if smtp is None:  # the page says e-mail sign-in is not set up
             return self._login_page(request)
         response = self._login_page(request, notice=t("plogin.sent"))
+        # An inbox gets at most its share of links a minute, however many addresses ask for
+        # them; the page says the same either way. Refusing the asker instead would let anyone
+        # who knows the e-mail keep its owner from asking, while the links already sent there
+        # (each one good) are the owner's to use.
+        if await attempt_wait_s(limiter, per_minute, [f"portal-login:email:{email.lower()}"]):
+            return response
         response.background = BackgroundTask(
             send_signin_links,
             self.gateway.database,

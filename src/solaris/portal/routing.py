@@ -70,13 +70,17 @@ def error_page(
 async def sign_out(
     request: Request, auth: WebAuth, renderer: Renderer, login_path: str
 ) -> Response:
-    """POST sign-out (CSRF-checked when signed in), then the sign-in page."""
-    signed = await auth.current(request)
+    """POST sign-out, then the sign-in page. A live session wants its CSRF token (403
+    otherwise). Only a request that brought the cookie clears it, and clearing it revokes its
+    session: a foreign site's auto-post, which the browser sends without our SameSite cookie,
+    changes nothing at all (before, its answer deleted the cookie and left the session alive)."""
     form = await read_form(request)
+    signed = await auth.current(request)
     if signed is not None and not csrf_matches(form.get(CSRF_FIELD), signed.session.csrf):
         return error_page(renderer, request, 403, "error.csrf")
     response = redirect(login_path)
-    await auth.sign_out(request, response)
+    if auth.cookie in request.cookies:  # live and CSRF-checked, or dead: clear and revoke it
+        await auth.sign_out(request, response)
     return response
 
 

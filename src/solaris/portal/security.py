@@ -5,8 +5,11 @@
 - Every POST form carries a CSRF token: the session's own (`WebSession.csrf`), or before
   sign-in a random one doubled in a short-lived cookie, so a foreign site cannot sign a
   victim in to the attacker's account either.
-- Sign-in attempts are counted per client address and per account with the gateway's GCRA
-  limiter (Redis when configured, so all instances share the count).
+- Sign-in attempts are counted per client address with the gateway's GCRA limiter (Redis
+  when configured, so all instances share the count); what a limit per account may do without
+  becoming a way to lock its owner out is the sign-in's own business (`solaris.admin.signin`,
+  and the portal's link form, which sends an inbox no more than its share of links). A client's
+  address is the connection's, or what a trusted proxy says (`SOLARIS_FORWARDED_ALLOW_IPS`).
 - Pages get a strict Content-Security-Policy (scripts only from /static), no caching, no
   referrer (a link's token never leaks) and no framing.
 """
@@ -15,8 +18,10 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
+import math
 import secrets
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -29,12 +34,15 @@ __all__ = [
     "LOGIN_CSRF_COOKIE",
     "LOGIN_CSRF_TTL_S",
     "SecurityHeaders",
+    "address_bucket",
     "attempt_wait_s",
+    "client_address",
     "csrf_matches",
     "is_secure",
     "login_csrf",
     "safe_next",
     "set_cookie",
+    "too_many",
 ]
 
 CSRF_FIELD = "csrf"
@@ -96,6 +104,25 @@ def login_csrf(request: Request) -> str:
     return current if len(current) == 43 else secrets.token_urlsafe(32)
 
 
+def client_address(request: Request) -> str:
+    """The client's address, as uvicorn has it (a trusted proxy's X-Forwarded-For applied)."""
+    return request.client.host if request.client else "unknown"
+
+
+def address_bucket(address: str) -> str:
+    """What per-address counts are kept by: the address, or an IPv6 address's /64 (the block
+    one subscriber gets; one host could otherwise use a fresh address for every try)."""
+    try:
+        parsed = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if isinstance(parsed, ipaddress.IPv6Address):
+        if parsed.ipv4_mapped is not None:
+            return str(parsed.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{parsed}/64", strict=False))
+    return str(parsed)
+
+
 def _bucket(key: str) -> int:
     """A limiter id for a non-user key: negative, so it never meets a user's id."""
     digest = hashlib.sha256(key.encode()).digest()
@@ -111,6 +138,13 @@ async def attempt_wait_s(limiter: RateLimiter, per_minute: int, keys: list[str])
         if not verdict.allowed:
             return max(1.0, verdict.retry_after_s)
     return 0.0
+
+
+def too_many(t: Callable[..., str], wait_s: float) -> str:
+    """The sign-in pages' "too many attempts", in seconds or, past two minutes, minutes."""
+    if wait_s < 120:
+        return t("login.too_many", seconds=max(1, round(wait_s)))
+    return t("login.too_many_minutes", minutes=math.ceil(wait_s / 60))
 
 
 def safe_next(value: str | None, prefix: str, default: str) -> str:
