@@ -35,7 +35,7 @@ from solaris.alerts.model import (
     user_threshold_alerts,
 )
 from solaris.alerts.outbox import OutboxRow, claim_due, enqueue, list_alerts
-from solaris.alerts.texts import Language, format_moment, format_tokens
+from solaris.alerts.texts import Language, format_moment, format_tokens, threshold_email
 from solaris.alerts.webhook import WebhookChannel, WebhookSettings, verify_signature
 from solaris.errors import ConfigError
 from solaris.store.database import Database, migrate, open_database
@@ -620,6 +620,18 @@ def test_numbers_and_dates_read_as_each_language_writes_them() -> None:
     moment = datetime(2026, 1, 5, 3, 30, tzinfo=UTC)
     assert format_moment("pt-BR", moment, "America/Sao_Paulo") == "05/01/2026 às 00:30 (UTC-03:00)"
     assert format_moment("en", moment) == "January 5, 2026, 03:30 (UTC)"
+
+
+def test_an_alert_for_a_balance_below_zero_says_what_the_user_owes() -> None:
+    """A provider that billed more than was held leaves debt: the e-mail says so, as the
+    portal does, instead of a negative "balance"."""
+    end = datetime(2026, 2, 1, tzinfo=UTC)
+    for language, owed in (("pt-BR", "Você deve 1.256 tokens"), ("en", "You owe 1,256 tokens")):
+        mail = threshold_email(
+            language, name=None, percent=100, used=3256, total=2000, balance=-1256,
+            period_end=end, portal_url="https://chat.example.com/portal",
+        )  # fmt: skip
+        assert owed in mail.text and "-1" not in mail.text
 
 
 def test_smtp_credentials_are_refused_over_a_plain_connection() -> None:

@@ -115,6 +115,10 @@ THRESHOLD_EMAIL: dict[Language, dict[str, dict[str, str]]] = {
         },
     },
 }
+OWED: dict[Language, str] = {
+    "pt-BR": "Você deve {owed} tokens; a próxima compra ou concessão paga essa dívida primeiro.",
+    "en": "You owe {owed} tokens; your next purchase or grant pays this debt first.",
+}
 GREETING: dict[Language, tuple[str, str]] = {
     "pt-BR": ("Olá, {name}!", "Olá!"),
     "en": ("Hi {name},", "Hi,"),
@@ -148,6 +152,8 @@ def threshold_email(
     }
     greeting = GREETING[language][0].format(name=name) if name else GREETING[language][1]
     lines = [words[part].format(**values) for part in ("usage", "balance", "period", "action")]
+    if balance < 0:  # the provider billed more than was held: the debt, as the portal says it
+        lines[1] = OWED[language].format(owed=format_tokens(language, -balance))
     text = "\n\n".join([greeting, *lines[:3], f"{lines[3]}\n{portal_url}", FOOTER[language]])
     html = _html([greeting, *lines], portal_url, BUTTON[language], FOOTER[language])
     return EmailText(words["subject"].format(**values), text + "\n", html)
