@@ -626,7 +626,11 @@ def test_an_alert_for_a_balance_below_zero_says_what_the_user_owes() -> None:
     """A provider that billed more than was held leaves debt: the e-mail says so, as the
     portal does, instead of a negative "balance"."""
     end = datetime(2026, 2, 1, tzinfo=UTC)
-    for language, owed in (("pt-BR", "Você deve 1.256 tokens"), ("en", "You owe 1,256 tokens")):
+    cases: list[tuple[Language, str]] = [
+        ("pt-BR", "Você deve 1.256 tokens"),
+        ("en", "You owe 1,256 tokens"),
+    ]
+    for language, owed in cases:
         mail = threshold_email(
             language, name=None, percent=100, used=3256, total=2000, balance=-1256,
             period_end=end, portal_url="https://chat.example.com/portal",
