@@ -21,7 +21,7 @@ from sqlalchemy.exc import DBAPIError
 from solaris.admin.admins import Admins
 from solaris.admin.auth import issue_token
 from solaris.admin.sessions import Sessions
-from solaris.ledger.ledger import utcnow
+from solaris.clock import utcnow
 from solaris.portal.links import sign_link
 from solaris.store.database import open_database
 from tests.conftest import SERVICE_KEY, Gateway

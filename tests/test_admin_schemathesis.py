@@ -29,7 +29,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from solaris.admin.admins import Admins
-from solaris.ledger.ledger import utcnow
+from solaris.clock import utcnow
 from solaris.store.database import open_database
 from tests.conftest import Database, Gateway, gateway_env, start_gateway
 

@@ -37,7 +37,7 @@ from sqlalchemy import select
 
 from solaris.admin.admins import Admins
 from solaris.admin.sessions import token_digest
-from solaris.ledger.ledger import utcnow
+from solaris.clock import utcnow
 from solaris.portal.i18n import MESSAGES
 from solaris.portal.links import buy_url, sign_link
 from solaris.portal.templating import TEMPLATES_DIR

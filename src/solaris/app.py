@@ -26,6 +26,7 @@ from starlette.types import Receive, Scope, Send
 from solaris.admin.api import admin_api
 from solaris.admin.failures import SignInFailures
 from solaris.alerts.service import Alerting
+from solaris.clock import Clock, utcnow
 from solaris.config import Settings
 from solaris.errors import (
     ApiError,
@@ -41,7 +42,7 @@ from solaris.gateway.proxy import Proxy
 from solaris.gateway.responses import JSON, send_bytes, send_error
 from solaris.gateway.upstream import Upstream
 from solaris.ledger.journal import Journal
-from solaris.ledger.ledger import Clock, Ledger, utcnow
+from solaris.ledger.ledger import Ledger
 from solaris.ledger.plans import Plan
 from solaris.ledger.settlements import Settlements
 from solaris.ledger.thresholds import Thresholds

@@ -22,9 +22,8 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
 from solaris.admin.audit import CLI_ACTOR, Actor, record
+from solaris.clock import Clock
 from solaris.errors import BadRequest, SolarisError
-from solaris.ledger.ledger import Clock
-from solaris.ledger.lots import as_utc
 from solaris.store.database import Database
 from solaris.store.schema import admin_api_keys, admins
 
@@ -223,9 +222,9 @@ class Admins:
                     int(row.id),
                     int(row.admin_id),
                     row.name,
-                    as_utc(row.created_at) or row.created_at,
+                    row.created_at,
                     row.revoked_at is not None,
-                    as_utc(row.last_used_at),
+                    row.last_used_at,
                 )
                 for row in rows
             ]
@@ -258,7 +257,7 @@ class Admins:
             ).first()
             if row is None:
                 return None
-            last_used = as_utc(row.last_used_at)
+            last_used = row.last_used_at
             if last_used is None or now - last_used >= LAST_USED_PRECISION:
                 await conn.execute(
                     update(admin_api_keys)
@@ -269,7 +268,7 @@ class Admins:
 
 
 def _account(row: object) -> AdminAccount:
-    created_at = as_utc(row.created_at)  # type: ignore[attr-defined]
+    created_at = row.created_at  # type: ignore[attr-defined]
     assert created_at is not None
     return AdminAccount(
         int(row.id),  # type: ignore[attr-defined]

@@ -16,7 +16,6 @@ from pydantic import BaseModel
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from solaris.ledger.lots import as_utc
 from solaris.store.schema import audit_log
 
 __all__ = ["AUDIT_ROWS_MAX", "CLI_ACTOR", "Actor", "AuditEntry", "audit_entries", "record"]
@@ -97,7 +96,7 @@ async def audit_entries(
     return [
         AuditEntry(
             id=int(row.id),
-            at=as_utc(row.at) or row.at,
+            at=row.at,
             actor=row.actor,
             action=row.action,
             target_type=row.target_type,

@@ -7,13 +7,14 @@ arithmetic cannot overflow. So bad input is always a 400, never a database error
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, Field
 
 from solaris.admin.operations import TOKENS_MAX
+from solaris.clock import as_utc
 from solaris.config import ModelPolicy, PlanConfig
 
 __all__ = [
@@ -47,7 +48,7 @@ def _storable(value: str) -> str:
 def to_utc(moment: datetime) -> datetime:
     """Datetimes without a zone are UTC; the year must be within YEARS."""
     try:
-        moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+        moment = as_utc(moment)
     except OverflowError:
         raise ValueError("the date is out of range") from None
     if not YEARS[0] <= moment.year <= YEARS[1]:

@@ -4,7 +4,6 @@ can read the state before and after itself inside its own transaction."""
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, Select, func, or_, select
@@ -12,7 +11,6 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from solaris.admin.views import KeyView, LotView, PlanSummary, UsageEntry, UserSummary
 from solaris.errors import NotFound
-from solaris.ledger.lots import as_utc
 from solaris.ledger.plans import Plan
 from solaris.store.schema import accounts, api_keys, lots, plans, subscriptions, usage, users
 
@@ -56,12 +54,6 @@ def _summaries() -> Select[Any]:
     )
 
 
-def _utc(moment: datetime) -> datetime:
-    found = as_utc(moment)
-    assert found is not None
-    return found
-
-
 def _summary(row: Any) -> UserSummary:
     return UserSummary(
         id=int(row.id),
@@ -73,8 +65,8 @@ def _summary(row: Any) -> UserSummary:
         reserved=int(row.reserved),
         blocked=row.blocked_at is not None,
         blocked_reason=row.blocked_reason,
-        blocked_at=as_utc(row.blocked_at),
-        created_at=_utc(row.created_at),
+        blocked_at=row.blocked_at,
+        created_at=row.created_at,
     )
 
 
@@ -129,8 +121,8 @@ async def lots_of(conn: AsyncConnection, user_id: int) -> list[LotView]:
             kind=row.kind,
             amount=int(row.amount),
             remaining=int(row.remaining),
-            expires_at=as_utc(row.expires_at),
-            created_at=_utc(row.created_at),
+            expires_at=row.expires_at,
+            created_at=row.created_at,
         )
         for row in rows
     ]
@@ -147,8 +139,8 @@ async def keys_of(conn: AsyncConnection, user_id: int) -> list[KeyView]:
         KeyView(
             id=int(row.id),
             prefix=row.prefix,
-            created_at=_utc(row.created_at),
-            revoked_at=as_utc(row.revoked_at),
+            created_at=row.created_at,
+            revoked_at=row.revoked_at,
         )
         for row in rows
     ]
@@ -161,7 +153,7 @@ async def recent_usage(conn: AsyncConnection, user_id: int, limit: int) -> list[
     )
     return [
         UsageEntry(
-            created_at=_utc(row.created_at),
+            created_at=row.created_at,
             request_id=row.request_id,
             endpoint=row.endpoint,
             model=row.model,

@@ -16,8 +16,7 @@ from typing import Literal
 
 from sqlalchemy import delete, select, update
 
-from solaris.ledger.ledger import Clock
-from solaris.ledger.lots import as_utc
+from solaris.clock import Clock
 from solaris.store.database import Database
 from solaris.store.schema import web_sessions
 
@@ -82,7 +81,7 @@ class Sessions:
             ).first()
         if row is None or row.kind != kind or row.revoked_at is not None:
             return None
-        expires_at = as_utc(row.expires_at)
+        expires_at = row.expires_at
         assert expires_at is not None
         if expires_at <= self.clock():
             return None

@@ -26,7 +26,6 @@ from sqlalchemy import func, select
 from solaris.admin.admins import Admins, normalize_email
 from solaris.admin.audit import Actor, record
 from solaris.admin.failures import SignInFailures
-from solaris.ledger.lots import as_utc
 from solaris.limits import RateLimiter
 from solaris.portal.security import address_bucket, attempt_wait_s
 from solaris.store.schema import audit_log
@@ -114,7 +113,7 @@ class AdminSignIn:
             last = (await conn.execute(failed.order_by(audit_log.c.id.desc()).limit(1))).first()
         if last is None:
             return FailedSignIns(count, None, None)
-        return FailedSignIns(count, as_utc(last.at), last.actor.removeprefix("address:"))
+        return FailedSignIns(count, last.at, last.actor.removeprefix("address:"))
 
     async def _record_failure(self, email: str, address: str) -> None:
         """An audit row for a failure on an existing admin (an e-mail nobody has leaves none:

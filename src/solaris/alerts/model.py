@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Literal
 
 from solaris.alerts.texts import Language, language_of
+from solaris.clock import as_utc
 
 __all__ = [
     "CHANNELS",
@@ -29,7 +30,6 @@ __all__ = [
     "threshold_key",
     "threshold_rows",
     "user_threshold_alerts",
-    "utc",
 ]
 
 KIND_USER_THRESHOLD = "user_threshold"
@@ -38,13 +38,6 @@ CHANNELS = ("email", "webhook")
 OPERATOR = "operator"  # the recipient of webhooks: the configured URL, looked up at delivery
 
 Severity = Literal["info", "warning", "critical"]
-
-
-def utc(moment: datetime) -> datetime:
-    """SQLite hands timestamps back naive (they were written in UTC); make every one aware."""
-    if moment.tzinfo is None:
-        return moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC)
 
 
 @dataclass(frozen=True)
@@ -124,8 +117,8 @@ class ThresholdAlert:
                 "used": crossing.used,
                 "total": crossing.total,
                 "balance": crossing.balance,
-                "period_start": utc(crossing.period_start).isoformat(),
-                "period_end": utc(crossing.period_end).isoformat(),
+                "period_start": as_utc(crossing.period_start).isoformat(),
+                "period_end": as_utc(crossing.period_end).isoformat(),
                 "portal_url": crossing.portal_url,
             },
         }
@@ -233,7 +226,7 @@ def user_threshold_alerts(
 ) -> list[Alert]:
     """One outbox row per channel. E-mail goes to the user (skipped without an address);
     webhooks go to the operator."""
-    start = int(utc(alert.crossing.period_start).timestamp())
+    start = int(as_utc(alert.crossing.period_start).timestamp())
     payload = alert.to_payload()
     rows = []
     for channel in channels:

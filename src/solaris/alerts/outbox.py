@@ -19,7 +19,7 @@ from sqlalchemy import Row, delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from solaris.alerts.model import Alert, utc
+from solaris.alerts.model import Alert
 from solaris.store.schema import ALERT_STATES, alert_outbox
 
 __all__ = [
@@ -62,10 +62,10 @@ class OutboxRow:
             payload=orjson.loads(row.payload),
             state=row.state,
             attempts=int(row.attempts),
-            next_attempt_at=utc(row.next_attempt_at),
+            next_attempt_at=row.next_attempt_at,
             last_error=row.last_error,
-            created_at=utc(row.created_at),
-            sent_at=None if row.sent_at is None else utc(row.sent_at),
+            created_at=row.created_at,
+            sent_at=None if row.sent_at is None else row.sent_at,
         )
 
 

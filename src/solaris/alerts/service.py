@@ -16,8 +16,8 @@ from solaris.alerts.mail import EmailChannel, smtp_from
 from solaris.alerts.monitor import MonitorSettings, Probe, SystemMonitor
 from solaris.alerts.render import ThresholdRenderer
 from solaris.alerts.webhook import WebhookChannel, WebhookSettings
+from solaris.clock import Clock
 from solaris.config import Settings
-from solaris.ledger.ledger import Clock
 from solaris.ledger.thresholds import Thresholds
 from solaris.store.database import Database
 

@@ -17,7 +17,7 @@ import aiohttp
 import orjson
 
 from solaris.alerts.channels import Delivery, DeliveryError
-from solaris.alerts.model import KIND_USER_THRESHOLD, SystemEvent, ThresholdAlert, utc
+from solaris.alerts.model import KIND_USER_THRESHOLD, SystemEvent, ThresholdAlert
 from solaris.alerts.texts import Language, system_sentence, threshold_sentence
 from solaris.errors import ConfigError
 
@@ -62,7 +62,7 @@ def verify_signature(secret: str, body: bytes, header: str) -> bool:
 
 
 def webhook_body(delivery: Delivery, language: Language) -> dict[str, Any]:
-    created_at = utc(delivery.created_at).isoformat()
+    created_at = delivery.created_at.isoformat()
     if delivery.kind == KIND_USER_THRESHOLD:
         alert = ThresholdAlert.from_payload(delivery.payload)
         crossing = alert.crossing

@@ -9,8 +9,8 @@ import typer
 
 from solaris.admin.operations import CLI_ACTOR, Operations
 from solaris.cli._common import JsonOption, find_user, print_rows, run_job, users_of
+from solaris.clock import utcnow
 from solaris.config import PlanConfig, Settings
-from solaris.ledger.ledger import utcnow
 from solaris.ledger.plans import Plans
 from solaris.ledger.users import User
 from solaris.store.database import Database

@@ -9,8 +9,8 @@ from typing import Annotated, Any
 import typer
 
 from solaris.cli._common import run_job
+from solaris.clock import utcnow
 from solaris.config import Settings, load_settings
-from solaris.ledger.ledger import utcnow
 from solaris.ledger.plans import Plans
 from solaris.observability.logs import configure_logging
 from solaris.store.database import Database, migrate

@@ -12,9 +12,8 @@ from __future__ import annotations
 
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select, update
@@ -22,23 +21,19 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from solaris.alerts.model import crossed_thresholds
-from solaris.ledger.lots import add_lot, as_utc, expire_lots, next_expiry, spend
+from solaris.clock import Clock, utcnow
+from solaris.ledger.lots import add_lot, expire_lots, next_expiry, spend
 from solaris.ledger.periods import period_bounds
 from solaris.ledger.plans import Plan
 from solaris.ledger.thresholds import NO_THRESHOLDS, Thresholds, enqueue_thresholds
 from solaris.store.database import Database
 from solaris.store.schema import accounts, ledger_entries, reservations, usage
 
-__all__ = ["Clock", "Hold", "Ledger", "SettleOutcome", "UsageRecord", "utcnow"]
+__all__ = ["Hold", "Ledger", "SettleOutcome", "UsageRecord"]
 
-Clock = Callable[[], datetime]
 # Credits granted with an expiry by another process are swept within this long.
 REFRESH_CHECK_S = 60.0
 DUE_ENTRIES_MAX = 100_000
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -365,11 +360,11 @@ class Ledger:
                 .with_for_update()
             )
         ).one()
-        due = as_utc(account.next_expiry)
+        due = account.next_expiry
         if due is not None and due <= now:
             await expire_lots(conn, user_id, now)
         start, end = period_bounds(plan.period, plan.anchor, anchored_at, now)
-        granted = as_utc(account.period_start)
+        granted = account.period_start
         if new_plan or granted is None or start > granted:
             if new_plan or not plan.rollover:
                 await expire_lots(conn, user_id, now, allowance_only=True)

@@ -6,14 +6,14 @@ user's account row, and keeps `sum(lots.remaining) == max(accounts.balance, 0)`.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 
 from sqlalchemy import case, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from solaris.store.schema import accounts, ledger_entries, lots
 
-__all__ = ["SPENDING_ORDER", "add_lot", "as_utc", "expire_lots", "next_expiry", "spend"]
+__all__ = ["SPENDING_ORDER", "add_lot", "expire_lots", "next_expiry", "spend"]
 
 # Allowance first, then credits, soonest-expiring first (never-expiring last), oldest first.
 SPENDING_ORDER = (
@@ -22,13 +22,6 @@ SPENDING_ORDER = (
     lots.c.expires_at,
     lots.c.id,
 )
-
-
-def as_utc(moment: datetime | None) -> datetime | None:
-    """SQLite hands timestamps back without a zone; they were written in UTC."""
-    if moment is None or moment.tzinfo is not None:
-        return moment
-    return moment.replace(tzinfo=UTC)
 
 
 async def add_lot(
@@ -113,7 +106,7 @@ async def expire_lots(
 
 
 async def next_expiry(conn: AsyncConnection, user_id: int) -> datetime | None:
-    soonest = await conn.scalar(
+    soonest: datetime | None = await conn.scalar(
         select(func.min(lots.c.expires_at)).where(lots.c.user_id == user_id, lots.c.remaining > 0)
     )
-    return as_utc(soonest)
+    return soonest

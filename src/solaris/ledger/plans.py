@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import fnmatch
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -211,10 +211,7 @@ class Plans:
                 )
             ).first()
         assert row is not None, f"user {user_id} has no subscription"
-        anchored_at = row.anchored_at
-        if anchored_at.tzinfo is None:  # SQLite keeps no zone; it was written in UTC
-            anchored_at = anchored_at.replace(tzinfo=UTC)
-        return Subscription(Plan.from_row(row), anchored_at)
+        return Subscription(Plan.from_row(row), row.anchored_at)
 
     async def subscribe(
         self, conn: AsyncConnection, user_id: int, plan_name: str, now: datetime, by: str

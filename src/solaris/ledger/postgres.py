@@ -12,7 +12,8 @@ from typing import Any
 
 import asyncpg  # type: ignore[import-untyped]
 
-from solaris.ledger.ledger import Clock, Hold, Ledger, SettleOutcome, UsageRecord, utcnow
+from solaris.clock import Clock, utcnow
+from solaris.ledger.ledger import Hold, Ledger, SettleOutcome, UsageRecord
 from solaris.ledger.thresholds import NO_THRESHOLDS, Thresholds
 from solaris.store.database import Database, is_outage, unavailable
 

@@ -18,7 +18,6 @@ from typing import TextIO
 from sqlalchemy import func, select
 
 from solaris.ledger.csv_cells import safe_row
-from solaris.ledger.lots import as_utc
 from solaris.store.database import Database
 from solaris.store.schema import ledger_entries, lots, usage
 
@@ -113,7 +112,7 @@ async def statement(
     lines = []
     for row in rows[:LINES_MAX]:
         balance += int(row.amount)
-        at = as_utc(row.created_at)
+        at = row.created_at
         assert at is not None
         lines.append(
             StatementLine(
@@ -126,7 +125,7 @@ async def statement(
                 completion_tokens=row.completion_tokens,
                 estimated=row.estimated,
                 note=row.note,
-                expires_at=as_utc(row.expires_at),
+                expires_at=row.expires_at,
             )
         )
     return Statement(external_id, start, end, opening, lines, balance, truncated)

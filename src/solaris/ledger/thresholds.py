@@ -12,7 +12,6 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from solaris.alerts.model import ThresholdRecord, threshold_rows
 from solaris.alerts.outbox import enqueue
-from solaris.ledger.lots import as_utc
 from solaris.store.schema import users
 
 __all__ = ["NO_THRESHOLDS", "Thresholds", "enqueue_thresholds"]
@@ -44,7 +43,7 @@ async def enqueue_thresholds(
     """One row per threshold and channel; `account` has balance, period_used, period_offered
     and period_start. The dedupe key makes a repeat a no-op."""
     email = await conn.scalar(select(users.c.email).where(users.c.id == user_id))
-    start = as_utc(account.period_start)
+    start = account.period_start
     for percent in percents:
         record = ThresholdRecord(
             user_id,

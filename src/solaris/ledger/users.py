@@ -22,7 +22,6 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from solaris.errors import SolarisError
 from solaris.ledger.ledger import Ledger
-from solaris.ledger.lots import as_utc
 from solaris.ledger.plans import Plan, Plans, Subscription
 from solaris.store.schema import accounts, api_keys, plans, subscriptions, users
 
@@ -141,7 +140,7 @@ class Users:
                 )
             ).first()
         assert row is not None, f"user {user_id} has no subscription"
-        anchored_at = as_utc(row.anchored_at)
+        anchored_at = row.anchored_at
         assert anchored_at is not None
         subscription = Subscription(Plan.from_row(row), anchored_at)
         return Standing(subscription, row.blocked_at is not None, row.blocked_reason)

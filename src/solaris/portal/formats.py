@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 from decimal import Decimal
 
+from solaris.clock import as_utc
 from solaris.portal.i18n import Language
 
 __all__ = [
@@ -63,7 +64,7 @@ def format_moment(language: Language, moment: datetime | None) -> str:
     """A date and time in UTC, the zone every figure of the pages is in."""
     if moment is None:
         return "—"
-    utc = moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
+    utc = as_utc(moment)
     return f"{format_date(language, utc)} {utc:%H:%M} UTC"
 
 

@@ -16,7 +16,7 @@ import structlog
 
 from solaris.alerts.channels import DeliveryError
 from solaris.alerts.mail import EmailChannel, SmtpSettings
-from solaris.ledger.ledger import Clock
+from solaris.clock import Clock
 from solaris.portal.account import users_with_email
 from solaris.portal.i18n import Language, translator
 from solaris.portal.links import login_url, sign_link

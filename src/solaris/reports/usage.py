@@ -10,12 +10,13 @@ order, with `truncated` set.
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 from typing import Any, Literal
 
 from sqlalchemy import ColumnElement, Select, case, func, select
 
+from solaris.clock import as_utc
 from solaris.reports.prices import group_cost_usd
 from solaris.store.database import Database
 from solaris.store.schema import usage, users
@@ -102,9 +103,9 @@ def _grouped_query(
         case((usage.c.estimated, 1), else_=0).label("estimated"),
     ).select_from(usage.join(users, users.c.id == usage.c.user_id))
     if since is not None:
-        rows = rows.where(usage.c.created_at >= _utc(since))
+        rows = rows.where(usage.c.created_at >= as_utc(since))
     if until is not None:
-        rows = rows.where(usage.c.created_at < _utc(until))
+        rows = rows.where(usage.c.created_at < as_utc(until))
     if user_external_id is not None:
         rows = rows.where(users.c.external_id == user_external_id)
     # Grouped outside a subquery: the key expression's bound parameters then appear once,
@@ -182,8 +183,3 @@ def _add(left: ReportRow, right: ReportRow) -> ReportRow:
     }
     costs = [cost for cost in (left.cost_usd, right.cost_usd) if cost is not None]
     return ReportRow(key=left.key, cost_usd=sum(costs, Decimal(0)) if costs else None, **totals)
-
-
-def _utc(moment: datetime) -> datetime:
-    # SQLite stores the wall-clock digits without the offset: compare in UTC, as the ledger writes.
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
