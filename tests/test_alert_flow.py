@@ -18,9 +18,9 @@ import openai
 import pytest
 
 from solaris.alerts.outbox import OutboxRow, list_alerts
-from solaris.alerts.texts import format_tokens
 from solaris.alerts.webhook import verify_signature
 from solaris.store.database import open_database
+from solaris.texts.formats import format_tokens
 from tests.conftest import (
     SERVICE_KEY,
     Database,

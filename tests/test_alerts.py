@@ -35,11 +35,13 @@ from solaris.alerts.model import (
     user_threshold_alerts,
 )
 from solaris.alerts.outbox import OutboxRow, claim_due, enqueue, list_alerts
-from solaris.alerts.texts import Language, format_moment, format_tokens, threshold_email
 from solaris.alerts.webhook import WebhookChannel, WebhookSettings, verify_signature
 from solaris.errors import ConfigError
 from solaris.store.database import Database, migrate, open_database
 from solaris.store.schema import alert_outbox
+from solaris.texts import Language
+from solaris.texts.alerts import threshold_email
+from solaris.texts.formats import format_tokens, moment_in_words
 from tests.conftest import new_postgres_database
 from tests.servers import free_port
 
@@ -618,8 +620,10 @@ def test_numbers_and_dates_read_as_each_language_writes_them() -> None:
     assert format_tokens("pt-BR", 1_234_567) == "1.234.567"
     assert format_tokens("en", 1_234_567) == "1,234,567"
     moment = datetime(2026, 1, 5, 3, 30, tzinfo=UTC)
-    assert format_moment("pt-BR", moment, "America/Sao_Paulo") == "05/01/2026 às 00:30 (UTC-03:00)"
-    assert format_moment("en", moment) == "January 5, 2026, 03:30 (UTC)"
+    assert (
+        moment_in_words("pt-BR", moment, "America/Sao_Paulo") == "05/01/2026 às 00:30 (UTC-03:00)"
+    )
+    assert moment_in_words("en", moment) == "January 5, 2026, 03:30 (UTC)"
 
 
 def test_an_alert_for_a_balance_below_zero_says_what_the_user_owes() -> None:

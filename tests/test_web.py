@@ -38,12 +38,12 @@ from sqlalchemy import select
 from solaris.admin.admins import Admins
 from solaris.admin.sessions import token_digest
 from solaris.clock import utcnow
-from solaris.portal.i18n import MESSAGES
 from solaris.portal.links import buy_url, sign_link
 from solaris.portal.templating import TEMPLATES_DIR
 from solaris.portal.user_actions import DONE
 from solaris.store.database import open_database
 from solaris.store.schema import ENTRY_KINDS, web_sessions
+from solaris.texts.pages import MESSAGES
 from tests.conftest import Database, Gateway, gateway_env, migrate
 from tests.servers import free_port, spawn
 

@@ -2,7 +2,6 @@
 by a background worker over e-mail (SMTP) and signed webhooks.
 
     model.py      alert rows and their typed payloads; threshold crossing; dedupe keys
-    texts.py      every user-facing word, pt-BR and English
     outbox.py     enqueue (caller's transaction), claim with a lease, record the outcome
     render.py     the words of a threshold alert, added when it is sent (fresh portal link)
     deliverer.py  the worker: batches, retries with backoff and jitter, run_forever

@@ -17,15 +17,15 @@ from typing import Literal
 
 from solaris.alerts.channels import Delivery, DeliveryError
 from solaris.alerts.model import KIND_USER_THRESHOLD, SystemEvent, ThresholdAlert
-from solaris.alerts.texts import (
+from solaris.config import Settings
+from solaris.errors import ConfigError
+from solaris.texts import Language
+from solaris.texts.alerts import (
     EmailText,
-    Language,
     operator_email,
     system_sentence,
     threshold_email,
 )
-from solaris.config import Settings
-from solaris.errors import ConfigError
 
 __all__ = ["EmailChannel", "SmtpSettings", "build_email", "smtp_from"]
 

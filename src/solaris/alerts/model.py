@@ -1,7 +1,7 @@
 """What an alert is, before and after the outbox: the row to write, and its typed payloads.
 
 The payload is stored as JSON and rendered into words only when delivered, so a text fixed in
-`texts.py` reaches alerts that were already waiting.
+`solaris.texts.alerts` reaches alerts that were already waiting.
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from solaris.alerts.texts import Language, language_of
 from solaris.clock import as_utc
+from solaris.texts import Language, language_of
 
 __all__ = [
     "CHANNELS",
@@ -141,7 +141,7 @@ class ThresholdAlert:
 
 @dataclass(frozen=True)
 class SystemEvent:
-    """The payload of a `system` alert: an event name `texts.py` knows, and its numbers."""
+    """The payload of a `system` alert: an event name `solaris.texts.alerts` knows, and its numbers."""
 
     event: str
     severity: Severity

@@ -20,12 +20,12 @@ from solaris.alerts.model import (
     ThresholdCrossing,
     ThresholdRecord,
 )
-from solaris.alerts.texts import Language
 from solaris.ledger.periods import period_bounds
 from solaris.ledger.plans import Plans
 from solaris.portal.links import buy_url, sign_link
 from solaris.store.database import Database
 from solaris.store.schema import users
+from solaris.texts import Language
 
 __all__ = ["EMAIL_LINK_TTL_S", "ThresholdRenderer"]
 

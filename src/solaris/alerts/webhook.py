@@ -18,8 +18,9 @@ import orjson
 
 from solaris.alerts.channels import Delivery, DeliveryError
 from solaris.alerts.model import KIND_USER_THRESHOLD, SystemEvent, ThresholdAlert
-from solaris.alerts.texts import Language, system_sentence, threshold_sentence
 from solaris.errors import ConfigError
+from solaris.texts import Language
+from solaris.texts.alerts import system_sentence, threshold_sentence
 
 __all__ = [
     "SIGNATURE_HEADER",

@@ -23,88 +23,19 @@ from starlette.types import Send
 
 from solaris.errors import error_body
 from solaris.gateway.responses import JSON, SSE, send_bytes
+from solaris.texts import Language
+from solaris.texts.chat import CHAT_TEXT, ERROR_TEXT, HELD_CHAT_TEXT, HELD_ERROR_TEXT
 
-__all__ = ["BLOCKED_HEADER", "HELD_RETRY_AFTER_S", "block_chat_stream", "block_json", "refusal"]
+__all__ = ["BLOCKED_HEADER", "HELD_RETRY_AFTER_S", "block_chat_stream", "block_json"]
 
 BLOCKED_HEADER = b"x-solaris-blocked"
 EXHAUSTED = "insufficient_balance"
 HELD = "balance_held"  # the balance is there, but the user's running requests hold it
 HELD_RETRY_AFTER_S = 2
 
-CHAT_TEXT = {
-    "pt-BR": (
-        "⚠️ **Seu saldo de tokens acabou.**\n\n"
-        "Para continuar conversando, [compre mais créditos]({url}).\n\n"
-        "_O link é pessoal e vale por {minutes} minutos._"
-    ),
-    "en": (
-        "⚠️ **You have run out of tokens.**\n\n"
-        "To keep chatting, [buy more credits]({url}).\n\n"
-        "_This link is personal and valid for {minutes} minutes._"
-    ),
-}
-HELD_CHAT_TEXT = {
-    "pt-BR": (
-        "⏳ **Seu saldo está reservado para as suas outras mensagens em andamento.**\n\n"
-        "Tente de novo assim que elas terminarem."
-    ),
-    "en": (
-        "⏳ **Your balance is held by your other messages still running.**\n\n"
-        "Try again as soon as they finish."
-    ),
-}
-ERROR_TEXT = {
-    "pt-BR": (
-        "Saldo de tokens insuficiente para esta solicitação. "
-        "Compre mais créditos em {portal}/portal/buy ou fale com o administrador."
-    ),
-    "en": (
-        "Not enough token balance for this request. "
-        "Buy more credits at {portal}/portal/buy or contact your administrator."
-    ),
-}
-HELD_ERROR_TEXT = {
-    "pt-BR": (
-        "Seu saldo está reservado para as suas outras solicitações em andamento; "
-        "tente de novo em {seconds} s."
-    ),
-    "en": "Your balance is held by your other requests still running; try again in {seconds} s.",
-}
-REFUSAL_TEXT = {
-    "pt-BR": {
-        "rpm": "Limite de solicitações por minuto do seu plano ({plan}: {limit}) atingido. "
-        "Tente de novo em {seconds} s.",
-        "tpm": "Limite de tokens por minuto do seu plano ({plan}: {limit}) atingido. "
-        "Tente de novo em {seconds} s.",
-        "too_large": "Esta solicitação sozinha precisa de {tokens} tokens, mais do que o limite "
-        "de tokens por minuto do seu plano ({plan}: {limit}).",
-        "model": "O modelo '{model}' não está disponível no seu plano ({plan}).",
-        "unavailable": "O banco de dados do gateway está indisponível; tente de novo em instantes.",
-    },
-    "en": {
-        "rpm": "Rate limit reached for requests per minute on your plan ({plan}: {limit}). "
-        "Please try again in {seconds} s.",
-        "tpm": "Rate limit reached for tokens per minute on your plan ({plan}: {limit}). "
-        "Please try again in {seconds} s.",
-        "too_large": "This request alone needs {tokens} tokens, more than the tokens per minute "
-        "of your plan ({plan}: {limit}).",
-        "model": "The model '{model}' is not available on your plan ({plan}).",
-        "unavailable": "The gateway's database is unavailable; please try again shortly.",
-    },
-}
-
-
-def refusal(language: str, what: str, **words: object) -> str:
-    """A refusal's message in the user's language; seconds read as the language writes them."""
-    seconds = words.get("seconds")
-    if isinstance(seconds, float):
-        text = f"{seconds:.1f}"
-        words["seconds"] = text.replace(".", ",") if language == "pt-BR" else text
-    return REFUSAL_TEXT[language][what].format(**words)
-
 
 async def block_json(
-    send: Send, language: str, public_base_url: str, request_id: str, held: bool = False
+    send: Send, language: Language, public_base_url: str, request_id: str, held: bool = False
 ) -> None:
     if held:
         message = HELD_ERROR_TEXT[language].format(seconds=HELD_RETRY_AFTER_S)
@@ -119,7 +50,7 @@ async def block_json(
 
 async def block_chat_stream(
     send: Send,
-    language: str,
+    language: Language,
     model: str,
     url: str,
     link_ttl_s: int,

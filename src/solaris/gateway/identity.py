@@ -32,18 +32,15 @@ from solaris.gateway.identity_values import clean_text, email_address, header_te
 from solaris.ledger.plans import Plan, Subscription
 from solaris.ledger.users import Standing, Users, hash_key
 from solaris.store.cache import IdentityCache
+from solaris.texts.chat import user_blocked
 
-__all__ = ["BLOCKED_TEXT", "Caller", "Identity"]
+__all__ = ["Caller", "Identity"]
 
 EXTERNAL_ID_LENGTH_MAX = 255  # users.external_id
 EMAIL_LENGTH_MAX = 320  # users.email
 CONVERSATION_ID_LENGTH_MAX = 128  # usage.conversation_id
 PLAN_CACHE_TTL_S = 5.0  # a plan change reaches every gateway process within this
 PLAN_CACHE_ENTRIES_MAX = 100_000
-BLOCKED_TEXT = {
-    "pt-BR": "Sua conta está bloqueada. Fale com o administrador para saber mais.",
-    "en": "Your account is blocked. Contact your administrator to learn more.",
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,7 +70,7 @@ class Identity:
         self._user_header_name = settings.user_id_header
         self._email_header_name = settings.user_email_header
         self._conversation_header_name = settings.conversation_id_header
-        self._blocked_text = BLOCKED_TEXT[settings.language]
+        self._blocked_text = user_blocked(settings.language)
         self._standings: OrderedDict[int, tuple[float, Standing]] = OrderedDict()
         # The e-mail this process last knew stored per user: a header that brings the same one
         # costs nothing. Unknown (evicted, or seen first by another process) means one write.

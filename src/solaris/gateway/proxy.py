@@ -28,7 +28,6 @@ import orjson
 import structlog
 from starlette.types import Receive, Scope, Send
 
-from solaris.alerts.texts import chat_notice
 from solaris.config import ModelPolicy, Settings
 from solaris.errors import (
     ApiError,
@@ -41,7 +40,7 @@ from solaris.errors import (
     UpstreamTimeout,
     UpstreamUnreachable,
 )
-from solaris.gateway.block import block_chat_stream, block_json, refusal
+from solaris.gateway.block import block_chat_stream, block_json
 from solaris.gateway.body import (
     ENDPOINTS,
     Endpoint,
@@ -60,6 +59,7 @@ from solaris.limits import Limit, RateLimiter
 from solaris.metering import billing, estimate, tokenizer
 from solaris.observability.requests import Exchange, RequestLog
 from solaris.portal.links import buy_url, sign_link
+from solaris.texts.chat import chat_notice, refusal
 
 __all__ = ["Proxy"]
 

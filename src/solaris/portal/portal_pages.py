@@ -28,7 +28,6 @@ from solaris.portal.account import (
     user_statement,
 )
 from solaris.portal.auth import WebAuth
-from solaris.portal.formats import format_month
 from solaris.portal.links import InvalidLink, redeem_link
 from solaris.portal.routing import (
     error_page,
@@ -53,6 +52,7 @@ from solaris.portal.security import (
 )
 from solaris.portal.signin_mail import plausible_email, send_signin_links
 from solaris.portal.templating import Renderer
+from solaris.texts.formats import format_month
 
 if TYPE_CHECKING:
     from solaris.app import Gateway

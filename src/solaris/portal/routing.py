@@ -13,9 +13,10 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from solaris.portal.auth import WebAuth
-from solaris.portal.i18n import LANG_COOKIE, LANGUAGES
 from solaris.portal.security import CSRF_FIELD, SecurityHeaders, csrf_matches, safe_next
 from solaris.portal.templating import Renderer
+from solaris.texts import LANGUAGES
+from solaris.texts.pages import LANG_COOKIE
 
 __all__ = [
     "FORM_BYTES_MAX",

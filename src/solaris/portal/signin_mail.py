@@ -18,9 +18,10 @@ from solaris.alerts.channels import DeliveryError
 from solaris.alerts.mail import EmailChannel, SmtpSettings
 from solaris.clock import Clock
 from solaris.portal.account import users_with_email
-from solaris.portal.i18n import Language, translator
 from solaris.portal.links import login_url, sign_link
 from solaris.store.database import Database
+from solaris.texts import Language
+from solaris.texts.pages import translator
 
 __all__ = ["EMAIL_LENGTH_MAX", "plausible_email", "send_signin_links", "signin_email"]
 

@@ -18,14 +18,15 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
-from solaris.portal.formats import (
+from solaris.texts import Language
+from solaris.texts.formats import (
     format_date,
     format_moment,
     format_percent,
     format_tokens,
     format_usd,
 )
-from solaris.portal.i18n import Language, Translator, choose_language, translator
+from solaris.texts.pages import Translator, choose_language, translator
 
 __all__ = ["TEMPLATES_DIR", "Renderer"]
 

@@ -1,12 +1,14 @@
-"""How numbers, money and dates read in each language of the pages (times are UTC)."""
+"""How numbers, money and dates read in each language: in the pages (times in UTC) and in
+sentences (e-mails, webhooks: times in the operator's zone, with its offset)."""
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from zoneinfo import ZoneInfo
 
 from solaris.clock import as_utc
-from solaris.portal.i18n import Language
+from solaris.texts import Language
 
 __all__ = [
     "MONTHS",
@@ -16,6 +18,7 @@ __all__ = [
     "format_percent",
     "format_tokens",
     "format_usd",
+    "moment_in_words",
 ]
 
 MONTHS: dict[Language, tuple[str, ...]] = {
@@ -71,3 +74,20 @@ def format_moment(language: Language, moment: datetime | None) -> str:
 def format_month(language: Language, year: int, month: int) -> str:
     name = MONTHS[language][month - 1]
     return f"{name} de {year}" if language == "pt-BR" else f"{name} {year}"
+
+
+def moment_in_words(language: Language, moment: datetime, timezone: str | None = None) -> str:
+    """31/01/2026 às 07:00 (UTC-03:00) | January 31, 2026, 07:00 (UTC-03:00)."""
+    local = moment.astimezone(ZoneInfo(timezone) if timezone else UTC)
+    clock = f"{local:%H:%M} ({_offset(local.utcoffset())})"
+    if language == "pt-BR":
+        return f"{local:%d/%m/%Y} às {clock}"
+    return f"{MONTHS['en'][local.month - 1]} {local.day}, {local.year}, {clock}"
+
+
+def _offset(offset: timedelta | None) -> str:
+    minutes = int((offset or timedelta()).total_seconds()) // 60
+    if minutes == 0:
+        return "UTC"
+    sign = "+" if minutes > 0 else "-"
+    return f"UTC{sign}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}"

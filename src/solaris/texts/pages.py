@@ -10,9 +10,10 @@ cookie (the switcher on every page sets it), else the browser's Accept-Language,
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Literal
 
 from starlette.requests import Request
+
+from solaris.texts import LANGUAGES, Language
 
 __all__ = [
     "LANGUAGES",
@@ -24,8 +25,6 @@ __all__ = [
     "translator",
 ]
 
-Language = Literal["pt-BR", "en"]
-LANGUAGES: tuple[Language, ...] = ("pt-BR", "en")
 LANG_COOKIE = "solaris_lang"
 Translator = Callable[..., str]
 

@@ -1,74 +1,26 @@
-"""Every word an alert says, in pt-BR and English: e-mails, webhook sentences, the in-chat line.
+"""Every word an alert says, in pt-BR and English: e-mails, webhook and system sentences.
 
-Values are formatted here too (thousands separators, dates), since how a number reads is part
-of the language. HTML is built from the same sentences, every value escaped.
+HTML is built from the same sentences, every value escaped (how values read: `formats`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from html import escape
-from typing import Any, Literal
-from zoneinfo import ZoneInfo
+from typing import Any
+
+from solaris.texts import Language
+from solaris.texts.formats import format_tokens, moment_in_words
 
 __all__ = [
     "EmailText",
-    "Language",
-    "chat_notice",
-    "format_moment",
-    "format_tokens",
-    "language_of",
     "operator_email",
     "system_sentence",
     "threshold_email",
     "threshold_sentence",
 ]
-
-Language = Literal["pt-BR", "en"]
-
-
-def language_of(value: str | None) -> Language:
-    return "pt-BR" if (value or "").lower().startswith("pt") else "en"
-
-
-def format_tokens(language: Language, tokens: int) -> str:
-    grouped = f"{tokens:,}"
-    return grouped.replace(",", ".") if language == "pt-BR" else grouped
-
-
-MONTHS_EN = [
-    "January",
-    "February",
-    "March",
-    "April",
-    "May",
-    "June",
-    "July",
-    "August",
-    "September",
-    "October",
-    "November",
-    "December",
-]
-
-
-def format_moment(language: Language, moment: datetime, timezone: str | None = None) -> str:
-    """31/01/2026 às 07:00 (UTC-03:00) | January 31, 2026, 07:00 (UTC-03:00)."""
-    local = moment.astimezone(ZoneInfo(timezone) if timezone else UTC)
-    clock = f"{local:%H:%M} ({_offset(local.utcoffset())})"
-    if language == "pt-BR":
-        return f"{local:%d/%m/%Y} às {clock}"
-    return f"{MONTHS_EN[local.month - 1]} {local.day}, {local.year}, {clock}"
-
-
-def _offset(offset: timedelta | None) -> str:
-    minutes = int((offset or timedelta()).total_seconds()) // 60
-    if minutes == 0:
-        return "UTC"
-    sign = "+" if minutes > 0 else "-"
-    return f"UTC{sign}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}"
 
 
 @dataclass(frozen=True)
@@ -148,7 +100,7 @@ def threshold_email(
         "used": format_tokens(language, used),
         "total": format_tokens(language, total),
         "balance": format_tokens(language, balance),
-        "period_end": format_moment(language, period_end, timezone),
+        "period_end": moment_in_words(language, period_end, timezone),
     }
     greeting = GREETING[language][0].format(name=name) if name else GREETING[language][1]
     lines = [words[part].format(**values) for part in ("usage", "balance", "period", "action")]
@@ -207,7 +159,7 @@ def threshold_sentence(
         used=format_tokens(language, used),
         total=format_tokens(language, total),
         balance=format_tokens(language, balance),
-        period_end=format_moment(language, period_end),
+        period_end=moment_in_words(language, period_end),
     )
 
 
@@ -277,21 +229,3 @@ def operator_email(language: Language, severity: str, sentence: str) -> EmailTex
     text = f"{sentence}\n\n{FOOTER[language]}\n"
     html = f"<!doctype html>\n<html><body><p>{escape(sentence)}</p>\n<p>{escape(FOOTER[language])}</p></body></html>\n"
     return EmailText(subject, text, html)
-
-
-CHAT_NOTICE: dict[Language, dict[str, str]] = {
-    "pt-BR": {
-        "near": "⚠️ Você já usou {percent}% dos seus tokens deste período (restam {balance}).",
-        "out": "⚠️ Seus tokens deste período acabaram.",
-    },
-    "en": {
-        "near": "⚠️ You have used {percent}% of your tokens for this period ({balance} left).",
-        "out": "⚠️ You have used all of your tokens for this period.",
-    },
-}
-
-
-def chat_notice(language: Language, percent: int, balance: int) -> str:
-    """The short line the gateway may append to the streamed reply that crossed a threshold."""
-    template = CHAT_NOTICE[language]["out" if percent >= 100 else "near"]
-    return template.format(percent=percent, balance=format_tokens(language, max(balance, 0)))
