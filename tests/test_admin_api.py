@@ -22,7 +22,7 @@ from solaris.admin.admins import Admins
 from solaris.admin.auth import issue_token
 from solaris.admin.sessions import Sessions
 from solaris.clock import utcnow
-from solaris.portal.links import sign_link
+from solaris.links import sign_link
 from solaris.store.database import open_database
 from tests.conftest import SERVICE_KEY, Gateway
 

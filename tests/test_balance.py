@@ -15,8 +15,8 @@ import openai
 import pytest
 from openai.types.chat import ChatCompletionMessageParam
 
+from solaris.links import verify_link
 from solaris.metering.estimate import chat_prompt_tokens
-from solaris.portal.links import verify_link
 from tests.conftest import SERVICE_KEY, Database, Gateway, gateway_env, start_gateway
 
 MESSAGES: list[ChatCompletionMessageParam] = [

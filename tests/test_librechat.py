@@ -10,7 +10,7 @@ from urllib.parse import parse_qs, urlparse
 
 import pytest
 
-from solaris.portal.links import verify_link
+from solaris.links import verify_link
 from tests.conftest import SERVICE_KEY, Gateway
 from tests.librechat import ensure_installed, run_librechat
 

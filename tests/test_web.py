@@ -38,7 +38,7 @@ from sqlalchemy import select
 from solaris.admin.admins import Admins
 from solaris.admin.sessions import token_digest
 from solaris.clock import utcnow
-from solaris.portal.links import buy_url, sign_link
+from solaris.links import buy_url, sign_link
 from solaris.portal.templating import TEMPLATES_DIR
 from solaris.portal.user_actions import DONE
 from solaris.store.database import open_database

@@ -22,7 +22,7 @@ from solaris.alerts.model import (
 )
 from solaris.ledger.periods import period_bounds
 from solaris.ledger.plans import Plans
-from solaris.portal.links import buy_url, sign_link
+from solaris.links import buy_url, sign_link
 from solaris.store.database import Database
 from solaris.store.schema import users
 from solaris.texts import Language

@@ -56,9 +56,9 @@ from solaris.gateway.upstream import Upstream
 from solaris.ledger.ledger import Ledger, SettleOutcome, UsageRecord
 from solaris.ledger.settlements import Settlements
 from solaris.limits import Limit, RateLimiter
+from solaris.links import buy_url, sign_link
 from solaris.metering import billing, estimate, tokenizer
 from solaris.observability.requests import Exchange, RequestLog
-from solaris.portal.links import buy_url, sign_link
 from solaris.texts.chat import chat_notice, refusal
 
 __all__ = ["Proxy"]

@@ -1,5 +1,7 @@
 """Sessions of the web pages: which cookie each area uses, reading it, opening and closing it.
 
+A signed link (`solaris.links`) is redeemed once: its id is spent in `used_links`.
+
 The dashboard's cookie (`solaris_admin`, Path=/admin) opens only admin sessions and the
 portal's (`solaris_portal`, Path=/portal) only user sessions: `Sessions.get` checks the kind,
 and the paths keep the browser from even sending one area's cookie to the other.
@@ -8,14 +10,19 @@ and the paths keep the browser from even sending one area's cookie to the other.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
+from sqlalchemy.exc import IntegrityError
 from starlette.requests import Request
 from starlette.responses import Response
 
 from solaris.admin.sessions import SessionKind, Sessions, WebSession
+from solaris.links import InvalidLink, LinkClaims, verify_link
 from solaris.portal.security import is_secure, set_cookie
+from solaris.store.database import Database
+from solaris.store.schema import used_links
 
-__all__ = ["COOKIES", "Signed", "WebAuth"]
+__all__ = ["COOKIES", "Signed", "WebAuth", "redeem_link"]
 
 COOKIES: dict[SessionKind, tuple[str, str]] = {
     "admin": ("solaris_admin", "/admin"),
@@ -72,3 +79,14 @@ class WebAuth:
             max_age_s=0,
             secure=is_secure(request, self.public_base_url),
         )
+
+
+async def redeem_link(database: Database, key: bytes, token: str, now: datetime) -> LinkClaims:
+    """Verify and spend a link; a second redemption raises `InvalidLink`."""
+    claims = verify_link(key, token)
+    try:
+        async with database.transaction() as conn:
+            await conn.execute(used_links.insert().values(jti=claims.jti, used_at=now))
+    except IntegrityError:
+        raise InvalidLink("link already used") from None
+    return claims

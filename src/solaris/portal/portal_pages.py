@@ -19,6 +19,7 @@ from starlette.routing import BaseRoute
 
 from solaris.admin.sessions import Sessions
 from solaris.alerts.mail import smtp_from
+from solaris.links import InvalidLink
 from solaris.portal import charts
 from solaris.portal.account import (
     PortalUser,
@@ -27,8 +28,7 @@ from solaris.portal.account import (
     recent_months,
     user_statement,
 )
-from solaris.portal.auth import WebAuth
-from solaris.portal.links import InvalidLink, redeem_link
+from solaris.portal.auth import WebAuth, redeem_link
 from solaris.portal.routing import (
     error_page,
     language_switch,

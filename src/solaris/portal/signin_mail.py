@@ -3,7 +3,7 @@
 The page answers the same words whether the address is known or not, and at once: looking the
 address up and talking to the SMTP server happen in a background task after the response, so
 neither the text nor the timing says whether a user exists. Each matching user gets a signed,
-single-use link (`solaris.portal.links`) to `/portal/login`.
+single-use link (`solaris.links`) to `/portal/login`.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ import structlog
 from solaris.alerts.channels import DeliveryError
 from solaris.alerts.mail import EmailChannel, SmtpSettings
 from solaris.clock import Clock
+from solaris.links import login_url, sign_link
 from solaris.portal.account import users_with_email
-from solaris.portal.links import login_url, sign_link
 from solaris.store.database import Database
 from solaris.texts import Language
 from solaris.texts.pages import translator

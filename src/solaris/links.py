@@ -1,8 +1,8 @@
 """Signed, short-lived, single-use links that log a user into the portal (e.g. to buy credits).
 
 A link carries an HS256 JWT: the user, the purpose, an expiry and a random id (`jti`). Verifying
-checks signature, purpose and expiry; redeeming also spends the id in the database, so a link
-works once even across gateway instances.
+checks signature, purpose and expiry; the portal also spends the id in the database when it
+redeems a link (`portal.auth.redeem_link`), so a link works once even across gateway instances.
 """
 
 from __future__ import annotations
@@ -13,18 +13,14 @@ from datetime import datetime, timedelta
 from urllib.parse import quote
 
 import jwt
-from sqlalchemy.exc import IntegrityError
 
 from solaris.errors import SolarisError
-from solaris.store.database import Database
-from solaris.store.schema import used_links
 
 __all__ = [
     "InvalidLink",
     "LinkClaims",
     "buy_url",
     "login_url",
-    "redeem_link",
     "sign_link",
     "verify_link",
 ]
@@ -78,14 +74,3 @@ def verify_link(key: bytes, token: str) -> LinkClaims:
         jti=str(claims["jti"]),
         expires_at=datetime.fromtimestamp(claims["exp"]).astimezone(),
     )
-
-
-async def redeem_link(database: Database, key: bytes, token: str, now: datetime) -> LinkClaims:
-    """Verify and spend a link; a second redemption raises `InvalidLink`."""
-    claims = verify_link(key, token)
-    try:
-        async with database.transaction() as conn:
-            await conn.execute(used_links.insert().values(jti=claims.jti, used_at=now))
-    except IntegrityError:
-        raise InvalidLink("link already used") from None
-    return claims
