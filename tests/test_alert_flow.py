@@ -17,9 +17,9 @@ import httpx
 import openai
 import pytest
 
-from solaris.alerts.outbox import OutboxRow, list_alerts
 from solaris.alerts.webhook import verify_signature
 from solaris.store.database import open_database
+from solaris.store.outbox import OutboxRow, list_alerts
 from solaris.texts.formats import format_tokens
 from tests.conftest import (
     SERVICE_KEY,

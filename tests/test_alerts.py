@@ -30,14 +30,14 @@ from solaris.alerts.model import (
     SystemEvent,
     ThresholdAlert,
     ThresholdCrossing,
-    crossed_thresholds,
     system_alerts,
     user_threshold_alerts,
 )
-from solaris.alerts.outbox import OutboxRow, claim_due, enqueue, list_alerts
 from solaris.alerts.webhook import WebhookChannel, WebhookSettings, verify_signature
 from solaris.errors import ConfigError
+from solaris.ledger.thresholds import crossed_thresholds
 from solaris.store.database import Database, migrate, open_database
+from solaris.store.outbox import OutboxRow, claim_due, enqueue, list_alerts
 from solaris.store.schema import alert_outbox
 from solaris.texts import Language
 from solaris.texts.alerts import threshold_email

@@ -22,7 +22,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select
 
-from solaris.alerts.outbox import list_alerts
 from solaris.config import PlanConfig
 from solaris.ledger.ledger import Ledger, UsageRecord
 from solaris.ledger.plans import Plans
@@ -30,6 +29,7 @@ from solaris.ledger.postgres import PostgresLedger
 from solaris.ledger.thresholds import Thresholds
 from solaris.ledger.users import Users
 from solaris.store.database import Database, migrate, open_database
+from solaris.store.outbox import list_alerts
 from solaris.store.schema import accounts, ledger_entries, lots, reservations
 from tests.conftest import new_postgres_database
 

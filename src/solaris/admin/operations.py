@@ -25,7 +25,6 @@ from solaris.admin.views import (
     UserDetail,
     UserSummary,
 )
-from solaris.alerts.outbox import list_alerts
 from solaris.config import PlanConfig, Settings
 from solaris.errors import BadRequest, NotFound
 from solaris.ledger.periods import period_bounds
@@ -33,6 +32,7 @@ from solaris.ledger.plans import Plans
 from solaris.ledger.statement import Statement, statement
 from solaris.reports.usage import usage_report
 from solaris.store.database import Database
+from solaris.store.outbox import list_alerts
 
 __all__ = [
     "CLI_ACTOR",

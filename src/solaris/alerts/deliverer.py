@@ -19,14 +19,14 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from solaris.alerts.channels import Channel, Delivery, DeliveryError
-from solaris.alerts.outbox import (
+from solaris.store.database import Database
+from solaris.store.outbox import (
     OutboxRow,
     claim_due,
     purge_finished,
     record_failure,
     record_sent,
 )
-from solaris.store.database import Database
 
 __all__ = ["Deliverer", "RetryPolicy"]
 

@@ -16,9 +16,10 @@ from email.utils import format_datetime, make_msgid, parseaddr
 from typing import Literal
 
 from solaris.alerts.channels import Delivery, DeliveryError
-from solaris.alerts.model import KIND_USER_THRESHOLD, SystemEvent, ThresholdAlert
+from solaris.alerts.model import SystemEvent, ThresholdAlert
 from solaris.config import Settings
 from solaris.errors import ConfigError
+from solaris.store.outbox import KIND_USER_THRESHOLD
 from solaris.texts import Language
 from solaris.texts.alerts import (
     EmailText,

@@ -1,4 +1,4 @@
-"""What an alert is, before and after the outbox: the row to write, and its typed payloads.
+"""What an alert says, before and after the outbox: the typed payloads of its rows.
 
 The payload is stored as JSON and rendered into words only when delivered, so a text fixed in
 `solaris.texts.alerts` reaches alerts that were already waiting.
@@ -12,50 +12,22 @@ from datetime import datetime
 from typing import Any, Literal
 
 from solaris.clock import as_utc
+from solaris.ledger.thresholds import threshold_key
+from solaris.store.outbox import KIND_SYSTEM, KIND_USER_THRESHOLD, OPERATOR, Alert
 from solaris.texts import Language, language_of
 
 __all__ = [
-    "CHANNELS",
-    "KIND_SYSTEM",
-    "KIND_USER_THRESHOLD",
-    "Alert",
     "AlertUser",
     "Severity",
     "SystemEvent",
     "ThresholdAlert",
     "ThresholdCrossing",
-    "ThresholdRecord",
-    "crossed_thresholds",
     "system_alerts",
-    "threshold_key",
-    "threshold_rows",
     "user_threshold_alerts",
 ]
 
-KIND_USER_THRESHOLD = "user_threshold"
-KIND_SYSTEM = "system"
-CHANNELS = ("email", "webhook")
-OPERATOR = "operator"  # the recipient of webhooks: the configured URL, looked up at delivery
 
 Severity = Literal["info", "warning", "critical"]
-
-
-@dataclass(frozen=True)
-class Alert:
-    """One outbox row to write: one alert for one channel and recipient."""
-
-    kind: str
-    dedupe_key: str
-    channel: str
-    recipient: str
-    payload: Mapping[str, Any]
-    created_at: datetime
-
-    def __post_init__(self) -> None:
-        assert self.channel in CHANNELS, self.channel
-        assert self.dedupe_key and len(self.dedupe_key) <= 255, self.dedupe_key
-        assert self.recipient, "an alert needs a recipient"
-        assert self.created_at.tzinfo is not None, "times are UTC-aware"
 
 
 @dataclass(frozen=True)
@@ -154,71 +126,6 @@ class SystemEvent:
     def from_payload(cls, payload: Mapping[str, Any]) -> SystemEvent:
         data = dict(payload["data"])
         return cls(str(data.pop("event")), payload["severity"], data)
-
-
-@dataclass(frozen=True)
-class ThresholdRecord:
-    """What the settle that crossed a threshold knows: the numbers, not yet the words. The
-    deliverer turns it into a `ThresholdAlert` (user, period end, a fresh portal link) when it
-    sends it; PostgreSQL's `solaris_settle` writes the same payload (migration 0008)."""
-
-    user_id: int
-    percent: int
-    used: int
-    total: int
-    balance: int
-    period_start: int  # epoch seconds, 0 before the first period
-
-    def to_payload(self) -> dict[str, Any]:
-        return {
-            "user_id": self.user_id,
-            "threshold": self.percent,
-            "used": self.used,
-            "total": self.total,
-            "balance": self.balance,
-            "period_start": self.period_start,
-        }
-
-    @classmethod
-    def from_payload(cls, payload: Mapping[str, Any]) -> ThresholdRecord:
-        return cls(
-            user_id=int(payload["user_id"]),
-            percent=int(payload["threshold"]),
-            used=int(payload["used"]),
-            total=int(payload["total"]),
-            balance=int(payload["balance"]),
-            period_start=int(payload["period_start"]),
-        )
-
-
-def threshold_key(user_id: int, period_start: int, percent: int, channel: str) -> str:
-    """Once per user, period, threshold and channel (the same format as migration 0008's)."""
-    return f"threshold:{user_id}:{period_start}:{percent}:{channel}"
-
-
-def threshold_rows(
-    record: ThresholdRecord, email: str | None, channels: Iterable[str], at: datetime
-) -> list[Alert]:
-    """One outbox row per channel: e-mail to the user (none without an address), webhooks to
-    the operator."""
-    rows = []
-    for channel in channels:
-        recipient = email if channel == "email" else OPERATOR
-        if recipient:
-            key = threshold_key(record.user_id, record.period_start, record.percent, channel)
-            rows.append(
-                Alert(KIND_USER_THRESHOLD, key, channel, recipient, record.to_payload(), at)
-            )
-    return rows
-
-
-def crossed_thresholds(
-    used_before: int, used_after: int, total: int, thresholds: Iterable[int]
-) -> list[int]:
-    """The thresholds (percent) that `used_before → used_after` crossed; integer math, no floats."""
-    if total <= 0:
-        return []
-    return sorted(p for p in thresholds if used_before * 100 < p * total <= used_after * 100)
 
 
 def user_threshold_alerts(

@@ -23,9 +23,9 @@ from datetime import datetime
 import structlog
 
 from solaris.alerts.channels import Channel, Delivery, DeliveryError
-from solaris.alerts.model import KIND_SYSTEM, Alert, SystemEvent, system_alerts
-from solaris.alerts.outbox import enqueue
+from solaris.alerts.model import SystemEvent, system_alerts
 from solaris.store.database import Database
+from solaris.store.outbox import KIND_SYSTEM, Alert, enqueue
 
 __all__ = ["MonitorSettings", "SystemMonitor"]
 

@@ -13,17 +13,13 @@ from datetime import UTC, datetime
 from sqlalchemy import select
 
 from solaris.alerts.channels import Delivery, DeliveryError
-from solaris.alerts.model import (
-    KIND_USER_THRESHOLD,
-    AlertUser,
-    ThresholdAlert,
-    ThresholdCrossing,
-    ThresholdRecord,
-)
+from solaris.alerts.model import AlertUser, ThresholdAlert, ThresholdCrossing
 from solaris.ledger.periods import period_bounds
 from solaris.ledger.plans import Plans
+from solaris.ledger.thresholds import ThresholdRecord
 from solaris.links import buy_url, sign_link
 from solaris.store.database import Database
+from solaris.store.outbox import KIND_USER_THRESHOLD
 from solaris.store.schema import users
 from solaris.texts import Language
 

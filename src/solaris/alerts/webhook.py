@@ -17,8 +17,9 @@ import aiohttp
 import orjson
 
 from solaris.alerts.channels import Delivery, DeliveryError
-from solaris.alerts.model import KIND_USER_THRESHOLD, SystemEvent, ThresholdAlert
+from solaris.alerts.model import SystemEvent, ThresholdAlert
 from solaris.errors import ConfigError
+from solaris.store.outbox import KIND_USER_THRESHOLD
 from solaris.texts import Language
 from solaris.texts.alerts import system_sentence, threshold_sentence
 

@@ -6,10 +6,10 @@ from typing import Annotated, Any, Literal
 
 import typer
 
-from solaris.alerts.outbox import list_alerts
 from solaris.cli._common import JsonOption, print_rows, run_job
 from solaris.config import Settings
 from solaris.store.database import Database
+from solaris.store.outbox import list_alerts
 
 __all__ = ["alerts_app"]
 

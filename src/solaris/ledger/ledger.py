@@ -20,12 +20,16 @@ from sqlalchemy import func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from solaris.alerts.model import crossed_thresholds
 from solaris.clock import Clock, utcnow
 from solaris.ledger.lots import add_lot, expire_lots, next_expiry, spend
 from solaris.ledger.periods import period_bounds
 from solaris.ledger.plans import Plan
-from solaris.ledger.thresholds import NO_THRESHOLDS, Thresholds, enqueue_thresholds
+from solaris.ledger.thresholds import (
+    NO_THRESHOLDS,
+    Thresholds,
+    crossed_thresholds,
+    enqueue_thresholds,
+)
 from solaris.store.database import Database
 from solaris.store.schema import accounts, ledger_entries, reservations, usage
 

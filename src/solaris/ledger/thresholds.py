@@ -3,6 +3,7 @@ them — inside the settle's transaction, with the account's numbers after it.""
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -10,11 +11,18 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from solaris.alerts.model import ThresholdRecord, threshold_rows
-from solaris.alerts.outbox import enqueue
+from solaris.store.outbox import KIND_USER_THRESHOLD, OPERATOR, Alert, enqueue
 from solaris.store.schema import users
 
-__all__ = ["NO_THRESHOLDS", "Thresholds", "enqueue_thresholds"]
+__all__ = [
+    "NO_THRESHOLDS",
+    "ThresholdRecord",
+    "Thresholds",
+    "crossed_thresholds",
+    "enqueue_thresholds",
+    "threshold_key",
+    "threshold_rows",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,3 +63,68 @@ async def enqueue_thresholds(
         )
         for alert in threshold_rows(record, email, thresholds.channels, now):
             await enqueue(conn, dialect, alert)
+
+
+@dataclass(frozen=True)
+class ThresholdRecord:
+    """What the settle that crossed a threshold knows: the numbers, not yet the words. The
+    deliverer turns it into a `ThresholdAlert` (user, period end, a fresh portal link) when it
+    sends it; PostgreSQL's `solaris_settle` writes the same payload (migration 0008)."""
+
+    user_id: int
+    percent: int
+    used: int
+    total: int
+    balance: int
+    period_start: int  # epoch seconds, 0 before the first period
+
+    def to_payload(self) -> dict[str, Any]:
+        return {
+            "user_id": self.user_id,
+            "threshold": self.percent,
+            "used": self.used,
+            "total": self.total,
+            "balance": self.balance,
+            "period_start": self.period_start,
+        }
+
+    @classmethod
+    def from_payload(cls, payload: Mapping[str, Any]) -> ThresholdRecord:
+        return cls(
+            user_id=int(payload["user_id"]),
+            percent=int(payload["threshold"]),
+            used=int(payload["used"]),
+            total=int(payload["total"]),
+            balance=int(payload["balance"]),
+            period_start=int(payload["period_start"]),
+        )
+
+
+def threshold_key(user_id: int, period_start: int, percent: int, channel: str) -> str:
+    """Once per user, period, threshold and channel (the same format as migration 0008's)."""
+    return f"threshold:{user_id}:{period_start}:{percent}:{channel}"
+
+
+def threshold_rows(
+    record: ThresholdRecord, email: str | None, channels: Iterable[str], at: datetime
+) -> list[Alert]:
+    """One outbox row per channel: e-mail to the user (none without an address), webhooks to
+    the operator."""
+    rows = []
+    for channel in channels:
+        recipient = email if channel == "email" else OPERATOR
+        if recipient:
+            key = threshold_key(record.user_id, record.period_start, record.percent, channel)
+            rows.append(
+                Alert(KIND_USER_THRESHOLD, key, channel, recipient, record.to_payload(), at)
+            )
+    return rows
+
+
+def crossed_thresholds(
+    used_before: int, used_after: int, total: int, thresholds: Iterable[int]
+) -> list[int]:
+    """The thresholds (percent) that `used_before → used_after` crossed; integer math, no floats."""
+    if total <= 0:
+        return []
+    return sorted(p for p in thresholds if used_before * 100 < p * total <= used_after * 100)

@@ -4,16 +4,35 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
 
-from solaris.ledger.ledger import UsageRecord
 from solaris.observability.metrics import Metrics, provider_of
 
-__all__ = ["Exchange", "RequestLog", "UpstreamWatch"]
+__all__ = ["Counted", "Exchange", "RequestLog", "UpstreamWatch"]
 
 log = structlog.get_logger("solaris.request")
+
+
+class Counted(Protocol):
+    """What a settled request consumed, as far as the log and the metrics care (the ledger's
+    `UsageRecord` is one)."""
+
+    @property
+    def prompt_tokens(self) -> int: ...
+    @property
+    def completion_tokens(self) -> int: ...
+    @property
+    def cached_tokens(self) -> int: ...
+    @property
+    def reasoning_tokens(self) -> int: ...
+    @property
+    def billable(self) -> int: ...
+    @property
+    def estimated(self) -> bool: ...
+    @property
+    def status(self) -> str: ...
 
 
 @dataclass(slots=True)
@@ -30,7 +49,7 @@ class Exchange:
     upstream_sent: float | None = None
     upstream_first_byte: float | None = None
     upstream_done: float | None = None
-    record: UsageRecord | None = None
+    record: Counted | None = None
     error: str | None = None
     content: dict[str, Any] | None = None  # only with SOLARIS_LOG_CONTENT
 

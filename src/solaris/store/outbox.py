@@ -1,4 +1,5 @@
-"""The alert outbox table's operations: enqueue (in the caller's transaction), claim, record.
+"""The alert outbox: the row to write (`Alert`), and the table's operations: enqueue (in the
+caller's transaction), claim, record.
 
 Claiming leases rows instead of holding their locks while sending: it bumps `attempts` and moves
 `next_attempt_at` past the lease in one short transaction, so no transaction (and on SQLite, not
@@ -9,7 +10,7 @@ its rows to be claimed again when the lease ends: delivery is at least once.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -19,10 +20,14 @@ from sqlalchemy import Row, delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from solaris.alerts.model import Alert
 from solaris.store.schema import ALERT_STATES, alert_outbox
 
 __all__ = [
+    "CHANNELS",
+    "KIND_SYSTEM",
+    "KIND_USER_THRESHOLD",
+    "OPERATOR",
+    "Alert",
     "OutboxRow",
     "claim_due",
     "enqueue",
@@ -34,6 +39,28 @@ __all__ = [
 
 ERROR_CHARS_MAX = 1000
 LIST_ROWS_MAX = 1000
+KIND_USER_THRESHOLD = "user_threshold"
+KIND_SYSTEM = "system"
+CHANNELS = ("email", "webhook")
+OPERATOR = "operator"  # the recipient of webhooks: the configured URL, looked up at delivery
+
+
+@dataclass(frozen=True)
+class Alert:
+    """One outbox row to write: one alert for one channel and recipient."""
+
+    kind: str
+    dedupe_key: str
+    channel: str
+    recipient: str
+    payload: Mapping[str, Any]
+    created_at: datetime
+
+    def __post_init__(self) -> None:
+        assert self.channel in CHANNELS, self.channel
+        assert self.dedupe_key and len(self.dedupe_key) <= 255, self.dedupe_key
+        assert self.recipient, "an alert needs a recipient"
+        assert self.created_at.tzinfo is not None, "times are UTC-aware"
 
 
 @dataclass(frozen=True)
