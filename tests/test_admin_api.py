@@ -18,11 +18,11 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
-from solaris.admin.admins import Admins
 from solaris.admin.auth import issue_token
-from solaris.admin.sessions import Sessions
 from solaris.clock import utcnow
 from solaris.links import sign_link
+from solaris.operations.admins import Admins
+from solaris.operations.sessions import Sessions
 from solaris.store.database import open_database
 from tests.conftest import SERVICE_KEY, Gateway
 

@@ -28,8 +28,8 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from solaris.admin.admins import Admins
 from solaris.clock import utcnow
+from solaris.operations.admins import Admins
 from solaris.store.database import open_database
 from tests.conftest import Database, Gateway, gateway_env, start_gateway
 

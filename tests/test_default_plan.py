@@ -17,7 +17,7 @@ from typing import Any
 import orjson
 import pytest
 
-from solaris.admin.audit import AuditEntry, audit_entries
+from solaris.store.audit import AuditEntry, audit_entries
 from solaris.store.database import open_database
 from tests.conftest import Database, Gateway, gateway_env, migrate, new_postgres_database
 from tests.servers import free_port, spawn

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from solaris.admin.failures import Failures, SignInFailures
+from solaris.operations.failures import Failures, SignInFailures
 from tests.servers import free_port
 
 

@@ -35,10 +35,10 @@ from playwright.sync_api import Browser, Page, sync_playwright
 from playwright.sync_api import Error as PlaywrightError
 from sqlalchemy import select
 
-from solaris.admin.admins import Admins
-from solaris.admin.sessions import token_digest
 from solaris.clock import utcnow
 from solaris.links import buy_url, sign_link
+from solaris.operations.admins import Admins
+from solaris.operations.sessions import token_digest
 from solaris.portal.templating import TEMPLATES_DIR
 from solaris.portal.user_actions import DONE
 from solaris.store.database import open_database

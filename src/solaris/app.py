@@ -24,7 +24,6 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import Receive, Scope, Send
 
 from solaris.admin.api import admin_api
-from solaris.admin.failures import SignInFailures
 from solaris.alerts.service import Alerting
 from solaris.clock import Clock, utcnow
 from solaris.config import Settings
@@ -51,6 +50,7 @@ from solaris.limits import RateLimiter
 from solaris.metering import tokenizer
 from solaris.observability.metrics import Metrics
 from solaris.observability.requests import RequestLog
+from solaris.operations.failures import SignInFailures
 from solaris.portal.web import web_routes
 from solaris.store.cache import IdentityCache
 from solaris.store.database import Database, async_url, open_database

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import importlib.metadata
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import structlog
 from fastapi import Depends, FastAPI, Request
@@ -21,19 +21,17 @@ from fastapi.responses import HTMLResponse, Response
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException
 
-from solaris.admin.admins import Admins
 from solaris.admin.auth import REFRESH_COOKIE, REFRESH_PATH, Admin, AdminAuth, current_admin
 from solaris.admin.inputs import Credentials
-from solaris.admin.operations import Operations
 from solaris.admin.routes import admin_routes
-from solaris.admin.sessions import Sessions
-from solaris.admin.signin import AdminSignIn
-from solaris.admin.views import ErrorBody
 from solaris.errors import ApiError, BadRequest, RateLimited, SolarisError, Unauthorized, error_body
-from solaris.portal.security import client_address
-
-if TYPE_CHECKING:
-    from solaris.app import Gateway
+from solaris.operations.admins import Admins
+from solaris.operations.clients import client_address
+from solaris.operations.core import Operations
+from solaris.operations.resources import Running
+from solaris.operations.sessions import Sessions
+from solaris.operations.signin import AdminSignIn
+from solaris.operations.views import ErrorBody
 
 __all__ = ["admin_api"]
 
@@ -147,7 +145,7 @@ def _answer_400_not_422(app: FastAPI) -> None:
     app.openapi = openapi  # type: ignore[method-assign]
 
 
-def admin_api(gateway: Gateway) -> FastAPI:
+def admin_api(gateway: Running) -> FastAPI:
     settings = gateway.settings
     clock = gateway.ledger.clock
     admins = Admins(gateway.database, clock)

@@ -5,7 +5,7 @@ An admin signs in with e-mail and password and gets an HS256 JWT (`aud: "solaris
 to /api/admin/, backed by an admin `web_sessions` row that sign-out revokes. Automation uses
 an admin API key (`Bearer sk-adm-…`) instead. Anything else is refused with 401: a token with
 another audience (a portal link, any user-scoped token), an expired or forged one, a disabled
-admin's. Signing in is `solaris.admin.signin`'s, shared with the dashboard's form.
+admin's. Signing in is `solaris.operations.signin`'s, shared with the dashboard's form.
 """
 
 from __future__ import annotations
@@ -18,12 +18,12 @@ import jwt
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from solaris.admin.admins import ADMIN_KEY_PREFIX, Admins
-from solaris.admin.audit import Actor
-from solaris.admin.sessions import Sessions
 from solaris.config import Settings
 from solaris.errors import Unauthorized
-from solaris.portal.security import is_secure
+from solaris.operations.admins import ADMIN_KEY_PREFIX, Admins
+from solaris.operations.clients import is_secure
+from solaris.operations.sessions import Sessions
+from solaris.store.audit import Actor
 
 __all__ = [
     "ALGORITHM",

@@ -13,9 +13,9 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, Field
 
-from solaris.admin.operations import TOKENS_MAX
 from solaris.clock import as_utc
 from solaris.config import ModelPolicy, PlanConfig
+from solaris.operations.core import TOKENS_MAX
 
 __all__ = [
     "ID_MAX",

@@ -12,7 +12,6 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Path, Query
 from fastapi.responses import Response
 
-from solaris.admin.audit import AuditEntry
 from solaris.admin.auth import Admin, current_admin
 from solaris.admin.inputs import (
     ID_MAX,
@@ -25,8 +24,9 @@ from solaris.admin.inputs import (
     PlanChoice,
     Text,
 )
-from solaris.admin.operations import DAYS_MAX, Operations
-from solaris.admin.views import (
+from solaris.ledger.statement import Statement
+from solaris.operations.core import DAYS_MAX, Operations
+from solaris.operations.views import (
     AlertEntry,
     Overview,
     PlanSummary,
@@ -34,7 +34,7 @@ from solaris.admin.views import (
     UserDetail,
     UserSummary,
 )
-from solaris.ledger.statement import Statement
+from solaris.store.audit import AuditEntry
 
 __all__ = ["admin_routes"]
 

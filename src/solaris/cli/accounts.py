@@ -7,12 +7,12 @@ from typing import Annotated, Any
 
 import typer
 
-from solaris.admin.operations import CLI_ACTOR, Operations
 from solaris.cli._common import JsonOption, find_user, print_rows, run_job, users_of
 from solaris.clock import utcnow
 from solaris.config import PlanConfig, Settings
 from solaris.ledger.plans import Plans
 from solaris.ledger.users import User
+from solaris.operations.core import CLI_ACTOR, Operations
 from solaris.store.database import Database
 
 __all__ = ["credits_app", "keys_app", "plans_app", "users_app"]

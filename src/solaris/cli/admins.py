@@ -7,11 +7,11 @@ from typing import Annotated
 
 import typer
 
-from solaris.admin.admins import AdminAccount, AdminKey, Admins
 from solaris.cli._common import JsonOption, print_rows, run_job
 from solaris.clock import utcnow
 from solaris.config import Settings
 from solaris.errors import SolarisError
+from solaris.operations.admins import AdminAccount, AdminKey, Admins
 from solaris.store.database import Database
 
 __all__ = ["admins_app"]

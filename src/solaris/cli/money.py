@@ -12,12 +12,12 @@ import typer
 from dateutil.relativedelta import relativedelta
 from sqlalchemy import select
 
-from solaris.admin.operations import Operations
 from solaris.cli._common import JsonOption, find_user, print_rows, run_job, users_of
 from solaris.config import Settings
 from solaris.errors import SolarisError
 from solaris.ledger.statement import Statement
 from solaris.ledger.verify import Difference, verify_ledger
+from solaris.operations.core import Operations
 from solaris.reports.usage import Grouping, usage_report
 from solaris.store.database import Database
 from solaris.store.schema import usage as usage_table

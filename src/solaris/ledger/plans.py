@@ -26,8 +26,8 @@ from sqlalchemy import select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from solaris.admin.audit import Actor, record
 from solaris.config import ModelPolicy, PlanConfig, Settings
+from solaris.store.audit import Actor, record
 from solaris.store.database import Database
 from solaris.store.schema import audit_log, plan_changes, plans, subscriptions
 

@@ -16,9 +16,10 @@ from sqlalchemy.exc import IntegrityError
 from starlette.requests import Request
 from starlette.responses import Response
 
-from solaris.admin.sessions import SessionKind, Sessions, WebSession
 from solaris.links import InvalidLink, LinkClaims, verify_link
-from solaris.portal.security import is_secure, set_cookie
+from solaris.operations.clients import is_secure
+from solaris.operations.sessions import SessionKind, Sessions, WebSession
+from solaris.portal.security import set_cookie
 from solaris.store.database import Database
 from solaris.store.schema import used_links
 

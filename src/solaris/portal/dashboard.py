@@ -10,19 +10,21 @@ get), except a key rotation, whose new key is shown once on the page it renders.
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import quote, urlencode
 
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute
 
-from solaris.admin.admins import Admins
-from solaris.admin.operations import Actor, Operations
-from solaris.admin.reads import UserNotFound
-from solaris.admin.sessions import Sessions
-from solaris.admin.signin import AdminSignIn
 from solaris.errors import ApiError
+from solaris.operations.admins import Admins
+from solaris.operations.clients import client_address, is_secure
+from solaris.operations.core import Actor, Operations
+from solaris.operations.reads import UserNotFound
+from solaris.operations.resources import Running
+from solaris.operations.sessions import Sessions
+from solaris.operations.signin import AdminSignIn
 from solaris.portal import charts
 from solaris.portal.auth import Signed, WebAuth
 from solaris.portal.routing import (
@@ -37,9 +39,7 @@ from solaris.portal.security import (
     CSRF_FIELD,
     LOGIN_CSRF_COOKIE,
     LOGIN_CSRF_TTL_S,
-    client_address,
     csrf_matches,
-    is_secure,
     login_csrf,
     safe_next,
     set_cookie,
@@ -47,9 +47,6 @@ from solaris.portal.security import (
 )
 from solaris.portal.templating import Renderer
 from solaris.portal.user_actions import ACTIONS, DONE, UserAction
-
-if TYPE_CHECKING:
-    from solaris.app import Gateway
 
 __all__ = ["Dashboard"]
 
@@ -61,7 +58,7 @@ CHART_DAYS = 30
 
 class Dashboard:
     def __init__(
-        self, gateway: Gateway, sessions: Sessions, admins: Admins, operations: Operations
+        self, gateway: Running, sessions: Sessions, admins: Admins, operations: Operations
     ) -> None:
         self.gateway = gateway
         self.settings = gateway.settings

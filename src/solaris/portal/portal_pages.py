@@ -10,16 +10,17 @@ the address bar, the history, or a Referer.
 from __future__ import annotations
 
 import io
-from typing import TYPE_CHECKING
 
 from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute
 
-from solaris.admin.sessions import Sessions
 from solaris.alerts.mail import smtp_from
 from solaris.links import InvalidLink
+from solaris.operations.clients import address_bucket, attempt_wait_s, client_address, is_secure
+from solaris.operations.resources import Running
+from solaris.operations.sessions import Sessions
 from solaris.portal import charts
 from solaris.portal.account import (
     PortalUser,
@@ -41,11 +42,7 @@ from solaris.portal.security import (
     CSRF_FIELD,
     LOGIN_CSRF_COOKIE,
     LOGIN_CSRF_TTL_S,
-    address_bucket,
-    attempt_wait_s,
-    client_address,
     csrf_matches,
-    is_secure,
     login_csrf,
     set_cookie,
     too_many,
@@ -54,16 +51,13 @@ from solaris.portal.signin_mail import plausible_email, send_signin_links
 from solaris.portal.templating import Renderer
 from solaris.texts.formats import format_month
 
-if TYPE_CHECKING:
-    from solaris.app import Gateway
-
 __all__ = ["PortalPages"]
 
 LINK_LENGTH_MAX = 2048
 
 
 class PortalPages:
-    def __init__(self, gateway: Gateway, sessions: Sessions) -> None:
+    def __init__(self, gateway: Running, sessions: Sessions) -> None:
         self.gateway = gateway
         self.settings = settings = gateway.settings
         self.renderer = Renderer("portal", settings.language)

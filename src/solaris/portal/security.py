@@ -7,7 +7,7 @@
   victim in to the attacker's account either.
 - Sign-in attempts are counted per client address with the gateway's GCRA limiter (Redis
   when configured, so all instances share the count); what a limit per account may do without
-  becoming a way to lock its owner out is the sign-in's own business (`solaris.admin.signin`,
+  becoming a way to lock its owner out is the sign-in's own business (`solaris.operations.signin`,
   and the portal's link form, which sends an inbox no more than its share of links). A client's
   address is the connection's, or what a trusted proxy says (`SOLARIS_FORWARDED_ALLOW_IPS`).
 - Pages get a strict Content-Security-Policy (scripts only from /static), no caching, no
@@ -16,9 +16,7 @@
 
 from __future__ import annotations
 
-import hashlib
 import hmac
-import ipaddress
 import math
 import secrets
 from collections.abc import Callable, Mapping
@@ -27,18 +25,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from solaris.limits import Limit, RateLimiter
-
 __all__ = [
     "CSRF_FIELD",
     "LOGIN_CSRF_COOKIE",
     "LOGIN_CSRF_TTL_S",
     "SecurityHeaders",
-    "address_bucket",
-    "attempt_wait_s",
-    "client_address",
     "csrf_matches",
-    "is_secure",
     "login_csrf",
     "safe_next",
     "set_cookie",
@@ -60,12 +52,6 @@ PAGE_HEADERS: tuple[tuple[bytes, bytes], ...] = (
     (b"referrer-policy", b"no-referrer"),
     (b"cache-control", b"no-store"),
 )
-
-
-def is_secure(request: Request, public_base_url: str) -> bool:
-    """HTTPS as the browser sees it: this request's scheme (uvicorn honours a trusted proxy's
-    X-Forwarded-Proto) or, behind a TLS proxy that does not say so, the public URL."""
-    return request.url.scheme == "https" or public_base_url.startswith("https://")
 
 
 def set_cookie(
@@ -102,42 +88,6 @@ def login_csrf(request: Request) -> str:
     (the caller sets it with `set_cookie(LOGIN_CSRF_COOKIE, ...)`)."""
     current = request.cookies.get(LOGIN_CSRF_COOKIE, "")
     return current if len(current) == 43 else secrets.token_urlsafe(32)
-
-
-def client_address(request: Request) -> str:
-    """The client's address, as uvicorn has it (a trusted proxy's X-Forwarded-For applied)."""
-    return request.client.host if request.client else "unknown"
-
-
-def address_bucket(address: str) -> str:
-    """What per-address counts are kept by: the address, or an IPv6 address's /64 (the block
-    one subscriber gets; one host could otherwise use a fresh address for every try)."""
-    try:
-        parsed = ipaddress.ip_address(address)
-    except ValueError:
-        return address
-    if isinstance(parsed, ipaddress.IPv6Address):
-        if parsed.ipv4_mapped is not None:
-            return str(parsed.ipv4_mapped)
-        return str(ipaddress.ip_network(f"{parsed}/64", strict=False))
-    return str(parsed)
-
-
-def _bucket(key: str) -> int:
-    """A limiter id for a non-user key: negative, so it never meets a user's id."""
-    digest = hashlib.sha256(key.encode()).digest()
-    return -(int.from_bytes(digest[:7], "big") + 1)
-
-
-async def attempt_wait_s(limiter: RateLimiter, per_minute: int, keys: list[str]) -> float:
-    """Count one sign-in attempt against each key; 0 when all allow it, else seconds to wait."""
-    assert keys and per_minute > 0
-    limit = Limit(rpm=per_minute, tpm=None)
-    for key in keys:
-        verdict = await limiter.check(_bucket(key), limit, 0)
-        if not verdict.allowed:
-            return max(1.0, verdict.retry_after_s)
-    return 0.0
 
 
 def too_many(t: Callable[..., str], wait_s: float) -> str:

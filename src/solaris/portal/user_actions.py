@@ -11,7 +11,7 @@ from datetime import timedelta
 
 from starlette.datastructures import FormData
 
-from solaris.admin.operations import Actor, Operations
+from solaris.operations.core import Actor, Operations
 
 __all__ = ["ACTIONS", "DONE", "UserAction"]
 

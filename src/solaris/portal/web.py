@@ -9,26 +9,23 @@ too.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from starlette.routing import BaseRoute, Mount
 from starlette.staticfiles import StaticFiles
 
-from solaris.admin.admins import Admins
-from solaris.admin.operations import Operations
-from solaris.admin.sessions import Sessions
+from solaris.operations.admins import Admins
+from solaris.operations.core import Operations
+from solaris.operations.resources import Running
+from solaris.operations.sessions import Sessions
 from solaris.portal.dashboard import Dashboard
 from solaris.portal.portal_pages import PortalPages
-
-if TYPE_CHECKING:
-    from solaris.app import Gateway
 
 __all__ = ["STATIC_DIR", "web_routes"]
 
 STATIC_DIR = Path(__file__).parent / "static"
 
 
-def web_routes(gateway: Gateway) -> list[BaseRoute]:
+def web_routes(gateway: Running) -> list[BaseRoute]:
     clock = gateway.ledger.clock
     sessions = Sessions(gateway.database, clock)
     dashboard = Dashboard(gateway, sessions, Admins(gateway.database, clock), Operations(gateway))

@@ -13,11 +13,15 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Literal
 
-from solaris.admin import reads
-from solaris.admin.audit import CLI_ACTOR, Actor, AuditEntry, audit_entries, record
-from solaris.admin.overview import overview
-from solaris.admin.resources import Joined, Resources, Standalone
-from solaris.admin.views import (
+from solaris.config import PlanConfig, Settings
+from solaris.errors import BadRequest, NotFound
+from solaris.ledger.periods import period_bounds
+from solaris.ledger.plans import Plans
+from solaris.ledger.statement import Statement, statement
+from solaris.operations import reads
+from solaris.operations.overview import overview
+from solaris.operations.resources import Joined, Resources, Standalone
+from solaris.operations.views import (
     AlertEntry,
     Overview,
     PlanSummary,
@@ -25,12 +29,8 @@ from solaris.admin.views import (
     UserDetail,
     UserSummary,
 )
-from solaris.config import PlanConfig, Settings
-from solaris.errors import BadRequest, NotFound
-from solaris.ledger.periods import period_bounds
-from solaris.ledger.plans import Plans
-from solaris.ledger.statement import Statement, statement
 from solaris.reports.usage import usage_report
+from solaris.store.audit import CLI_ACTOR, Actor, AuditEntry, audit_entries, record
 from solaris.store.database import Database
 from solaris.store.outbox import list_alerts
 

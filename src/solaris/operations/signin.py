@@ -23,11 +23,11 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import func, select
 
-from solaris.admin.admins import Admins, normalize_email
-from solaris.admin.audit import Actor, record
-from solaris.admin.failures import SignInFailures
 from solaris.limits import RateLimiter
-from solaris.portal.security import address_bucket, attempt_wait_s
+from solaris.operations.admins import Admins, normalize_email
+from solaris.operations.clients import address_bucket, attempt_wait_s
+from solaris.operations.failures import SignInFailures
+from solaris.store.audit import Actor, record
 from solaris.store.schema import audit_log
 
 __all__ = ["AdminSignIn", "FailedSignIns", "SignInResult"]

@@ -1,8 +1,9 @@
-"""What the admin operations need of a gateway, and stand-ins for where there is none.
+"""What the operations and the faces need of a gateway, and stand-ins for where there is none.
 
-The admin API and the dashboard run inside a gateway (`solaris.app.Gateway`): a change there
-also updates the request path's caches. The CLI has only a database: `Standalone` gives it a
-ledger and nothing to tell.
+The admin API and the pages run inside a gateway (`solaris.app.Gateway` is a `Running`): a
+change there also updates the request path's caches. The CLI has only a database:
+`Standalone` gives it a ledger and nothing to tell. The faces name these protocols, never the
+gateway itself, so imports run from the app down to them and not back.
 """
 
 from __future__ import annotations
@@ -19,11 +20,18 @@ from solaris.ledger.users import Users
 from solaris.store.database import Database
 
 if TYPE_CHECKING:  # the CLI starts faster without Redis' and Prometheus' clients
-    from solaris.gateway.identity import Identity
+    from solaris.limits import RateLimiter
     from solaris.observability.metrics import Metrics
+    from solaris.operations.failures import SignInFailures
     from solaris.store.cache import IdentityCache
 
-__all__ = ["Joined", "Resources", "Standalone"]
+__all__ = ["Joined", "RequestPath", "Resources", "Running", "Standalone"]
+
+
+class RequestPath(Protocol):
+    """The request path's own memory of a user, told when a change makes it stale."""
+
+    def forget(self, user_id: int) -> None: ...
 
 
 class Resources(Protocol):
@@ -40,9 +48,19 @@ class Resources(Protocol):
     @property
     def metrics(self) -> Metrics | None: ...
     @property
-    def identity(self) -> Identity | None: ...
+    def identity(self) -> RequestPath | None: ...
     @property
     def cache(self) -> IdentityCache | None: ...
+
+
+class Running(Resources, Protocol):
+    """A serving gateway, as the admin API and the pages use it."""
+
+    @property
+    def limiter(self) -> RateLimiter: ...
+    @property
+    def sign_in_failures(self) -> SignInFailures: ...
+    async def readiness(self) -> dict[str, str]: ...
 
 
 class Standalone:
@@ -54,7 +72,7 @@ class Standalone:
         self.ledger = Ledger(database)
         self.users = Users(self.ledger)
         self.metrics: Metrics | None = None
-        self.identity: Identity | None = None
+        self.identity: RequestPath | None = None
         self.cache: IdentityCache | None = None
 
 

@@ -21,9 +21,9 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
-from solaris.admin.audit import CLI_ACTOR, Actor, record
 from solaris.clock import Clock
 from solaris.errors import BadRequest, SolarisError
+from solaris.store.audit import CLI_ACTOR, Actor, record
 from solaris.store.database import Database
 from solaris.store.schema import admin_api_keys, admins
 

@@ -1,6 +1,6 @@
 """Failed sign-ins, remembered for `MEMORY_S` per account and per (account, client address).
 
-The sign-in policy (`solaris.admin.signin`) needs to ask "how many recent failures?" without
+The sign-in policy (`solaris.operations.signin`) needs to ask "how many recent failures?" without
 counting anything, which the GCRA limiter cannot do (it counts whatever it allows). So this is
 a plain counter per key that every failure increments and renews: it is forgotten `MEMORY_S`
 after the last failure. In Redis when configured (one script per call, so every gateway process

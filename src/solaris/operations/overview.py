@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from solaris.admin.views import Overview, RankedRow
+from solaris.operations.views import Overview, RankedRow
 from solaris.reports.prices import group_cost_usd
 from solaris.store.schema import usage, users
 

@@ -9,9 +9,9 @@ from typing import Any
 from sqlalchemy import ColumnElement, Select, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from solaris.admin.views import KeyView, LotView, PlanSummary, UsageEntry, UserSummary
 from solaris.errors import NotFound
 from solaris.ledger.plans import Plan
+from solaris.operations.views import KeyView, LotView, PlanSummary, UsageEntry, UserSummary
 from solaris.store.schema import accounts, api_keys, lots, plans, subscriptions, usage, users
 
 __all__ = [

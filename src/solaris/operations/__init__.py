@@ -1,0 +1,13 @@
+"""The library every face calls (admin API, dashboard and portal pages, CLI): one audited
+transaction per change, and the reads the faces show.
+
+    core.py       `Operations`: users, credits, plans, keys, usage, statements, alerts, audit
+    resources.py  what the operations need of a running gateway (or of a database alone)
+    admins.py     admin accounts (argon2id) and admin API keys
+    sessions.py   browser sessions of admins and portal users
+    signin.py     admin sign-in: slowed brute force that locks nobody out (failures.py)
+    clients.py    who a web client is: address, HTTPS, sign-in attempts per address
+    reads.py      read queries: users, lots, keys, usage
+    overview.py   the dashboard's overview figures
+    views.py      what the operations return (pydantic models the API answers with)
+"""
