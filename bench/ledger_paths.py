@@ -7,7 +7,7 @@ A. `Ledger` (SQLAlchemy Core on asyncpg, statement by statement: 7 statements pl
    functions.
 B. the same statements and transactions sent with raw asyncpg (prepared, from an asyncpg pool);
 C. one statement for the reservation and one for the settlement (data-modifying CTEs), raw asyncpg;
-D. `PostgresLedger`, when the code has it: the gateway's PostgreSQL request path (one call to a
+D. `PostgresPending`, when the code has it: the gateway's PostgreSQL request path (one call to a
    PL/pgSQL function per phase, raw asyncpg pool).
 
 All write the same rows (usage row, reservation, ledger entry, account update), so the differences
@@ -136,10 +136,13 @@ async def measure(database_url: str, count: int = 400) -> list[PathCost]:
     ]
     functions: Ledger | None = None
     try:  # the gateway's PostgreSQL ledger, where the code has one
-        from solaris.ledger.postgres import PostgresLedger
+        from solaris.clock import utcnow
+        from solaris.ledger.postgres import PostgresPending
+        from solaris.ledger.thresholds import NO_THRESHOLDS
 
         dsn = database_url.replace("postgresql+asyncpg://", "postgresql://")
-        functions = PostgresLedger(database, dsn, pool_size=2)
+        pending = PostgresPending(dsn, 2, utcnow, NO_THRESHOLDS)
+        functions = Ledger(database, utcnow, NO_THRESHOLDS, pending)
         await functions.start()
     except (ImportError, TypeError, AttributeError):
         functions = None
@@ -236,7 +239,7 @@ async def measure(database_url: str, count: int = 400) -> list[PathCost]:
             ("cte", "C. one CTE statement per phase, raw asyncpg", 2, one_statement_each),
         ]
         if functions is not None:
-            name = "D. `PostgresLedger` (the gateway's PostgreSQL path): SQL functions"
+            name = "D. `PostgresPending` (the gateway's PostgreSQL path): SQL functions"
             paths.append(("functions", name, 2, sql_functions))
         results = []
         for key, name, round_trips, one in paths:

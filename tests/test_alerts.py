@@ -656,10 +656,11 @@ async def test_the_settle_in_sql_and_the_block_in_python_make_the_same_key(
     Python side's alert for a blocked user must be one alert, not two."""
     from sqlalchemy import update
 
+    from solaris.clock import utcnow
     from solaris.config import Settings
-    from solaris.ledger.ledger import UsageRecord
+    from solaris.ledger.ledger import Ledger, UsageRecord
     from solaris.ledger.plans import Plans
-    from solaris.ledger.postgres import PostgresLedger
+    from solaris.ledger.postgres import PostgresPending
     from solaris.ledger.thresholds import Thresholds
     from solaris.ledger.users import Users
     from solaris.store.schema import accounts
@@ -667,9 +668,9 @@ async def test_the_settle_in_sql_and_the_block_in_python_make_the_same_key(
     database = await opened(postgres_url)
     await Plans(database).sync_from_settings(Settings(default_allowance_tokens=0), START)
     dsn = postgres_url.replace("postgresql://", "postgres://")
-    ledger = PostgresLedger(
-        database, dsn, pool_size=2, thresholds=Thresholds((80, 100), ("webhook",))
-    )
+    thresholds = Thresholds((80, 100), ("webhook",))
+    pending = PostgresPending(dsn, 2, utcnow, thresholds)
+    ledger = Ledger(database, utcnow, thresholds, pending)
     await ledger.start()
     try:
         user = await Users(ledger).ensure("fraction", "f@example.com")

@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
 import re
 import subprocess
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 
+from solaris.clock import utcnow
 from solaris.config import Settings, load_settings
 from solaris.errors import ConfigError
+from solaris.ledger.ledger import Ledger
+from solaris.store.database import open_database
+from solaris.store.schema import audit_log, users
 
 README = Path(__file__).parents[1] / "README.md"
 
@@ -116,3 +124,32 @@ def test_operator_commands_round_trip(tmp_path: Path) -> None:
     assert "ana" in listing and "1300" in listing
     missing = solaris("usage", "rows", "nobody", **env)
     assert missing.returncode == 2 and "no user 'nobody'" in missing.stderr
+
+
+def test_every_cli_change_is_audited_and_shows_what_time_has_done(tmp_path: Path) -> None:
+    """`solaris keys create` leaves its audit row like the API's; `users show` applies an
+    expired credit before showing the balance, as the API and the dashboard do."""
+    url = f"sqlite:///{tmp_path}/audit.db"
+    env = {"SOLARIS_DATABASE_URL": url, "SOLARIS_DEFAULT_ALLOWANCE_TOKENS": "0"}
+    assert solaris("migrate", **env).returncode == 0
+    assert solaris("keys", "create", "bia", **env).stdout.startswith("sk-sol-")
+
+    async def audit_and_expire() -> list[tuple[str, str]]:
+        database = open_database(url, pool_size=1)
+        try:
+            async with database.transaction() as conn:
+                rows = (await conn.execute(select(audit_log.c.actor, audit_log.c.action))).all()
+                user_id = await conn.scalar(select(users.c.id).where(users.c.external_id == "bia"))
+                assert isinstance(user_id, int)
+                past = utcnow() - timedelta(days=1)
+                await Ledger(database).credit(
+                    conn, user_id, "grant", 700, "expired-grant", "test", expires_at=past
+                )
+            return [(row.actor, row.action) for row in rows]
+        finally:
+            await database.close()
+
+    audited = asyncio.run(audit_and_expire())
+    assert ("cli", "user.create_key") in audited, audited
+    [shown] = json.loads(solaris("users", "show", "bia", "--json", **env).stdout)
+    assert shown["balance"] == 0, "the expired grant was applied before showing the balance"

@@ -1,4 +1,4 @@
-"""The money rules written twice agree: SQLite's `Ledger` (Python) and `PostgresLedger` (PL/pgSQL).
+"""The money rules written twice agree: SQLite's `Ledger` (Python) and `PostgresPending` (PL/pgSQL).
 
 The same random sequence of reserve / settle (over or under the hold) / release / expire / grant
 / deduct / period change / credit expiry / block runs on both, with one scripted clock whose
@@ -25,7 +25,7 @@ from sqlalchemy import select
 from solaris.config import PlanConfig
 from solaris.ledger.ledger import Ledger, UsageRecord
 from solaris.ledger.plans import Plans
-from solaris.ledger.postgres import PostgresLedger
+from solaris.ledger.postgres import PostgresPending
 from solaris.ledger.thresholds import Thresholds
 from solaris.ledger.users import Users
 from solaris.store.database import Database, migrate, open_database
@@ -78,14 +78,18 @@ class Side:
             ("pro", PlanConfig(allowance_tokens=4000)),
             ("rolling", PlanConfig(allowance_tokens=900, rollover=True)),
         ):
-            await plans.save(name, config, self.clock())
+            async with self.database.transaction() as conn:
+                await plans.save(conn, name, config, self.clock())
         user = await self.users.ensure("diff-" + uuid.uuid4().hex[:8], "diff@example.com")
         self.user_id = user.id
         await self.refresh()
 
     async def refresh(self) -> None:
         subscription = await self.users.plans.of_user(self.user_id)
-        await self.ledger.refresh(self.user_id, subscription.plan, subscription.anchored_at)
+        async with self.database.transaction() as conn:
+            await self.ledger.refresh(
+                conn, self.user_id, subscription.plan, subscription.anchored_at, self.clock()
+            )
 
     async def step(self, operation: str, first: Any, second: Any) -> object:
         ledger, user = self.ledger, self.user_id
@@ -127,7 +131,8 @@ class Side:
                 await ledger.deduct(conn, user, first, uuid.uuid4().hex, "test", "correction")
             return None
         if operation == "plan":
-            await self.users.change_plan(user, first, by="test")
+            async with self.database.transaction() as conn:
+                await self.users.change_plan(conn, user, first, by="test")
             return None
         await self.refresh()  # "advance": the clock moved (by the caller) — periods, expiry
         return None
@@ -226,9 +231,10 @@ def test_sqlite_and_postgresql_ledgers_agree(
         sqlite = open_database(f"sqlite:///{tmp_path_factory.mktemp('diff')}/diff.db", 1)
         postgres = open_database(postgres_database, 2)
         dsn = postgres_database.replace("postgresql://", "postgres://")
+        postgres_pending = PostgresPending(dsn, 2, clock, THRESHOLDS)
         sides = [
             Side(sqlite, Ledger(sqlite, clock, THRESHOLDS), clock),
-            Side(postgres, PostgresLedger(postgres, dsn, 2, clock, THRESHOLDS), clock),
+            Side(postgres, Ledger(postgres, clock, THRESHOLDS, postgres_pending), clock),
         ]
         try:
             for side in sides:

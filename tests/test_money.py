@@ -66,8 +66,12 @@ class World:
     async def user(self, plan: str = "basic") -> User:
         user = await self.users.ensure("u-" + uuid.uuid4().hex[:10])
         if plan != "basic":
-            await self.users.change_plan(user.id, plan, by="test")
+            await self.change_plan(user, plan, by="test")
         return user
+
+    async def change_plan(self, user: User, plan: str, by: str) -> None:
+        async with self.database.transaction() as conn:
+            await self.users.change_plan(conn, user.id, plan, by=by)
 
     async def use(self, user: User, billable: int) -> None:
         request_id = uuid.uuid4().hex
@@ -80,7 +84,10 @@ class World:
 
     async def refresh(self, user: User) -> None:
         subscription = await self.users.plans.of_user(user.id)
-        await self.ledger.refresh(user.id, subscription.plan, subscription.anchored_at)
+        async with self.database.transaction() as conn:
+            await self.ledger.refresh(
+                conn, user.id, subscription.plan, subscription.anchored_at, self.clock()
+            )
 
     async def grant(self, user: User, amount: int, expires_in_days: float | None = None) -> None:
         expires = (
@@ -113,14 +120,16 @@ async def world(database_url: str) -> AsyncIterator[World]:
     await migrate(database)
     clock = Clock()
     plans = Plans(database)
-    await plans.save("basic", PlanConfig(allowance_tokens=1000, default=True), clock())
-    await plans.save("rolling", PlanConfig(allowance_tokens=1000, rollover=True), clock())
-    await plans.save("pro", PlanConfig(allowance_tokens=5000), clock())
-    await plans.save(
-        "calendar-daily",
-        PlanConfig(allowance_tokens=100, period="daily", anchor="calendar"),
-        clock(),
-    )
+    async with database.transaction() as conn:
+        await plans.save(conn, "basic", PlanConfig(allowance_tokens=1000, default=True), clock())
+        await plans.save(conn, "rolling", PlanConfig(allowance_tokens=1000, rollover=True), clock())
+        await plans.save(conn, "pro", PlanConfig(allowance_tokens=5000), clock())
+        await plans.save(
+            conn,
+            "calendar-daily",
+            PlanConfig(allowance_tokens=100, period="daily", anchor="calendar"),
+            clock(),
+        )
     ledger = Ledger(database, clock)
     yield World(database, clock, ledger, Users(ledger))
     await database.close()
@@ -201,7 +210,7 @@ async def test_spending_order_allowance_then_soonest_expiring_credits(world: Wor
 async def test_plan_change_takes_effect_at_once_and_is_recorded(world: World) -> None:
     user = await world.user()
     await world.use(user, 200)
-    await world.users.change_plan(user.id, "pro", by="admin@test")
+    await world.change_plan(user, "pro", by="admin@test")
     assert await world.balance(user) == 5000
     assert (await world.users.plans.of_user(user.id)).plan.name == "pro"
     async with world.database.transaction() as conn:
@@ -218,7 +227,7 @@ async def test_statement_adds_up_to_the_enforced_balance_and_exports_csv(world: 
     await world.use(user, 250)
     world.clock.advance(days=4)
     await world.refresh(user)  # the grant's unspent part expires
-    await world.users.change_plan(user.id, "pro", by="test")
+    await world.change_plan(user, "pro", by="test")
     await world.use(user, 120)
     month = datetime(2026, 1, 1, tzinfo=UTC)
     result = await statement(
@@ -312,11 +321,12 @@ def test_verify_holds_after_random_operations(
         users = Users(ledger)
         world = World(database, clock, ledger, users)
         plans = Plans(database)
-        for name, allowance in (("basic", 1000), ("pro", 5000)):
-            await plans.save(
-                name, PlanConfig(allowance_tokens=allowance, default=name == "basic"), clock()
-            )
-        await plans.save("rolling", PlanConfig(allowance_tokens=1000, rollover=True), clock())
+        async with database.transaction() as conn:
+            for name, allowance in (("basic", 1000), ("pro", 5000)):
+                config = PlanConfig(allowance_tokens=allowance, default=name == "basic")
+                await plans.save(conn, name, config, clock())
+            rolling = PlanConfig(allowance_tokens=1000, rollover=True)
+            await plans.save(conn, "rolling", rolling, clock())
         user = await world.user()
         for operation, argument in operations:
             assert isinstance(argument, int | str)
@@ -332,7 +342,7 @@ def test_verify_holds_after_random_operations(
                 clock.advance(days=int(argument))
                 await world.refresh(user)
             elif operation == "plan":
-                await users.change_plan(user.id, str(argument), by="test")
+                await world.change_plan(user, str(argument), by="test")
             elif operation == "deduct":  # may overdraw: the next credit pays the debt first
                 await world.deduct(user, int(argument))
             else:

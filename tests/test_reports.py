@@ -127,9 +127,9 @@ async def _seed(url: str) -> None:
     ledger = Ledger(database, clock)
     try:
         await migrate(database)
-        await Plans(database).save(
-            DEFAULT_PLAN, PlanConfig(allowance_tokens=0, default=True), DAY_1
-        )
+        async with database.transaction() as conn:
+            config = PlanConfig(allowance_tokens=0, default=True)
+            await Plans(database).save(conn, DEFAULT_PLAN, config, DAY_1)
         users = Users(ledger)
         for index, request in enumerate(REQUESTS):
             clock.now = request.at

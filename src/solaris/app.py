@@ -208,12 +208,11 @@ def _ledger(settings: Settings, database: Database, clock: Clock, thresholds: Th
     """On PostgreSQL the request path calls the ledger's SQL functions (one round trip each)."""
     if database.dialect != "postgresql":
         return Ledger(database, clock, thresholds)
-    from solaris.ledger.postgres import PostgresLedger
+    from solaris.ledger.postgres import PostgresPending
 
     dsn = async_url(settings.database_url).replace("postgresql+asyncpg://", "postgresql://")
-    return PostgresLedger(
-        database, dsn, pool_size=settings.database_pool_size, clock=clock, thresholds=thresholds
-    )
+    pending = PostgresPending(dsn, settings.database_pool_size, clock, thresholds)
+    return Ledger(database, clock, thresholds, pending)
 
 
 def build_app(settings: Settings, clock: Clock = utcnow) -> SolarisApp:

@@ -42,17 +42,17 @@ def users_show(user: str, as_json: JsonOption = False) -> None:
     """Show one user (by LibreChat user id): balance (below zero when they owe), held tokens."""
 
     async def job(settings: Settings, database: Database) -> dict[str, Any]:
-        users = users_of(settings, database)
-        found = await find_user(users, user)
-        balance, held = await users.ledger.balance(found.id)
+        operations = Operations.standalone(settings, database)
+        found = await find_user(operations.users, user)
+        detail = await operations.user(found.id)  # with what time has done applied first
         return {
-            "id": found.id,
-            "user": found.external_id,
-            "email": found.email,
-            "balance": balance,
-            "held": held,
-            "available": balance - held,
-            "owed": max(0, -balance),
+            "id": detail.id,
+            "user": detail.external_id,
+            "email": detail.email,
+            "balance": detail.balance,
+            "held": detail.held,
+            "available": detail.available,
+            "owed": detail.owed,
         }
 
     found = run_job(job)
@@ -178,7 +178,8 @@ def keys_create(user: str) -> None:
     """Create an API key for USER (created if new). The key is shown once."""
 
     async def job(settings: Settings, database: Database) -> str:
-        users = users_of(settings, database)
-        return await users.create_key((await users.ensure(user)).id)
+        operations = Operations.standalone(settings, database)
+        found = await operations.users.ensure(user)
+        return await operations.create_key(CLI_ACTOR, found.id)  # audited like the API's
 
     typer.echo(run_job(job))

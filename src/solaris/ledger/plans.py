@@ -23,12 +23,11 @@ from typing import Any
 import orjson
 import structlog
 from sqlalchemy import select, text, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from solaris.config import ModelPolicy, PlanConfig, Settings
 from solaris.store.audit import Actor, record
-from solaris.store.database import Database
+from solaris.store.database import Database, insert
 from solaris.store.schema import audit_log, plan_changes, plans, subscriptions
 
 __all__ = [
@@ -113,28 +112,28 @@ def _row(name: str, config: PlanConfig, now: datetime) -> dict[str, Any]:
 class Plans:
     def __init__(self, database: Database) -> None:
         self.database = database
-        dialect = postgresql if database.dialect == "postgresql" else sqlite
-        self._insert = dialect.insert
 
-    async def save(self, name: str, config: PlanConfig, now: datetime) -> None:
+    async def save(
+        self, conn: AsyncConnection, name: str, config: PlanConfig, now: datetime
+    ) -> None:
         """Create or replace a plan; a plan marked default takes the mark from the others."""
         row = _row(name, config, now)
-        async with self.database.transaction() as conn:
-            if config.default:
-                await conn.execute(update(plans).values(is_default=False))
-            statement = self._insert(plans).values(row)
-            await conn.execute(
-                statement.on_conflict_do_update(
-                    index_elements=["name"], set_={k: v for k, v in row.items() if k != "name"}
-                )
+        if config.default:
+            await conn.execute(update(plans).values(is_default=False))
+        statement = insert(self.database.dialect, plans).values(row)
+        await conn.execute(
+            statement.on_conflict_do_update(
+                index_elements=["name"], set_={k: v for k, v in row.items() if k != "name"}
             )
+        )
 
     async def sync_from_settings(self, settings: Settings, now: datetime) -> None:
         """Write the YAML's plans (or the implicit default plan) into the database."""
         if not settings.plans:
             await self._follow_default_allowance(settings.default_allowance_tokens, now)
-        for name, config in settings.plans.items():
-            await self.save(name, config, now)
+        async with self.database.transaction() as conn:
+            for name, config in settings.plans.items():
+                await self.save(conn, name, config, now)
 
     async def _follow_default_allowance(self, allowance: int, now: datetime) -> None:
         """Create the implicit plan, or give it the setting's allowance if the setting changed

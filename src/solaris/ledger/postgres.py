@@ -1,7 +1,8 @@
-"""The request-path ledger calls on PostgreSQL: one round trip each, on a raw asyncpg pool.
+"""Pending transfers on PostgreSQL: one round trip each, on a raw asyncpg pool.
 
-Reserve, settle and release are the PL/pgSQL functions of migrations 0002, 0004 and 0008, the same steps that
-`Ledger` runs statement by statement on SQLite. Everything else (credits, balances) stays on the
+Reserve, settle and release are PL/pgSQL functions (their living copies are in `store/sql/`;
+each migration that changed one pins its own), the same rules that `pending.StatementPending`
+runs statement by statement. Everything else of the ledger (credits, balances) stays on the
 SQLAlchemy engine: it is not on the request path.
 """
 
@@ -12,12 +13,12 @@ from typing import Any
 
 import asyncpg  # type: ignore[import-untyped]
 
-from solaris.clock import Clock, utcnow
-from solaris.ledger.ledger import Hold, Ledger, SettleOutcome, UsageRecord
-from solaris.ledger.thresholds import NO_THRESHOLDS, Thresholds
-from solaris.store.database import Database, is_outage, unavailable
+from solaris.clock import Clock
+from solaris.ledger.records import Hold, SettleOutcome, UsageRecord
+from solaris.ledger.thresholds import Thresholds
+from solaris.store.database import is_outage, unavailable
 
-__all__ = ["PostgresLedger"]
+__all__ = ["PostgresPending"]
 
 RESERVE = "SELECT o_amount, o_balance FROM solaris_reserve($1, $2, $3, $4, $5, $6)"
 SETTLE = (
@@ -35,16 +36,11 @@ async def _keep_session(_connection: asyncpg.Connection) -> None:
     """Skip asyncpg's reset round trip: these calls never change session state."""
 
 
-class PostgresLedger(Ledger):
-    def __init__(
-        self,
-        database: Database,
-        dsn: str,
-        pool_size: int,
-        clock: Clock = utcnow,
-        thresholds: Thresholds = NO_THRESHOLDS,
-    ) -> None:
-        super().__init__(database, clock, thresholds)
+class PostgresPending:
+    """`pending.Pending` as calls of the PL/pgSQL functions."""
+
+    def __init__(self, dsn: str, pool_size: int, clock: Clock, thresholds: Thresholds) -> None:
+        self.clock = clock
         self._percents = list(thresholds.percents)
         self._channels = list(thresholds.channels)
         self._dsn = dsn
@@ -109,7 +105,7 @@ class PostgresLedger(Ledger):
     async def _fetchrow(self, query: str, *args: object) -> Any:
         """One call; an outage comes out as `StoreUnavailable` (see store/database.py), after
         one more try on a fresh connection when the first one had died."""
-        assert self._pool is not None, "PostgresLedger.start() was not awaited"
+        assert self._pool is not None, "PostgresPending.start() was not awaited"
         for attempt in range(1, CALL_ATTEMPTS + 1):
             try:
                 return await self._call(self._pool, query, args)

@@ -17,12 +17,12 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from solaris.errors import SolarisError
 from solaris.ledger.ledger import Ledger
 from solaris.ledger.plans import Plan, Plans, Subscription
+from solaris.store.database import insert
 from solaris.store.schema import accounts, api_keys, plans, subscriptions, users
 
 __all__ = ["KEY_PREFIX", "Standing", "User", "Users", "hash_key"]
@@ -55,8 +55,6 @@ class Users:
         self.ledger = ledger
         self.database = ledger.database
         self.plans = Plans(ledger.database)
-        dialect = postgresql if self.database.dialect == "postgresql" else sqlite
-        self._insert = dialect.insert
 
     async def find(self, external_id: str) -> User | None:
         async with self.database.transaction() as conn:
@@ -76,7 +74,7 @@ class Users:
             return found
         async with self.database.transaction() as conn:
             inserted = await conn.execute(
-                self._insert(users)
+                insert(self.database.dialect, users)
                 .values(external_id=external_id, email=email, created_at=self.ledger.clock())
                 .on_conflict_do_nothing(index_elements=["external_id"])
                 .returning(users.c.id)
@@ -105,23 +103,18 @@ class Users:
         plan_name = await self.plans.default_name(conn)
         await self.plans.subscribe(conn, user_id, plan_name, now, by="gateway")
         row = (await conn.execute(select(plans).where(plans.c.name == plan_name))).one()
-        await self.ledger.refresh_in(conn, user_id, Plan.from_row(row), now, now)
+        await self.ledger.refresh(conn, user_id, Plan.from_row(row), now, now)
 
-    async def change_plan(self, user_id: int, plan_name: str, by: str) -> None:
-        """Put the user on another plan at once: its allowance replaces the current one."""
-        async with self.database.transaction() as conn:
-            await self.change_plan_in(conn, user_id, plan_name, by)
-
-    async def change_plan_in(
+    async def change_plan(
         self, conn: AsyncConnection, user_id: int, plan_name: str, by: str
     ) -> None:
-        """`change_plan` inside the caller's transaction."""
+        """Put the user on another plan at once: its allowance replaces the current one."""
         now = self.ledger.clock()
         row = (await conn.execute(select(plans).where(plans.c.name == plan_name))).first()
         if row is None:
             raise SolarisError(f"no plan {plan_name!r}")
         await self.plans.subscribe(conn, user_id, plan_name, now, by=by)
-        await self.ledger.refresh_in(conn, user_id, Plan.from_row(row), now, now, new_plan=True)
+        await self.ledger.refresh(conn, user_id, Plan.from_row(row), now, now, new_plan=True)
 
     async def standing(self, user_id: int) -> Standing:
         """The user's plan and block in one round trip (the request path's per-user lookup)."""
@@ -166,13 +159,8 @@ class Users:
             )
             return [(User(int(r.id), r.external_id, r.email), int(r.balance)) for r in rows]
 
-    async def create_key(self, user_id: int) -> str:
+    async def create_key(self, conn: AsyncConnection, user_id: int) -> str:
         """A new API key for the user; the only time the key itself is visible."""
-        async with self.database.transaction() as conn:
-            return await self.create_key_in(conn, user_id)
-
-    async def create_key_in(self, conn: AsyncConnection, user_id: int) -> str:
-        """`create_key` inside the caller's transaction."""
         key = KEY_PREFIX + secrets.token_urlsafe(32)
         await conn.execute(
             api_keys.insert().values(
@@ -195,13 +183,9 @@ class Users:
             ).first()
         return User(int(row.id), row.external_id, row.email) if row else None
 
-    async def revoke_keys(self, user_id: int) -> int:
-        async with self.database.transaction() as conn:
-            return len(await self.revoke_keys_in(conn, user_id))
-
-    async def revoke_keys_in(self, conn: AsyncConnection, user_id: int) -> tuple[str, ...]:
-        """Revoke the user's live keys in the caller's transaction; returns their hashes (the
-        identity cache's keys, to forget them)."""
+    async def revoke_keys(self, conn: AsyncConnection, user_id: int) -> tuple[str, ...]:
+        """Revoke the user's live keys; returns their hashes (the identity cache's keys, to
+        forget them)."""
         result = await conn.execute(
             update(api_keys)
             .where(api_keys.c.user_id == user_id, api_keys.c.revoked_at.is_(None))

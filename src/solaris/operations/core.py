@@ -2,7 +2,7 @@
 
 Every change runs in one transaction with its audit row (who, what, before, after): both commit
 or neither does. Changes reuse the ledger's own steps (`Ledger.credit` / `deduct`,
-`Users.change_plan_in`, `Plans.save`) so the API, the pages and `solaris …` behave the same.
+`Users.change_plan`, `Plans.save`) so the API, the pages and `solaris …` behave the same.
 A change that the request path caches (block, plan) is dropped from this process's cache at
 once; other gateway processes see it within `PLAN_CACHE_TTL_S`.
 """
@@ -16,11 +16,11 @@ from typing import Literal
 from solaris.config import PlanConfig, Settings
 from solaris.errors import BadRequest, NotFound
 from solaris.ledger.periods import period_bounds
-from solaris.ledger.plans import Plans
+from solaris.ledger.plans import Plans, Subscription
 from solaris.ledger.statement import Statement, statement
 from solaris.operations import reads
 from solaris.operations.overview import overview
-from solaris.operations.resources import Joined, Resources, Standalone
+from solaris.operations.resources import Resources, Standalone
 from solaris.operations.views import (
     AlertEntry,
     Overview,
@@ -91,9 +91,8 @@ class Operations:
         renewal, expired credits), so the balance shown is the one the next request sees."""
         async with self.database.transaction() as conn:
             await reads.user_summary(conn, user_id)
-        subscription = await self.users.plans.of_user(user_id)
+        subscription = await self._refreshed(user_id)
         plan = subscription.plan
-        await self.ledger.refresh(user_id, plan, subscription.anchored_at)
         _balance, held = await self.ledger.balance(user_id)
         start, end = period_bounds(plan.period, plan.anchor, subscription.anchored_at, self.clock())
         async with self.database.transaction() as conn:
@@ -165,8 +164,7 @@ class Operations:
             raise BadRequest("`since` must be before `until`", param="since")
         async with self.database.transaction() as conn:
             summary = await reads.user_summary(conn, user_id)
-        subscription = await self.users.plans.of_user(user_id)
-        await self.ledger.refresh(user_id, subscription.plan, subscription.anchored_at)
+        await self._refreshed(user_id)
         return await statement(self.database, user_id, summary.external_id, since, until)
 
     async def alerts(self, limit: int = 100) -> list[AlertEntry]:
@@ -273,7 +271,7 @@ class Operations:
             before = await reads.user_summary(conn, user_id)
             if not await reads.plan_summaries(conn, plan):
                 raise NotFound(f"No plan named {plan!r}.", param="plan")
-            await self.users.change_plan_in(conn, user_id, plan, by=actor.label)
+            await self.users.change_plan(conn, user_id, plan, by=actor.label)
             after = await reads.user_summary(conn, user_id)
             await record(
                 conn, actor, "user.plan", "user", user_id,
@@ -305,13 +303,24 @@ class Operations:
         self._forget(user_id)
         return after
 
+    async def create_key(self, actor: Actor, user_id: int) -> str:
+        """Issue one more API key for the user (returned, shown once); others stay valid."""
+        now = self.clock()
+        async with self.database.transaction() as conn:
+            await reads.user_summary(conn, user_id)
+            key = await self.users.create_key(conn, user_id)
+            await record(
+                conn, actor, "user.create_key", "user", user_id, None, {"prefix": key[:11]}, now
+            )
+        return key
+
     async def rotate_key(self, actor: Actor, user_id: int) -> str:
         """Revoke the user's API keys and issue a new one (returned, shown once)."""
         now = self.clock()
         async with self.database.transaction() as conn:
             await reads.user_summary(conn, user_id)
-            revoked = await self.users.revoke_keys_in(conn, user_id)
-            key = await self.users.create_key_in(conn, user_id)
+            revoked = await self.users.revoke_keys(conn, user_id)
+            key = await self.users.create_key(conn, user_id)
             await record(
                 conn, actor, "user.rotate_key", "user", user_id,
                 {"live_keys": len(revoked)}, {"live_keys": 1, "prefix": key[:11]}, now,
@@ -326,7 +335,7 @@ class Operations:
         now = self.clock()
         async with self.database.transaction() as conn:
             before = await reads.plan_summaries(conn, name)
-            await Plans(Joined(self.database, conn)).save(name, config, now)
+            await Plans(self.database).save(conn, name, config, now)
             after = (await reads.plan_summaries(conn, name))[0]
             await record(
                 conn, actor, "plan.save", "plan", name,
@@ -334,6 +343,15 @@ class Operations:
                 after.model_dump(mode="json"), now,
             )  # fmt: skip
         return after
+
+    async def _refreshed(self, user_id: int) -> Subscription:
+        """Apply what time has done to the user (period renewal, expired credits)."""
+        subscription = await self.users.plans.of_user(user_id)
+        async with self.database.transaction() as conn:
+            await self.ledger.refresh(
+                conn, user_id, subscription.plan, subscription.anchored_at, self.clock()
+            )
+        return subscription
 
     def _forget(self, user_id: int) -> None:
         if self.gateway.identity is not None:

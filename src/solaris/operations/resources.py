@@ -8,11 +8,7 @@ gateway itself, so imports run from the app down to them and not back.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Protocol
-
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from solaris.config import Settings
 from solaris.ledger.ledger import Ledger
@@ -25,7 +21,7 @@ if TYPE_CHECKING:  # the CLI starts faster without Redis' and Prometheus' client
     from solaris.operations.failures import SignInFailures
     from solaris.store.cache import IdentityCache
 
-__all__ = ["Joined", "RequestPath", "Resources", "Running", "Standalone"]
+__all__ = ["RequestPath", "Resources", "Running", "Standalone"]
 
 
 class RequestPath(Protocol):
@@ -74,16 +70,3 @@ class Standalone:
         self.metrics: Metrics | None = None
         self.identity: RequestPath | None = None
         self.cache: IdentityCache | None = None
-
-
-class Joined(Database):
-    """The database seen from inside an open transaction: library calls that open their own
-    transaction (`Plans.save`) take part in the caller's instead."""
-
-    def __init__(self, database: Database, conn: AsyncConnection) -> None:
-        super().__init__(database.engine)
-        self._conn = conn
-
-    @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[AsyncConnection]:
-        yield self._conn

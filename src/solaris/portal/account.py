@@ -99,7 +99,10 @@ async def users_with_email(database: Database, email: str) -> list[PortalUser]:
 async def _current_period(ledger: Ledger, user_id: int) -> tuple[Plan, datetime, datetime]:
     """The user's plan and period, after applying what time has done (renewals, expiries)."""
     subscription = await Plans(ledger.database).of_user(user_id)
-    await ledger.refresh(user_id, subscription.plan, subscription.anchored_at)
+    async with ledger.database.transaction() as conn:
+        await ledger.refresh(
+            conn, user_id, subscription.plan, subscription.anchored_at, ledger.clock()
+        )
     plan = subscription.plan
     start, end = period_bounds(plan.period, plan.anchor, subscription.anchored_at, ledger.clock())
     return plan, start, end

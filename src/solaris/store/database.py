@@ -21,7 +21,8 @@ from typing import TYPE_CHECKING, Any
 
 import asyncpg  # type: ignore[import-untyped]
 import sqlalchemy.exc
-from sqlalchemy import event, select, text
+from sqlalchemy import Table, event, select, text
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection as SyncConnection
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
@@ -36,6 +37,7 @@ __all__ = [
     "DRIVER_ERRORS",
     "Database",
     "async_url",
+    "insert",
     "is_outage",
     "migrate",
     "open_database",
@@ -82,6 +84,11 @@ def is_outage(error: BaseException) -> bool:
             return True
         seen = getattr(seen, "orig", None) or seen.__cause__
     return False
+
+
+def insert(dialect: str, table: Table) -> postgresql.Insert | sqlite.Insert:
+    """An INSERT with the dialect's ON CONFLICT clauses (`on_conflict_do_nothing`, …)."""
+    return postgresql.insert(table) if dialect == "postgresql" else sqlite.insert(table)
 
 
 def unavailable(error: BaseException) -> StoreUnavailable:

@@ -17,9 +17,9 @@ from typing import Any
 
 import orjson
 from sqlalchemy import Row, delete, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from solaris.store.database import insert
 from solaris.store.schema import ALERT_STATES, alert_outbox
 
 __all__ = [
@@ -102,9 +102,8 @@ async def enqueue(conn: AsyncConnection, dialect: str, alert: Alert) -> bool:
     Runs in the caller's transaction (the settle's), so the alert exists iff the settle does.
     On PostgreSQL a concurrent transaction inserting the same key waits for this one and then
     does nothing: exactly one row, whichever process settles."""
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     inserted = await conn.execute(
-        insert(alert_outbox)
+        insert(dialect, alert_outbox)
         .values(
             kind=alert.kind,
             dedupe_key=alert.dedupe_key,

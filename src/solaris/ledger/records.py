@@ -1,0 +1,53 @@
+"""What the ledger's request path takes and gives: a finished request's usage, a hold, and
+what a settle did. Plain values: the journal stores them, the log and the metrics read them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+__all__ = ["Hold", "SettleOutcome", "UsageRecord"]
+
+
+@dataclass(frozen=True, slots=True)
+class UsageRecord:
+    """What one finished request consumed; becomes one immutable usage row."""
+
+    request_id: str
+    user_id: int
+    endpoint: str
+    model: str
+    prompt_tokens: int
+    completion_tokens: int
+    cached_tokens: int
+    reasoning_tokens: int
+    billable: int
+    estimated: bool
+    status: str  # "ok" | "client_disconnected" | "upstream_cut"
+    latency_ms: int
+    conversation_id: str | None = None
+    finished_at: datetime | None = None  # set when journaled: the replay keeps the real time
+
+    def __post_init__(self) -> None:
+        assert self.request_id, "a usage record needs its request id"
+        assert self.billable >= 0, "billable tokens are never negative"
+        assert min(self.prompt_tokens, self.completion_tokens) >= 0
+
+
+@dataclass(frozen=True, slots=True)
+class Hold:
+    """What a reservation got: `amount` tokens held (0: refused), and the account's balance
+    then, holds aside (a refusal with a balance of at least the minimum is the user's other
+    requests still holding it, not a balance used up)."""
+
+    amount: int
+    balance: int
+
+
+@dataclass(frozen=True, slots=True)
+class SettleOutcome:
+    charged: int
+    already_settled: bool
+    crossed: tuple[int, ...] = ()  # thresholds (percent of the period) this settle crossed
+    balance: int | None = None  # after the settle, when a threshold was crossed
+    journaled: bool = False  # the database was away: written to the journal, replayed later
