@@ -57,6 +57,26 @@ def test_non_streamed_answer_is_charged_what_the_provider_reported(
     assert shown["held"] == 0
 
 
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
+def test_a_usage_without_completion_tokens_is_counted_and_marked_estimated(
+    gateway: Gateway, user: str, stream: bool
+) -> None:
+    """Unknown is not zero: the reply is counted offline and the row says so."""
+    gateway.fund(user, 10_000)
+    body = {
+        "model": "gpt-4o-mini",
+        "messages": MESSAGES,
+        "stream": stream,
+        "dev_provider": {"omit_completion_tokens": True, "reply_tokens": 12},
+    }
+    with gateway.client(user) as http:
+        assert http.post("/v1/chat/completions", json=body).status_code == 200
+    [row] = gateway.usage_rows(user)
+    assert row["prompt_tokens"] == PROMPT_TOKENS, "what the provider reported is kept"
+    assert row["completion_tokens"] == 12 and row["estimated"] is True
+    assert row["billable"] == PROMPT_TOKENS + 12
+
+
 def test_streamed_answer_hides_the_usage_chunk_it_asked_for(
     gateway: Gateway, user: str, provider: str
 ) -> None:

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import orjson
 
-from solaris.gateway.relay import SseRelay, Usage
+from solaris.gateway.endpoints import ENDPOINTS, Usage
+from solaris.gateway.relay import SseRelay
+
+CHAT = ENDPOINTS["/v1/chat/completions"]
 
 
 def event(payload: object) -> bytes:
@@ -34,7 +37,7 @@ def relay_all(relay: SseRelay, pieces: list[bytes]) -> bytes:
 
 
 def test_done_is_held_back_until_the_request_is_settled() -> None:
-    relay = SseRelay(hide_usage=False)
+    relay = SseRelay(CHAT, hide_usage=False)
     assert relay.feed(chunk("a") + DONE) == chunk("a")
     assert relay.done
 
@@ -42,14 +45,14 @@ def test_done_is_held_back_until_the_request_is_settled() -> None:
 def test_events_pass_through_as_received_even_when_split_anywhere() -> None:
     stream = chunk("Olá") + chunk(", mundo") + USAGE_CHUNK + DONE
     for size in (1, 7, 64, len(stream)):
-        relay = SseRelay(hide_usage=False)
+        relay = SseRelay(CHAT, hide_usage=False)
         out = relay_all(relay, [stream[i : i + size] for i in range(0, len(stream), size)])
         assert out == stream
         assert relay.usage == Usage(10, 3, cached_tokens=4, reasoning_tokens=1)
 
 
 def test_usage_chunk_is_removed_for_clients_that_did_not_ask() -> None:
-    relay = SseRelay(hide_usage=True)
+    relay = SseRelay(CHAT, hide_usage=True)
     out = relay_all(relay, [chunk("a") + USAGE_CHUNK, DONE])
     assert out == chunk("a") + DONE
     assert relay.usage is not None and relay.usage.prompt_tokens == 10
@@ -57,21 +60,21 @@ def test_usage_chunk_is_removed_for_clients_that_did_not_ask() -> None:
 
 def test_litellm_style_usage_on_a_chunk_with_choices_loses_only_its_usage() -> None:
     litellm = event({"choices": [{"index": 0, "delta": {}}], "usage": USAGE})
-    relay = SseRelay(hide_usage=True)
+    relay = SseRelay(CHAT, hide_usage=True)
     out = relay_all(relay, [chunk("a"), litellm, DONE])
     assert out == chunk("a") + event({"choices": [{"index": 0, "delta": {}}]}) + DONE
     assert relay.usage is not None and relay.usage.completion_tokens == 3
 
 
 def test_crlf_streams_are_understood() -> None:
-    relay = SseRelay(hide_usage=True)
+    relay = SseRelay(CHAT, hide_usage=True)
     out = relay_all(relay, [(chunk("x") + USAGE_CHUNK + DONE).replace(b"\n", b"\r\n")])
     assert out == chunk("x") + DONE
     assert relay.usage is not None
 
 
 def test_without_usage_the_generated_text_is_recovered_for_counting() -> None:
-    relay = SseRelay(hide_usage=True)
+    relay = SseRelay(CHAT, hide_usage=True)
     tool = event(
         {"choices": [{"delta": {"tool_calls": [{"function": {"name": "f", "arguments": "{}"}}]}}]}
     )
@@ -81,7 +84,7 @@ def test_without_usage_the_generated_text_is_recovered_for_counting() -> None:
 
 
 def test_a_partial_event_is_held_until_it_is_complete() -> None:
-    relay = SseRelay(hide_usage=False)
+    relay = SseRelay(CHAT, hide_usage=False)
     whole = chunk("abc")
     assert relay.feed(whole[:10]) == b""
     assert relay.feed(whole[10:]) == whole

@@ -14,7 +14,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-import orjson
 import structlog
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest, start_http_server
 from starlette.applications import Starlette
@@ -28,21 +27,16 @@ from solaris.alerts.service import Alerting
 from solaris.clock import Clock, utcnow
 from solaris.config import Settings
 from solaris.errors import (
-    ApiError,
-    MissingUser,
     NotFound,
-    ServiceUnavailable,
-    StoreUnavailable,
-    UpstreamUnreachable,
 )
-from solaris.gateway.body import ENDPOINTS
+from solaris.gateway.endpoints import ENDPOINTS
 from solaris.gateway.identity import Identity
+from solaris.gateway.models import Models
 from solaris.gateway.proxy import Proxy
-from solaris.gateway.responses import JSON, send_bytes, send_error
+from solaris.gateway.responses import send_error
 from solaris.gateway.upstream import Upstream
 from solaris.ledger.journal import Journal
 from solaris.ledger.ledger import Ledger
-from solaris.ledger.plans import Plan
 from solaris.ledger.settlements import Settlements
 from solaris.ledger.thresholds import Thresholds
 from solaris.ledger.users import Users
@@ -110,6 +104,7 @@ class Gateway:
             settings.redis_url, on_redis_error=self.metrics.store_errors.labels("redis").inc
         )
         self.sign_in_failures = SignInFailures(settings.redis_url)  # the admin sign-in's
+        self.models = Models(list(settings.models), self.identity, self.upstream)
         self.proxy = Proxy(
             settings,
             self.identity,
@@ -158,50 +153,6 @@ class Gateway:
         )
         journal = await self.settlements.probe()
         return {"database": database, "redis": redis, "upstream": upstream, "journal": journal}
-
-    async def models(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """GET /v1/models: the models the caller's plan allows, from the operator's list or
-        the upstream's. The LibreChat key without a user sees the whole catalogue."""
-        headers: dict[bytes, bytes] = dict(scope["headers"])
-        plan: Plan | None = None
-        try:
-            try:
-                plan = (await self.identity.resolve(headers, {})).plan
-            except MissingUser:  # the service key without a user: the whole catalogue
-                await self.identity.authenticate(headers)
-        except ApiError as error:
-            await send_error(send, error)
-            return
-        except StoreUnavailable:
-            await send_error(send, ServiceUnavailable("The gateway's database is unavailable."))
-            return
-        if self.settings.models:
-            names = list(self.settings.models)
-        else:
-            try:
-                names = await self._upstream_models()
-            except ApiError as error:
-                await send_error(send, error)
-                return
-        listing = {
-            "object": "list",
-            "data": [
-                {"id": name, "object": "model", "created": 0, "owned_by": "solaris"}
-                for name in names
-                if plan is None or plan.allows(name)
-            ],
-        }
-        await send_bytes(send, 200, orjson.dumps(listing), JSON)
-
-    async def _upstream_models(self) -> list[str]:
-        response = await self.upstream.request("GET", "/models", None, "models")
-        async with response:
-            payload = await response.read()
-        try:
-            data = orjson.loads(payload)["data"]
-            return [str(item["id"]) for item in data]
-        except (orjson.JSONDecodeError, KeyError, TypeError):
-            raise UpstreamUnreachable("The model provider's model list is unreadable.") from None
 
 
 def _ledger(settings: Settings, database: Database, clock: Clock, thresholds: Thresholds) -> Ledger:

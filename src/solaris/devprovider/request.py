@@ -39,6 +39,8 @@ class Behaviour:
                         and earlier events carry no `usage` key (how the LiteLLM proxy sends it)
     prompt_extra_tokens reported on top of the prompt's real count, as a provider that adds a
                         hidden system prompt (or counts with another tokenizer) would
+    omit_completion_tokens
+                        usage without `completion_tokens` (a half-reporting server)
     """
 
     reply_tokens: int = 16
@@ -51,6 +53,7 @@ class Behaviour:
     cut_after_chunks: int | None = None
     usage_style: UsageStyle = "openai"
     prompt_extra_tokens: int = 0
+    omit_completion_tokens: bool = False
 
     def __post_init__(self) -> None:
         # Checked at run time too: overrides arrive as arbitrary JSON.
@@ -71,6 +74,10 @@ class Behaviour:
             "stall_after_chunks must be null or an integer >= 0",
         )
         _check(isinstance(self.omit_usage, bool), "omit_usage must be a boolean")
+        _check(
+            isinstance(self.omit_completion_tokens, bool),
+            "omit_completion_tokens must be a boolean",
+        )
         _check(
             self.cut_after_chunks is None or _is_count(self.cut_after_chunks),
             "cut_after_chunks must be null or an integer >= 0",

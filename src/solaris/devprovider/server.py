@@ -230,6 +230,7 @@ def _reply(
         finish_reason="length" if cap < wanted else "stop",
         prompt_tokens=prompt_tokens + behaviour.prompt_extra_tokens,
         with_usage=not behaviour.omit_usage,
+        without_completion_tokens=behaviour.omit_completion_tokens,
     )
 
 

@@ -101,17 +101,15 @@ class Reply:
     prompt_tokens: int
     with_usage: bool
     created: int = field(default_factory=lambda: int(time.time()))
+    without_completion_tokens: bool = False
 
     @property
     def completion_tokens(self) -> int:
         return len(self.pieces) * self.choices
 
     def chat_usage(self) -> Json:
-        completion = self.completion_tokens
         return {
-            "prompt_tokens": self.prompt_tokens,
-            "completion_tokens": completion,
-            "total_tokens": self.prompt_tokens + completion,
+            **self.text_usage(),
             "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
             "completion_tokens_details": {
                 "reasoning_tokens": 0,
@@ -123,11 +121,14 @@ class Reply:
 
     def text_usage(self) -> Json:
         completion = self.completion_tokens
-        return {
+        usage = {
             "prompt_tokens": self.prompt_tokens,
             "completion_tokens": completion,
             "total_tokens": self.prompt_tokens + completion,
         }
+        if self.without_completion_tokens:
+            del usage["completion_tokens"]
+        return usage
 
 
 def chat_completion(reply: Reply) -> bytes:

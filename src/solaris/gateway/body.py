@@ -7,39 +7,16 @@ balance covers less than the client asked for. Unknown fields always pass throug
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
 from starlette.types import Receive
 
 from solaris.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
-from solaris.metering import estimate
+from solaris.gateway.endpoints import Endpoint
 
-__all__ = ["ENDPOINTS", "Endpoint", "parse_json", "read_body", "upstream_body"]
-
-
-@dataclass(frozen=True, slots=True)
-class Endpoint:
-    name: str
-    upstream_path: str
-    input_field: str  # the field that must be present besides `model`
-    prompt_tokens: Callable[[Mapping[str, Any]], int]
-    generates: bool  # has a completion (and so a completion cap and maybe a stream)
-
-
-ENDPOINTS = {
-    "/v1/chat/completions": Endpoint(
-        "chat", "/chat/completions", "messages", estimate.chat_prompt_tokens, True
-    ),
-    "/v1/completions": Endpoint(
-        "completions", "/completions", "prompt", estimate.completions_prompt_tokens, True
-    ),
-    "/v1/embeddings": Endpoint(
-        "embeddings", "/embeddings", "input", estimate.embeddings_input_tokens, False
-    ),
-}
+__all__ = ["client_wants_usage", "parse_json", "read_body", "upstream_body"]
 
 
 async def read_body(receive: Receive, headers: Mapping[bytes, bytes], limit: int) -> bytes:
@@ -86,14 +63,7 @@ def parse_json(raw: bytes, headers: Mapping[bytes, bytes], endpoint: Endpoint) -
             f"'model' must be printable text of at most {MODEL_NAME_LENGTH_MAX} characters.",
             param="model",
         )
-    if endpoint.input_field not in body:
-        raise BadRequest(f"Missing required parameter: '{endpoint.input_field}'.")
-    if endpoint.name == "chat":
-        messages = body["messages"]
-        if not isinstance(messages, list) or not messages:
-            raise BadRequest("'messages' must be a non-empty array.", param="messages")
-        if not all(isinstance(message, dict) for message in messages):
-            raise BadRequest("Each item of 'messages' must be an object.", param="messages")
+    endpoint.check(body)
     if "stream" in body and not isinstance(body["stream"], bool):
         raise BadRequest("'stream' must be a boolean.", param="stream")
     return body

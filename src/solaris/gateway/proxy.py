@@ -19,8 +19,6 @@ import math
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from decimal import Decimal
 from typing import Any
 
 import aiohttp
@@ -28,10 +26,9 @@ import orjson
 import structlog
 from starlette.types import Receive, Scope, Send
 
-from solaris.config import ModelPolicy, Settings
+from solaris.config import Settings
 from solaris.errors import (
     ApiError,
-    Forbidden,
     InternalError,
     RateLimited,
     ServiceUnavailable,
@@ -40,24 +37,19 @@ from solaris.errors import (
     UpstreamTimeout,
     UpstreamUnreachable,
 )
+from solaris.gateway.admission import Admission, Ticket
 from solaris.gateway.block import block_chat_stream, block_json
-from solaris.gateway.body import (
-    ENDPOINTS,
-    Endpoint,
-    client_wants_usage,
-    parse_json,
-    read_body,
-    upstream_body,
-)
-from solaris.gateway.identity import Caller, Identity
-from solaris.gateway.relay import SseRelay, Usage, generated_text, usage_from
+from solaris.gateway.body import client_wants_usage, upstream_body
+from solaris.gateway.endpoints import ENDPOINTS, Usage
+from solaris.gateway.identity import Identity
+from solaris.gateway.relay import ClientWatch, SseRelay
 from solaris.gateway.responses import SSE, send_bytes, send_error
 from solaris.gateway.upstream import Upstream
 from solaris.ledger.ledger import Ledger, SettleOutcome, UsageRecord
 from solaris.ledger.settlements import Settlements
-from solaris.limits import Limit, RateLimiter
+from solaris.limits import RateLimiter
 from solaris.links import buy_url, sign_link
-from solaris.metering import billing, estimate, tokenizer
+from solaris.metering import billing, tokenizer
 from solaris.observability.requests import Exchange, RequestLog
 from solaris.texts.chat import chat_notice, refusal
 
@@ -65,8 +57,6 @@ __all__ = ["Proxy"]
 
 log = structlog.get_logger(__name__)
 
-ESTIMATE_INLINE_BYTES_MAX = 64 * 1024
-EXACT = Decimal(1)
 # How a relayed stream ends for the client: an SSE error event tells SDKs the stream broke.
 DONE = b"data: [DONE]\n\n"
 STREAM_ENDINGS = {
@@ -77,33 +67,6 @@ STREAM_ENDINGS = {
     + ServiceUnavailable("The gateway could not record this answer's usage.").body()
     + b"\n\n",
 }
-
-
-@dataclass(slots=True)
-class Ticket:
-    """An admitted request: who, what, and how many billable tokens are held for it."""
-
-    exchange: Exchange
-    endpoint: Endpoint
-    caller: Caller
-    body: dict[str, Any]
-    raw: bytes
-    model: str
-    policy: ModelPolicy
-    prompt_tokens: int  # our estimate
-    held_prompt: int  # the estimate with the model's margin, as reserved
-    completion_cap: int
-    minimum: int  # the least hold the request could be served with
-    held: int  # 0: refused
-    balance: int  # the account's balance at the reservation, holds aside
-
-    @property
-    def request_id(self) -> str:
-        return self.exchange.request_id
-
-    @property
-    def stream(self) -> bool:
-        return self.endpoint.generates and self.body.get("stream") is True
 
 
 class Proxy:
@@ -119,15 +82,14 @@ class Proxy:
         limiter: RateLimiter,
     ) -> None:
         self.settings = settings
-        self.identity = identity
         self.ledger = ledger
         self.settlements = settlements
         self.upstream = upstream
         self.language = settings.language
         self.signing_key = signing_key
         self.requests = requests
-        self.limiter = limiter
         self.metrics = requests.metrics
+        self.admit = Admission(settings, identity, ledger, limiter, requests.metrics)
         self._settling: set[asyncio.Task[SettleOutcome]] = set()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -158,92 +120,13 @@ class Proxy:
         finally:
             self.requests.finish(exchange, time.perf_counter())
 
-    async def admit(self, scope: Scope, receive: Receive, exchange: Exchange) -> Ticket:
-        endpoint = ENDPOINTS[scope["path"]]
-        headers: dict[bytes, bytes] = dict(scope["headers"])
-        raw = await read_body(receive, headers, self.settings.body_bytes_max)
-        body = parse_json(raw, headers, endpoint)
-        model: str = body["model"]
-        exchange.model = model
-        try:
-            caller = await self.identity.resolve(headers, body)
-            subscription = caller.subscription
-            await self.ledger.refresh_if_due(
-                caller.user_id, subscription.plan, subscription.anchored_at
-            )
-        except StoreUnavailable as error:
-            raise self._database_down(exchange, error) from None
-        exchange.user_id = caller.user_id
-        exchange.external_id = caller.external_id or None
-        if not caller.plan.allows(model):
-            message = refusal(self.language, "model", model=model, plan=caller.plan.name)
-            raise Forbidden(message, param="model")
-        policy = caller.plan.policy(model, self.settings)
-        if len(raw) > ESTIMATE_INLINE_BYTES_MAX:  # tokenizing megabytes would stall the loop
-            prompt_tokens = await asyncio.to_thread(endpoint.prompt_tokens, body)
-        else:
-            prompt_tokens = endpoint.prompt_tokens(body)
-        cap = (
-            estimate.completion_cap(body, self.settings.default_max_completion_tokens)
-            if endpoint.generates
-            else 0
-        )
-        await self._check_rate(caller, prompt_tokens + cap, exchange)
-        # A stand-in tokenizer's estimate is held with a margin: the provider's own count
-        # then rarely passes the hold (what does is still charged, and is debt).
-        margin = EXACT if tokenizer.is_exact(model) else self.settings.unknown_tokenizer_margin
-        held_prompt = billing.held_prompt_tokens(prompt_tokens, policy, margin)
-        wanted = billing.billable(held_prompt, cap, policy)
-        least = min(cap, self.settings.min_completion_tokens)
-        minimum = max(1, billing.billable(held_prompt, least, policy))
-        try:
-            hold = await self.ledger.reserve(
-                caller.user_id,
-                exchange.request_id,
-                wanted,
-                minimum,
-                self.settings.reservation_timeout_s,
-            )
-        except StoreUnavailable as error:
-            raise self._database_down(exchange, error) from None
-        if hold.amount:
-            self.metrics.reservations_open.inc()
-        return Ticket(
-            exchange, endpoint, caller, body, raw, model, policy, prompt_tokens, held_prompt,
-            cap, minimum, hold.amount, hold.balance,
-        )  # fmt: skip
-
-    async def _check_rate(self, caller: Caller, tokens: int, exchange: Exchange) -> None:
-        plan = caller.plan
-        if plan.rpm is None and plan.tpm is None:
-            return
-        verdict = await self.limiter.check(caller.user_id, Limit(plan.rpm, plan.tpm), tokens)
-        if verdict.allowed:
-            return
-        exchange.outcome = "limited"
-        limit = plan.rpm if verdict.reason == "rpm" else plan.tpm
-        message = refusal(
-            self.language,
-            verdict.reason,
-            plan=plan.name,
-            limit=limit,
-            tokens=tokens,
-            seconds=verdict.retry_after_s,
-        )
-        raise RateLimited(message, retry_after_s=verdict.retry_after_s)
-
-    def _database_down(self, exchange: Exchange, error: BaseException) -> ServiceUnavailable:
-        self.metrics.store_errors.labels("database").inc()
-        log.error("database_unavailable", request_id=exchange.request_id, error=str(error))
-        return ServiceUnavailable(refusal(self.language, "unavailable"))
-
     async def block(self, ticket: Ticket, send: Send) -> None:
         """Refuse for want of balance. When the balance is there but the user's own running
         requests hold it, say so: that is no exhaustion (no 100% alert, no buy link)."""
         settings = self.settings
         held = ticket.balance >= ticket.minimum
         ticket.exchange.outcome = "held" if held else "blocked"
-        if ticket.caller.via_librechat and ticket.stream and ticket.endpoint.name == "chat":
+        if ticket.caller.via_librechat and ticket.stream and ticket.endpoint.in_chat_block:
             ticket.exchange.status = 200
             token = sign_link(
                 self.signing_key, ticket.caller.user_id, settings.link_ttl_s, self.ledger.clock()
@@ -357,8 +240,9 @@ class Proxy:
         except orjson.JSONDecodeError:
             answer = None
         parsed: Mapping[str, Any] = answer if isinstance(answer, dict) else {}
+        endpoint = ticket.endpoint
         record = self._record(
-            ticket, usage_from(parsed), lambda: "".join(generated_text(parsed)), "ok"
+            ticket, endpoint.usage(parsed), lambda: "".join(endpoint.generated_text(parsed)), "ok"
         )
         # Settled (or journaled) before the answer leaves: a crash can then cost the user an
         # answer they paid for, but never give one away unrecorded.
@@ -388,8 +272,8 @@ class Proxy:
                 ],
             }
         )
-        relay = SseRelay(hide_usage=not client_wants_usage(ticket.body))
-        client = _ClientWatch(receive, response)
+        relay = SseRelay(ticket.endpoint, hide_usage=not client_wants_usage(ticket.body))
+        client = ClientWatch(receive, response)
         status = "interrupted"  # stays so only if the server itself cancels us (shutdown)
         try:
             async for chunk in response.content.iter_any():
@@ -422,7 +306,7 @@ class Proxy:
 
     def _notice(self, ticket: Ticket, settled: SettleOutcome) -> bytes:
         """The in-chat line for a reply that crossed a threshold (chat streams only)."""
-        if not (self.settings.alert_chat_notice and ticket.endpoint.name == "chat"):
+        if not (self.settings.alert_chat_notice and ticket.endpoint.in_chat_block):
             return b""
         line = chat_notice(self.settings.language, max(settled.crossed), settled.balance or 0)
         chunk = {
@@ -437,25 +321,29 @@ class Proxy:
     def _record(
         self, ticket: Ticket, usage: Usage | None, generated: Callable[[], str], status: str
     ) -> UsageRecord:
-        """The usage row: the provider's numbers, or our count of what was generated."""
-        estimated = usage is None
-        if usage is None:
+        """The usage row: the provider's numbers, our count where it reported none (never a
+        zero for an unknown), and then the row says it was estimated."""
+        reported = usage or Usage(prompt_tokens=None, completion_tokens=None)
+        prompt, completion = reported.prompt_tokens, reported.completion_tokens
+        estimated = prompt is None or completion is None
+        if prompt is None:
+            prompt = ticket.prompt_tokens
+        if completion is None:
             completion = (
                 tokenizer.count_tokens(ticket.model, generated())
                 if ticket.endpoint.generates
                 else 0
             )
-            usage = Usage(prompt_tokens=ticket.prompt_tokens, completion_tokens=completion)
         record = UsageRecord(
             request_id=ticket.request_id,
             user_id=ticket.caller.user_id,
             endpoint=ticket.endpoint.name,
             model=ticket.model,
-            prompt_tokens=usage.prompt_tokens,
-            completion_tokens=usage.completion_tokens,
-            cached_tokens=usage.cached_tokens,
-            reasoning_tokens=usage.reasoning_tokens,
-            billable=billing.billable(usage.prompt_tokens, usage.completion_tokens, ticket.policy),
+            prompt_tokens=prompt,
+            completion_tokens=completion,
+            cached_tokens=reported.cached_tokens,
+            reasoning_tokens=reported.reasoning_tokens,
+            billable=billing.billable(prompt, completion, ticket.policy),
             estimated=estimated,
             status=status,
             latency_ms=int((time.perf_counter() - ticket.exchange.started) * 1000),
@@ -494,20 +382,3 @@ class Proxy:
         except StoreUnavailable as error:  # the reservation expires by itself
             self.metrics.store_errors.labels("database").inc()
             log.warning("release_failed", request_id=ticket.request_id, error=str(error))
-
-
-class _ClientWatch:
-    """Notices the client hanging up mid-stream and closes the upstream so the relay stops."""
-
-    def __init__(self, receive: Receive, response: aiohttp.ClientResponse) -> None:
-        self.gone = False
-        self._task = asyncio.create_task(self._watch(receive, response))
-
-    async def _watch(self, receive: Receive, response: aiohttp.ClientResponse) -> None:
-        while (await receive())["type"] != "http.disconnect":
-            pass
-        self.gone = True
-        response.close()
-
-    def stop(self) -> None:
-        self._task.cancel()

@@ -9,14 +9,16 @@ was generated with the offline tokenizer.
 
 from __future__ import annotations
 
+import asyncio
 import re
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
-from typing import Any
 
+import aiohttp
 import orjson
+from starlette.types import Receive
 
-__all__ = ["SseRelay", "Usage", "generated_text", "usage_from"]
+from solaris.gateway.endpoints import Endpoint, Usage
+
+__all__ = ["ClientWatch", "SseRelay"]
 
 # A usage object (not `"usage": null`, which OpenAI puts on every chunk when usage is on).
 USAGE_OBJECT = re.compile(rb'"usage"\s*:\s*\{')
@@ -24,65 +26,11 @@ DONE_EVENT = re.compile(rb"data: ?\[DONE\]\n\n")
 KEPT_BYTES_MAX = 4 * 1024 * 1024  # beyond this, kept payloads are folded into their text
 
 
-@dataclass(frozen=True, slots=True)
-class Usage:
-    prompt_tokens: int
-    completion_tokens: int
-    cached_tokens: int = 0
-    reasoning_tokens: int = 0
-
-
-def _count(value: Any) -> int:
-    return value if isinstance(value, int) and value >= 0 else 0
-
-
-def usage_from(payload: Mapping[str, Any]) -> Usage | None:
-    """The provider's usage in an answer or chunk, if it reports one."""
-    usage = payload.get("usage")
-    if not isinstance(usage, dict) or "prompt_tokens" not in usage:
-        return None
-    prompt_details = usage.get("prompt_tokens_details") or {}
-    completion_details = usage.get("completion_tokens_details") or {}
-    return Usage(
-        prompt_tokens=_count(usage.get("prompt_tokens")),
-        completion_tokens=_count(usage.get("completion_tokens")),
-        cached_tokens=_count(prompt_details.get("cached_tokens")),
-        reasoning_tokens=_count(completion_details.get("reasoning_tokens")),
-    )
-
-
-def generated_text(payload: Mapping[str, Any]) -> Iterator[str]:
-    """Text the model generated in a chat/completions answer or chunk (for offline counting)."""
-    choices = payload.get("choices")
-    if not isinstance(choices, list):
-        return
-    for choice in choices:
-        if not isinstance(choice, dict):
-            continue
-        if isinstance(text := choice.get("text"), str):
-            yield text
-        for part_name in ("delta", "message"):
-            part = choice.get(part_name)
-            if isinstance(part, dict):
-                yield from _message_text(part)
-
-
-def _message_text(message: Mapping[str, Any]) -> Iterator[str]:
-    for field in ("content", "reasoning_content", "refusal"):
-        if isinstance(value := message.get(field), str):
-            yield value
-    for call in message.get("tool_calls") or ():
-        function = call.get("function") if isinstance(call, dict) else None
-        if isinstance(function, dict):
-            for field in ("name", "arguments"):
-                if isinstance(value := function.get(field), str):
-                    yield value
-
-
 class SseRelay:
     """One upstream stream: forwards events, finds usage, remembers what was generated."""
 
-    def __init__(self, hide_usage: bool) -> None:
+    def __init__(self, endpoint: Endpoint, hide_usage: bool) -> None:
+        self.endpoint = endpoint
         self.hide_usage = hide_usage
         self.usage: Usage | None = None
         self.done = False  # the upstream said [DONE]; held back until the request is settled
@@ -119,8 +67,8 @@ class SseRelay:
             self._keep_payloads(event)
             return event
         payload = orjson.loads(_data_of(event))
-        self.usage = usage_from(payload) or self.usage
-        self._texts.extend(generated_text(payload))
+        self.usage = self.endpoint.usage(payload) or self.usage
+        self._texts.extend(self.endpoint.generated_text(payload))
         if not self.hide_usage:
             return event
         if not payload.get("choices"):
@@ -143,7 +91,7 @@ class SseRelay:
                 data = line[5:].strip()
                 if data and data != b"[DONE]":
                     try:
-                        self._texts.extend(generated_text(orjson.loads(data)))
+                        self._texts.extend(self.endpoint.generated_text(orjson.loads(data)))
                     except orjson.JSONDecodeError:
                         continue  # a broken line from a cut stream counts as nothing
         self._kept.clear()
@@ -152,3 +100,20 @@ class SseRelay:
 
 def _data_of(event: bytes) -> bytes:
     return b"".join(line[5:].strip() for line in event.split(b"\n") if line.startswith(b"data:"))
+
+
+class ClientWatch:
+    """Notices the client hanging up mid-stream and closes the upstream so the relay stops."""
+
+    def __init__(self, receive: Receive, response: aiohttp.ClientResponse) -> None:
+        self.gone = False
+        self._task = asyncio.create_task(self._watch(receive, response))
+
+    async def _watch(self, receive: Receive, response: aiohttp.ClientResponse) -> None:
+        while (await receive())["type"] != "http.disconnect":
+            pass
+        self.gone = True
+        response.close()
+
+    def stop(self) -> None:
+        self._task.cancel()

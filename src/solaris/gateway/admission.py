@@ -1,0 +1,154 @@
+"""Admitting a request: read → parse → identify → limit → estimate → reserve.
+
+Everything up to the reservation happens here, and the request leaves as a `Ticket`: who asked,
+for what, and how many billable tokens are held for it (none: it is refused for want of them).
+A refusal on the way is an `ApiError`, in the endpoint's shape, and nothing is held.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+import structlog
+from starlette.types import Receive, Scope
+
+from solaris.config import ModelPolicy, Settings
+from solaris.errors import Forbidden, RateLimited, ServiceUnavailable, StoreUnavailable
+from solaris.gateway.body import parse_json, read_body
+from solaris.gateway.endpoints import ENDPOINTS, Endpoint
+from solaris.gateway.identity import Caller, Identity
+from solaris.ledger.ledger import Ledger
+from solaris.limits import Limit, RateLimiter
+from solaris.metering import billing, tokenizer
+from solaris.observability.metrics import Metrics
+from solaris.observability.requests import Exchange
+from solaris.texts.chat import refusal
+
+__all__ = ["Admission", "Ticket"]
+
+log = structlog.get_logger(__name__)
+
+ESTIMATE_INLINE_BYTES_MAX = 64 * 1024
+EXACT = Decimal(1)
+
+
+@dataclass(slots=True)
+class Ticket:
+    """An admitted request: who, what, and how many billable tokens are held for it."""
+
+    exchange: Exchange
+    endpoint: Endpoint
+    caller: Caller
+    body: dict[str, Any]
+    raw: bytes
+    model: str
+    policy: ModelPolicy
+    prompt_tokens: int  # our estimate
+    held_prompt: int  # the estimate with the model's margin, as reserved
+    completion_cap: int
+    minimum: int  # the least hold the request could be served with
+    held: int  # 0: refused
+    balance: int  # the account's balance at the reservation, holds aside
+
+    @property
+    def request_id(self) -> str:
+        return self.exchange.request_id
+
+    @property
+    def stream(self) -> bool:
+        return self.endpoint.generates and self.body.get("stream") is True
+
+
+class Admission:
+    def __init__(
+        self,
+        settings: Settings,
+        identity: Identity,
+        ledger: Ledger,
+        limiter: RateLimiter,
+        metrics: Metrics,
+    ) -> None:
+        self.settings = settings
+        self.identity = identity
+        self.ledger = ledger
+        self.limiter = limiter
+        self.metrics = metrics
+        self.language = settings.language
+
+    async def __call__(self, scope: Scope, receive: Receive, exchange: Exchange) -> Ticket:
+        endpoint = ENDPOINTS[scope["path"]]
+        headers: dict[bytes, bytes] = dict(scope["headers"])
+        raw = await read_body(receive, headers, self.settings.body_bytes_max)
+        body = parse_json(raw, headers, endpoint)
+        model: str = body["model"]
+        exchange.model = model
+        try:
+            caller = await self.identity.resolve(headers, body)
+            subscription = caller.subscription
+            await self.ledger.refresh_if_due(
+                caller.user_id, subscription.plan, subscription.anchored_at
+            )
+        except StoreUnavailable as error:
+            raise self._database_down(exchange, error) from None
+        exchange.user_id = caller.user_id
+        exchange.external_id = caller.external_id or None
+        if not caller.plan.allows(model):
+            message = refusal(self.language, "model", model=model, plan=caller.plan.name)
+            raise Forbidden(message, param="model")
+        policy = caller.plan.policy(model, self.settings)
+        if len(raw) > ESTIMATE_INLINE_BYTES_MAX:  # tokenizing megabytes would stall the loop
+            prompt_tokens = await asyncio.to_thread(endpoint.prompt_tokens, body)
+        else:
+            prompt_tokens = endpoint.prompt_tokens(body)
+        cap = endpoint.completion_cap(body, self.settings.default_max_completion_tokens)
+        await self._check_rate(caller, prompt_tokens + cap, exchange)
+        # A stand-in tokenizer's estimate is held with a margin: the provider's own count
+        # then rarely passes the hold (what does is still charged, and is debt).
+        margin = EXACT if tokenizer.is_exact(model) else self.settings.unknown_tokenizer_margin
+        held_prompt = billing.held_prompt_tokens(prompt_tokens, policy, margin)
+        wanted = billing.billable(held_prompt, cap, policy)
+        least = min(cap, self.settings.min_completion_tokens)
+        minimum = max(1, billing.billable(held_prompt, least, policy))
+        try:
+            hold = await self.ledger.reserve(
+                caller.user_id,
+                exchange.request_id,
+                wanted,
+                minimum,
+                self.settings.reservation_timeout_s,
+            )
+        except StoreUnavailable as error:
+            raise self._database_down(exchange, error) from None
+        if hold.amount:
+            self.metrics.reservations_open.inc()
+        return Ticket(
+            exchange, endpoint, caller, body, raw, model, policy, prompt_tokens, held_prompt,
+            cap, minimum, hold.amount, hold.balance,
+        )  # fmt: skip
+
+    async def _check_rate(self, caller: Caller, tokens: int, exchange: Exchange) -> None:
+        plan = caller.plan
+        if plan.rpm is None and plan.tpm is None:
+            return
+        verdict = await self.limiter.check(caller.user_id, Limit(plan.rpm, plan.tpm), tokens)
+        if verdict.allowed:
+            return
+        exchange.outcome = "limited"
+        limit = plan.rpm if verdict.reason == "rpm" else plan.tpm
+        message = refusal(
+            self.language,
+            verdict.reason,
+            plan=plan.name,
+            limit=limit,
+            tokens=tokens,
+            seconds=verdict.retry_after_s,
+        )
+        raise RateLimited(message, retry_after_s=verdict.retry_after_s)
+
+    def _database_down(self, exchange: Exchange, error: BaseException) -> ServiceUnavailable:
+        self.metrics.store_errors.labels("database").inc()
+        log.error("database_unavailable", request_id=exchange.request_id, error=str(error))
+        return ServiceUnavailable(refusal(self.language, "unavailable"))
