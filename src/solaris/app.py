@@ -45,7 +45,7 @@ from solaris.metering import tokenizer
 from solaris.observability.metrics import Metrics
 from solaris.observability.requests import RequestLog
 from solaris.operations.failures import SignInFailures
-from solaris.portal.web import web_routes
+from solaris.portal.web import web_error_handlers, web_routes
 from solaris.store.cache import IdentityCache
 from solaris.store.database import Database, async_url, open_database
 
@@ -205,7 +205,11 @@ def build_app(settings: Settings, clock: Clock = utcnow) -> SolarisApp:
         Mount("/api", app=admin_api(gateway)),
         *web_routes(gateway),
     ]
-    web = Starlette(routes=routes, lifespan=lifespan)
+    web = Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        exception_handlers=web_error_handlers(settings.language),
+    )
     return SolarisApp(gateway, web)
 
 

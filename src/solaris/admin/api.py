@@ -24,7 +24,16 @@ from starlette.exceptions import HTTPException
 from solaris.admin.auth import REFRESH_COOKIE, REFRESH_PATH, Admin, AdminAuth, current_admin
 from solaris.admin.inputs import Credentials
 from solaris.admin.routes import admin_routes
-from solaris.errors import ApiError, BadRequest, RateLimited, SolarisError, Unauthorized, error_body
+from solaris.errors import (
+    ApiError,
+    BadRequest,
+    RateLimited,
+    ServiceUnavailable,
+    SolarisError,
+    StoreUnavailable,
+    Unauthorized,
+    error_body,
+)
 from solaris.operations.admins import Admins
 from solaris.operations.clients import client_address
 from solaris.operations.core import Operations
@@ -34,6 +43,8 @@ from solaris.operations.signin import AdminSignIn
 from solaris.operations.views import ErrorBody
 
 __all__ = ["admin_api"]
+
+UNAVAILABLE_RETRY_AFTER_S = 5
 
 log = structlog.get_logger(__name__)
 
@@ -115,6 +126,12 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def solaris_error(_request: Request, error: Exception) -> Response:
         return _error(BadRequest(str(error)))
 
+    async def store_unavailable(request: Request, error: Exception) -> Response:
+        log.error("database_unavailable", path=request.url.path, error=str(error))
+        response = _error(ServiceUnavailable("The gateway's database is unavailable; try again."))
+        response.headers["retry-after"] = str(UNAVAILABLE_RETRY_AFTER_S)
+        return response
+
     async def unexpected(_request: Request, error: Exception) -> Response:
         log.error("admin_api_error", error=repr(error), exc_info=error)
         body = error_body("Internal error; it has been logged.", "server_error", "internal_error")
@@ -124,6 +141,7 @@ def _install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(HTTPException, http_error)
     app.add_exception_handler(SolarisError, solaris_error)
+    app.add_exception_handler(StoreUnavailable, store_unavailable)
     app.add_exception_handler(Exception, unexpected)
 
 

@@ -55,11 +55,14 @@ def redirect(url: str) -> RedirectResponse:
     return RedirectResponse(url, status_code=303)
 
 
+HEADINGS = {404: "error.not_found", 503: "error.unavailable"}
+
+
 def error_page(
     renderer: Renderer, request: Request, status_code: int, message_key: str, **context: Any
 ) -> Response:
     t = renderer.translator(request)
-    heading = t("error.not_found") if status_code == 404 else t("error.forbidden")
+    heading = t(HEADINGS.get(status_code, "error.forbidden"))
     return renderer.page(
         request,
         "error.html",

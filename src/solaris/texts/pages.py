@@ -51,6 +51,11 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "The form expired or did not come from this page. Go back, reload and try again.",
     ),
     "error.not_found": ("Página não encontrada", "Page not found"),
+    "error.unavailable": ("Serviço indisponível", "Service unavailable"),
+    "error.unavailable_text": (
+        "O banco de dados está fora do ar neste momento. Tente de novo em instantes.",
+        "The database is unreachable right now. Please try again in a moment.",
+    ),
     "error.not_found_text": ("Não há nada neste endereço.", "There is nothing at this address."),
     "error.back": ("Voltar ao início", "Back to the start"),
     "empty": ("Nada por aqui ainda.", "Nothing here yet."),
