@@ -19,8 +19,10 @@ lint: install
 	$(UV) run --frozen ruff format --check src tests bench scripts
 	$(UV) run --frozen mypy
 
+# Bytecode compiled once here: these machines set PYTHONDONTWRITEBYTECODE=1, so without it every
+# `solaris …` process (and every gateway a test starts) compiles its dependencies from source.
 install: $(UV)  ## the project and its locked dependencies in .venv
-	$(UV) sync --frozen --python python3
+	$(UV) sync --frozen --python python3 --compile-bytecode
 
 test-tools:  ## what only the tests drive: LibreChat's npm client stack, the LiteLLM proxy
 	cd tests/e2e/librechat && npm ci --no-audit --no-fund --loglevel=error

@@ -1,7 +1,7 @@
 """Pending transfers on PostgreSQL: one round trip each, on a raw asyncpg pool.
 
-Reserve, settle and release are PL/pgSQL functions (their living copies are in `store/sql/`;
-each migration that changed one pins its own), the same rules that `pending.StatementPending`
+Reserve, settle and release are PL/pgSQL functions (their living copies are in `store/sql/`,
+checked against a migrated database; each migration that changed one pins its own copy), the same rules that `pending.StatementPending`
 runs statement by statement. Everything else of the ledger (credits, balances) stays on the
 SQLAlchemy engine: it is not on the request path.
 """
