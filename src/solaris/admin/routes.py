@@ -84,17 +84,18 @@ def admin_routes(operations: Operations) -> APIRouter:
     @router.post("/users/{user_id}/credits/grant", tags=["credits"])
     async def grant_credits(user_id: UserId, body: GrantBody, admin: Admin) -> UserSummary:
         """Add credits (a `grant` entry and lot, optionally expiring)."""
-        return await operations.grant(
+        granted = await operations.grant(
             admin.actor, user_id, body.tokens, body.note, body.expires_at, key=body.idempotency_key
         )
+        return granted.user
 
     @router.post("/users/{user_id}/credits/deduct", tags=["credits"])
     async def deduct_credits(user_id: UserId, body: DeductBody, admin: Admin) -> UserSummary:
         """Correct the balance downwards: an `adjustment` entry (entries are never edited)."""
-        done = await operations.apply_deduct(
+        deducted = await operations.deduct(
             admin.actor, user_id, body.tokens, body.note, key=body.idempotency_key
         )
-        return done[1]
+        return deducted.user
 
     @router.post("/users/{user_id}/keys/rotate", tags=["users"])
     async def rotate_user_key(user_id: UserId, admin: Admin) -> NewKey:

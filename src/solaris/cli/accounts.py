@@ -142,7 +142,7 @@ def credits_grant(
         operations = Operations.standalone(settings, database)
         found = await operations.users.ensure(user)
         expires_at = None if expires_in_days is None else utcnow() + timedelta(days=expires_in_days)
-        granted, summary = await operations.apply_grant(
+        granted, summary = await operations.grant(
             CLI_ACTOR, found.id, tokens, note, expires_at, key=key
         )
         return granted, summary.balance
@@ -166,7 +166,7 @@ def credits_deduct(
     async def job(settings: Settings, database: Database) -> tuple[bool, int]:
         operations = Operations.standalone(settings, database)
         found = await find_user(operations.users, user)
-        done, summary = await operations.apply_deduct(CLI_ACTOR, found.id, tokens, note, key=key)
+        done, summary = await operations.deduct(CLI_ACTOR, found.id, tokens, note, key=key)
         return done, summary.balance
 
     done, balance = run_job(job)

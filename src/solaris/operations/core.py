@@ -10,8 +10,11 @@ once; other gateway processes see it within `PLAN_CACHE_TTL_S`.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
-from typing import Literal
+from typing import Any, Literal, NamedTuple
+
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from solaris.config import PlanConfig, Settings
 from solaris.errors import BadRequest, NotFound
@@ -38,6 +41,7 @@ __all__ = [
     "CLI_ACTOR",
     "TOKENS_MAX",
     "Actor",
+    "Applied",
     "Operations",
     "Resources",
 ]
@@ -48,6 +52,13 @@ REASON_LENGTH_MAX = 500
 DAYS_MAX = 366
 RECENT_USAGE_ROWS = 20
 UsageGrouping = Literal["user", "model", "hour", "day"]
+
+
+class Applied(NamedTuple):
+    """A credit change's outcome: `done` is False when its idempotency key was used already."""
+
+    done: bool
+    user: UserSummary
 
 
 def _check_tokens(tokens: int) -> None:
@@ -132,7 +143,7 @@ class Operations:
         report = await usage_report(
             self.database, by=by, since=since, until=until, user_external_id=external_id
         )
-        return [UsageRow.model_validate(row, from_attributes=True) for row in report]
+        return list(report)
 
     async def daily_usage(self, user_id: int | None, days: int) -> list[UsageRow]:
         """One row per UTC day, the last `days` days up to today, days without usage as zeros."""
@@ -197,72 +208,60 @@ class Operations:
         expires_at: datetime | None = None,
         *,
         key: str | None = None,
-    ) -> UserSummary:
+    ) -> Applied:
         """Credit `tokens` (a `grant` lot, expiring at `expires_at` if given)."""
-        return (await self.apply_grant(actor, user_id, tokens, note, expires_at, key=key))[1]
+        _check_tokens(tokens)
+        note = _check_text(note, "note", NOTE_LENGTH_MAX, required=False)
+        if expires_at is not None and expires_at.astimezone(UTC) <= self.clock():
+            raise BadRequest("expires_at must be in the future", param="expires_at")
 
-    async def apply_grant(
+        async def write(conn: AsyncConnection) -> bool:
+            return await self.ledger.credit(
+                conn, user_id, "grant", tokens, key or f"grant:{uuid.uuid4().hex}",
+                actor.label, note or None, expires_at,
+            )  # fmt: skip
+
+        change: dict[str, Any] = {"tokens": tokens, "note": note}
+        if expires_at is not None:
+            change["expires_at"] = expires_at.isoformat()
+        return await self._move_credits(actor, user_id, "credits.grant", change, write)
+
+    async def deduct(
+        self, actor: Actor, user_id: int, tokens: int, note: str, *, key: str | None = None
+    ) -> Applied:
+        """A correction downwards: an `adjustment` entry (never an edit); `note` required."""
+        _check_tokens(tokens)
+        note = _check_text(note, "note", NOTE_LENGTH_MAX, required=True)
+
+        async def write(conn: AsyncConnection) -> bool:
+            return await self.ledger.deduct(
+                conn, user_id, tokens, key or f"adjustment:{uuid.uuid4().hex}", actor.label, note
+            )
+
+        change = {"tokens": tokens, "note": note}
+        return await self._move_credits(actor, user_id, "credits.deduct", change, write)
+
+    async def _move_credits(
         self,
         actor: Actor,
         user_id: int,
-        tokens: int,
-        note: str,
-        expires_at: datetime | None = None,
-        *,
-        key: str | None = None,
-    ) -> tuple[bool, UserSummary]:
-        """`grant`, telling whether it was applied (False: the idempotency key was used)."""
-        _check_tokens(tokens)
-        note = _check_text(note, "note", NOTE_LENGTH_MAX, required=False)
-        now = self.clock()
-        if expires_at is not None and expires_at.astimezone(UTC) <= now:
-            raise BadRequest("expires_at must be in the future", param="expires_at")
-        async with self.database.transaction() as conn:
-            before = await reads.user_summary(conn, user_id)
-            done = await self.ledger.credit(
-                conn,
-                user_id,
-                "grant",
-                tokens,
-                idempotency_key=key or f"grant:{uuid.uuid4().hex}",
-                created_by=actor.label,
-                note=note or None,
-                expires_at=expires_at,
-            )
-            after = await reads.user_summary(conn, user_id)
-            if done:
-                change = {"balance": after.balance, "tokens": tokens, "note": note}
-                if expires_at is not None:
-                    change["expires_at"] = expires_at.isoformat()
-                await record(
-                    conn, actor, "credits.grant", "user", user_id,
-                    {"balance": before.balance}, change, now,
-                )  # fmt: skip
-        return done, after
-
-    async def deduct(self, actor: Actor, user_id: int, tokens: int, note: str) -> UserSummary:
-        """A correction downwards: an `adjustment` entry (never an edit); `note` required."""
-        return (await self.apply_deduct(actor, user_id, tokens, note))[1]
-
-    async def apply_deduct(
-        self, actor: Actor, user_id: int, tokens: int, note: str, *, key: str | None = None
-    ) -> tuple[bool, UserSummary]:
-        _check_tokens(tokens)
-        note = _check_text(note, "note", NOTE_LENGTH_MAX, required=True)
+        action: str,
+        change: dict[str, Any],
+        write: Callable[[AsyncConnection], Awaitable[bool]],
+    ) -> Applied:
+        """One ledger entry and its audit row in one transaction; nothing audited when the
+        idempotency key was used already (the entry was not written again)."""
         now = self.clock()
         async with self.database.transaction() as conn:
             before = await reads.user_summary(conn, user_id)
-            done = await self.ledger.deduct(
-                conn, user_id, tokens, key or f"adjustment:{uuid.uuid4().hex}", actor.label, note
-            )
+            done = await write(conn)
             after = await reads.user_summary(conn, user_id)
             if done:
-                change = {"balance": after.balance, "tokens": tokens, "note": note}
                 await record(
-                    conn, actor, "credits.deduct", "user", user_id,
-                    {"balance": before.balance}, change, now,
+                    conn, actor, action, "user", user_id,
+                    {"balance": before.balance}, {"balance": after.balance, **change}, now,
                 )  # fmt: skip
-        return done, after
+        return Applied(done, after)
 
     async def set_plan(self, actor: Actor, user_id: int, plan: str) -> UserSummary:
         """Move the user to `plan` at once (its allowance replaces the current one)."""
