@@ -24,7 +24,7 @@ from solaris.ledger.plans import DEFAULT_PLAN, Plans
 from solaris.ledger.users import Users
 from solaris.reports import usage as usage_module
 from solaris.reports.prices import cost_usd, group_cost_usd
-from solaris.reports.usage import ReportRow, UsageReport, usage_report
+from solaris.reports.usage import UsageReport, UsageRow, usage_report
 from solaris.store.database import migrate, open_database
 from tests.conftest import PG_ADMIN_URL, _pg, _service_missing
 
@@ -197,7 +197,7 @@ def report(url: str, **options: Any) -> UsageReport:
     return asyncio.run(run())
 
 
-def expected(by: str, requests: list[Request]) -> dict[str, ReportRow]:
+def expected(by: str, requests: list[Request]) -> dict[str, UsageRow]:
     """The report's rows computed here from the requests, each priced on its own."""
     grouped: dict[str, list[Request]] = {}
     for request in requests:
@@ -205,10 +205,10 @@ def expected(by: str, requests: list[Request]) -> dict[str, ReportRow]:
     return {key: _row(key, group) for key, group in grouped.items()}
 
 
-def _row(key: str, group: list[Request]) -> ReportRow:
+def _row(key: str, group: list[Request]) -> UsageRow:
     costs = [cost_usd(r.model, r.prompt, r.completion, r.cached) for r in group]
     known = [cost for cost in costs if cost is not None]
-    return ReportRow(
+    return UsageRow(
         key=key,
         requests=len(group),
         prompt_tokens=sum(r.prompt for r in group),
@@ -222,7 +222,7 @@ def _row(key: str, group: list[Request]) -> ReportRow:
     )
 
 
-def assert_rows_match(actual: list[ReportRow], wanted: dict[str, ReportRow]) -> None:
+def assert_rows_match(actual: list[UsageRow], wanted: dict[str, UsageRow]) -> None:
     # Keys come in the database's collation order; hour/day order is checked on its own.
     assert sorted(row.key for row in actual) == sorted(wanted)
     for row in actual:
@@ -233,7 +233,7 @@ def assert_rows_match(actual: list[ReportRow], wanted: dict[str, ReportRow]) -> 
         assert _counts(row) == _counts(want), row.key
 
 
-def _counts(row: ReportRow) -> tuple[int, ...]:
+def _counts(row: UsageRow) -> tuple[int, ...]:
     return (
         row.requests,
         row.prompt_tokens,

@@ -77,7 +77,7 @@ def usage_report_command(
         rows = await usage_report(
             database, by=grouping, since=since, until=until, user_external_id=user
         )
-        return [asdict(row) for row in rows]
+        return [row.model_dump() for row in rows]
 
     columns = ["key", "requests", "prompt_tokens", "completion_tokens", "billable", "cost_usd"]
     print_rows(run_job(job), as_json, columns)

@@ -4,10 +4,11 @@ dashboard renders. Token amounts are integers (billable tokens); costs are USD e
 from __future__ import annotations
 
 from datetime import datetime
-from decimal import Decimal
-from typing import Annotated, Any
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, PlainSerializer
+from pydantic import BaseModel, ConfigDict
+
+from solaris.reports.usage import UsageRow, Usd
 
 __all__ = [
     "AlertEntry",
@@ -22,9 +23,6 @@ __all__ = [
     "UserDetail",
     "UserSummary",
 ]
-
-# A USD estimate: exact in Python, a JSON number for clients and charts.
-Usd = Annotated[Decimal, PlainSerializer(float, return_type=float, when_used="json")]
 
 
 class _View(BaseModel):
@@ -103,21 +101,6 @@ class PlanSummary(_View):
     rollover: bool
     default: bool
     users: int  # subscribed now
-
-
-class UsageRow(_View):
-    """Usage totals of one key: a user's external id, a model, an hour or a day (UTC)."""
-
-    key: str
-    requests: int
-    prompt_tokens: int
-    completion_tokens: int
-    cached_tokens: int
-    reasoning_tokens: int
-    billable: int
-    estimated_requests: int
-    cost_usd: Usd | None  # None when no model of the group has a price
-    unpriced_requests: int
 
 
 class AlertEntry(_View):

@@ -16,7 +16,7 @@ from solaris.ledger.ledger import Ledger
 from solaris.ledger.periods import period_bounds
 from solaris.ledger.plans import Plan, Plans
 from solaris.ledger.statement import Statement, statement
-from solaris.reports.usage import ReportRow, usage_report
+from solaris.reports.usage import UsageRow, usage_report
 from solaris.store.database import Database
 from solaris.store.schema import users
 
@@ -54,7 +54,7 @@ class Account:
     period_end: datetime
     used: int  # billable tokens this period
     by_day: list[tuple[str, int]]  # ("2026-11-03", billable), every day so far, zeros included
-    by_model: list[ReportRow]  # this period, most used first
+    by_model: list[UsageRow]  # this period, most used first
 
     @property
     def available(self) -> int:

@@ -9,11 +9,11 @@ order, with `truncated` set.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
+from pydantic import BaseModel, ConfigDict, PlainSerializer
 from sqlalchemy import ColumnElement, Select, case, func, select
 
 from solaris.clock import as_utc
@@ -21,7 +21,15 @@ from solaris.reports.prices import group_cost_usd
 from solaris.store.database import Database
 from solaris.store.schema import usage, users
 
-__all__ = ["GROUPS_MAX", "ROWS_MAX", "Grouping", "ReportRow", "UsageReport", "usage_report"]
+__all__ = [
+    "GROUPS_MAX",
+    "ROWS_MAX",
+    "Grouping",
+    "UsageReport",
+    "UsageRow",
+    "Usd",
+    "usage_report",
+]
 
 Grouping = Literal["user", "model", "hour", "day"]
 ROWS_MAX = 10_000
@@ -33,11 +41,17 @@ _SQLITE_FORMATS = {"hour": "%Y-%m-%dT%H:00:00+00:00", "day": "%Y-%m-%d"}
 _POSTGRES_FORMATS = {"hour": 'YYYY-MM-DD"T"HH24":00:00+00:00"', "day": "YYYY-MM-DD"}
 
 
-@dataclass(frozen=True, slots=True)
-class ReportRow:
+# A USD estimate: exact in Python, a JSON number for clients and charts.
+Usd = Annotated[Decimal, PlainSerializer(float, return_type=float, when_used="json")]
+
+
+class UsageRow(BaseModel):
     """One key's totals. `key` is the user's external id, the model, or the UTC hour
     ("2025-01-02T03:00:00+00:00") or day ("2025-01-02"). `cost_usd` sums the priced models'
-    costs; it is None when none was priced, and `unpriced_requests` counts requests left out."""
+    costs; it is None when none was priced, and `unpriced_requests` counts requests left out.
+    The admin API answers with it as it is."""
+
+    model_config = ConfigDict(frozen=True)
 
     key: str
     requests: int
@@ -47,11 +61,11 @@ class ReportRow:
     reasoning_tokens: int
     billable: int
     estimated_requests: int
-    cost_usd: Decimal | None
+    cost_usd: Usd | None
     unpriced_requests: int
 
 
-class UsageReport(list[ReportRow]):
+class UsageReport(list[UsageRow]):
     """The rows in key order; `truncated` when the window held more than the bounds allow."""
 
     truncated: bool = False
@@ -145,9 +159,9 @@ def _key_column(dialect: str, by: Grouping) -> ColumnElement[Any]:
     return func.strftime(_SQLITE_FORMATS[by], usage.c.created_at)
 
 
-def _merge(groups: list[Any]) -> list[ReportRow]:
+def _merge(groups: list[Any]) -> list[UsageRow]:
     """Fold each key's models into one row, pricing each (key, model) group."""
-    merged: dict[str, ReportRow] = {}
+    merged: dict[str, UsageRow] = {}
     for group in groups:
         requests = int(group.requests)
         cost = group_cost_usd(
@@ -157,7 +171,7 @@ def _merge(groups: list[Any]) -> list[ReportRow]:
             int(group.completion_tokens),
             int(group.cached_tokens),
         )
-        row = ReportRow(
+        row = UsageRow(
             key=str(group.key),
             requests=requests,
             prompt_tokens=int(group.prompt_tokens),
@@ -174,12 +188,12 @@ def _merge(groups: list[Any]) -> list[ReportRow]:
     return list(merged.values())
 
 
-def _add(left: ReportRow, right: ReportRow) -> ReportRow:
+def _add(left: UsageRow, right: UsageRow) -> UsageRow:
     assert left.key == right.key, (left.key, right.key)
     totals: dict[str, Any] = {
-        field.name: getattr(left, field.name) + getattr(right, field.name)
-        for field in fields(ReportRow)
-        if field.name not in ("key", "cost_usd")
+        field: getattr(left, field) + getattr(right, field)
+        for field in UsageRow.model_fields
+        if field not in ("key", "cost_usd")
     }
     costs = [cost for cost in (left.cost_usd, right.cost_usd) if cost is not None]
-    return ReportRow(key=left.key, cost_usd=sum(costs, Decimal(0)) if costs else None, **totals)
+    return UsageRow(key=left.key, cost_usd=sum(costs, Decimal(0)) if costs else None, **totals)
