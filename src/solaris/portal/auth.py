@@ -9,6 +9,7 @@ and the paths keep the browser from even sending one area's cookie to the other.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -19,7 +20,14 @@ from starlette.responses import Response
 from solaris.links import InvalidLink, LinkClaims, verify_link
 from solaris.operations.clients import is_secure
 from solaris.operations.sessions import SessionKind, Sessions, WebSession
-from solaris.portal.security import set_cookie
+from solaris.portal.security import (
+    CSRF_FIELD,
+    LOGIN_CSRF_COOKIE,
+    LOGIN_CSRF_TTL_S,
+    csrf_matches,
+    login_csrf,
+    set_cookie,
+)
 from solaris.store.database import Database
 from solaris.store.schema import used_links
 
@@ -50,6 +58,27 @@ class WebAuth:
         token = request.cookies.get(self.cookie)
         session = await self.sessions.get(token, self.kind)
         return Signed(session, token) if session is not None and token else None
+
+    def login_page(self, request: Request, render: Callable[[str], Response]) -> Response:
+        """The area's sign-in form: `render` draws it with a login-CSRF token, which is set
+        here as the area's login cookie (the form must send it back)."""
+        token = login_csrf(request)
+        response = render(token)
+        set_cookie(
+            response,
+            LOGIN_CSRF_COOKIE,
+            token,
+            path=self.path,
+            max_age_s=LOGIN_CSRF_TTL_S,
+            secure=is_secure(request, self.public_base_url),
+            samesite="strict",
+        )
+        return response
+
+    @staticmethod
+    def login_form_sent_back(request: Request, form: Mapping[str, object]) -> bool:
+        """Whether a sign-in form came from the form `login_page` drew (login CSRF)."""
+        return csrf_matches(form.get(CSRF_FIELD), request.cookies.get(LOGIN_CSRF_COOKIE))
 
     async def sign_in(
         self, request: Request, response: Response, subject_id: int, ttl_s: int

@@ -19,7 +19,7 @@ from starlette.routing import BaseRoute
 
 from solaris.errors import ApiError
 from solaris.operations.admins import Admins
-from solaris.operations.clients import client_address, is_secure
+from solaris.operations.clients import client_address
 from solaris.operations.core import Actor, Operations
 from solaris.operations.reads import UserNotFound
 from solaris.operations.resources import Running
@@ -37,12 +37,8 @@ from solaris.portal.routing import (
 )
 from solaris.portal.security import (
     CSRF_FIELD,
-    LOGIN_CSRF_COOKIE,
-    LOGIN_CSRF_TTL_S,
     csrf_matches,
-    login_csrf,
     safe_next,
-    set_cookie,
     too_many,
 )
 from solaris.portal.templating import Renderer
@@ -121,20 +117,13 @@ class Dashboard:
         status_code: int = 200,
     ) -> Response:
         """The sign-in form; `target` (a failed attempt's own) else `?next=` is where it leads."""
-        token = login_csrf(request)
         target = safe_next(target or request.query_params.get("next"), "/admin", "/admin")
-        context = {"problem": problem, "email": email, "next": target, "login_csrf": token}
-        response = self.renderer.page(request, "admin/login.html", context, status_code=status_code)
-        set_cookie(
-            response,
-            LOGIN_CSRF_COOKIE,
-            token,
-            path="/admin",
-            max_age_s=LOGIN_CSRF_TTL_S,
-            secure=is_secure(request, self.settings.public_base_url),
-            samesite="strict",
-        )
-        return response
+
+        def render(token: str) -> Response:
+            context = {"problem": problem, "email": email, "next": target, "login_csrf": token}
+            return self.renderer.page(request, "admin/login.html", context, status_code=status_code)
+
+        return self.auth.login_page(request, render)
 
     async def login(self, request: Request) -> Response:
         if request.method == "GET":
@@ -143,7 +132,7 @@ class Dashboard:
             return self._login_page(request)
         t = self.renderer.translator(request)
         form = await read_form(request)
-        if not csrf_matches(form.get(CSRF_FIELD), request.cookies.get(LOGIN_CSRF_COOKIE)):
+        if not self.auth.login_form_sent_back(request, form):
             return error_page(self.renderer, request, 403, "error.csrf")
         email = str(form.get("email", "")).strip()
         password = str(form.get("password", ""))

@@ -18,7 +18,7 @@ from starlette.routing import BaseRoute
 
 from solaris.alerts.mail import smtp_from
 from solaris.links import InvalidLink
-from solaris.operations.clients import address_bucket, attempt_wait_s, client_address, is_secure
+from solaris.operations.clients import address_bucket, attempt_wait_s, client_address
 from solaris.operations.resources import Running
 from solaris.operations.sessions import Sessions
 from solaris.portal import charts
@@ -39,12 +39,6 @@ from solaris.portal.routing import (
     sign_out,
 )
 from solaris.portal.security import (
-    CSRF_FIELD,
-    LOGIN_CSRF_COOKIE,
-    LOGIN_CSRF_TTL_S,
-    csrf_matches,
-    login_csrf,
-    set_cookie,
     too_many,
 )
 from solaris.portal.signin_mail import plausible_email, send_signin_links
@@ -195,7 +189,6 @@ class PortalPages:
         problem: str = "",
     ) -> Response:
         t = self.renderer.translator(request)
-        token = login_csrf(request)
         mail_enabled = smtp_from(self.settings) is not None
         lead = t("plogin.lead")
         if invalid_link:
@@ -206,21 +199,13 @@ class PortalPages:
             "notice": notice,
             "problem": problem,
             "mail_enabled": mail_enabled,
-            "login_csrf": token,
         }
-        response = self.renderer.page(
-            request, "portal/login.html", context, status_code=status_code
-        )
-        set_cookie(
-            response,
-            LOGIN_CSRF_COOKIE,
-            token,
-            path="/portal",
-            max_age_s=LOGIN_CSRF_TTL_S,
-            secure=is_secure(request, self.settings.public_base_url),
-            samesite="strict",
-        )
-        return response
+
+        def render(token: str) -> Response:
+            page = {**context, "login_csrf": token}
+            return self.renderer.page(request, "portal/login.html", page, status_code=status_code)
+
+        return self.auth.login_page(request, render)
 
     async def login(self, request: Request) -> Response:
         if request.method == "GET":
@@ -232,7 +217,7 @@ class PortalPages:
     async def _send_link(self, request: Request) -> Response:
         t = self.renderer.translator(request)
         form = await read_form(request)
-        if not csrf_matches(form.get(CSRF_FIELD), request.cookies.get(LOGIN_CSRF_COOKIE)):
+        if not self.auth.login_form_sent_back(request, form):
             return error_page(self.renderer, request, 403, "error.csrf")
         email = str(form.get("email", "")).strip()
         if not plausible_email(email):
