@@ -2,7 +2,8 @@
 
 Every behaviour test that takes `gateway` runs twice: against the embedded default (SQLite, no
 Redis) and against PostgreSQL + Redis. Under CI=true a missing PostgreSQL or Redis fails the run
-instead of skipping.
+instead of skipping. A gateway is served in this process (`start_gateway`, tests/inprocess.py), or is a
+`solaris serve` process (`start_process`) where the process is the point.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from solaris.ledger.ledger import Ledger
 from solaris.ledger.users import Users
 from solaris.store.database import open_database
 from solaris.store.schema import usage
+from tests.inprocess import prepare_database, serving, settings_of
 from tests.servers import free_port, spawn
 
 T = TypeVar("T")
@@ -102,20 +104,23 @@ def provider(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 def migrate(env: dict[str, str]) -> None:
-    subprocess.run(
-        [sys.executable, "-m", "solaris", "migrate"],
-        env={**os.environ, **env},
-        check=True,
-        capture_output=True,
-    )
+    """`solaris migrate` on the gateway's database, run here (a process would take seconds)."""
+    prepare_database(settings_of(env))
 
 
 @dataclass
 class Gateway:
+    """A gateway under test at `url`: a `solaris serve` process, or served in this one."""
+
     url: str
     env: dict[str, str]
-    log: Path
+    log_path: Path | None = None
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+
+    @property
+    def log(self) -> Path:
+        assert self.log_path is not None, "an in-process gateway writes no log file"
+        return self.log_path
 
     def client(self, user: str | None = None, **headers: str) -> httpx.Client:
         base = {"Authorization": f"Bearer {SERVICE_KEY}"}
@@ -213,13 +218,25 @@ def gateway_env(tmp: Path, provider: str, backend: Database, **extra: str) -> di
     return env
 
 
-def start_gateway(env: dict[str, str], tmp: Path) -> Iterator[Gateway]:
+def start_process(env: dict[str, str], tmp: Path) -> Iterator[Gateway]:
+    """`solaris serve` in a process of its own, logging to a file: for the tests of what only a
+    process has (signals, kill -9, its log lines, uvloop)."""
     port = free_port()
     env = {**env, "SOLARIS_PORT": str(port)}
     migrate(env)
     log = tmp / f"gateway-{port}.log"
     with spawn(["serve"], f"http://127.0.0.1:{port}/healthz", env=env, log_path=log) as process:
         yield Gateway(f"http://127.0.0.1:{port}", env, log, process)
+
+
+def start_gateway(env: dict[str, str], _tmp: Path | None = None) -> Iterator[Gateway]:
+    """The gateway `start_process` runs, served in this process (tests/inprocess.py): the same
+    server and app, started in a fraction of the time, but no process to signal or log file."""
+    port = free_port()
+    settings = settings_of({**env, "SOLARIS_PORT": str(port)})
+    prepare_database(settings)
+    with serving(settings):
+        yield Gateway(f"http://127.0.0.1:{port}", env)
 
 
 @pytest.fixture(scope="session", params=["sqlite", "postgres"])

@@ -13,7 +13,7 @@ import openai
 import pytest
 
 from solaris.metering.estimate import chat_prompt_tokens
-from tests.conftest import SERVICE_KEY, Database, Gateway, gateway_env, start_gateway
+from tests.conftest import SERVICE_KEY, Database, Gateway, gateway_env, start_gateway, start_process
 
 MESSAGES: list[dict[str, Any]] = [{"role": "user", "content": "Escreva um poema longo."}]
 PROMPT = chat_prompt_tokens({"model": "gpt-4o-mini", "messages": MESSAGES})
@@ -166,7 +166,7 @@ def pair(backend: Database, provider: str, tmp_path: Path) -> Iterator[tuple[Gat
         SOLARIS_STREAM_SECONDS_MAX="2",
         SOLARIS_RESERVATION_TIMEOUT_S=str(HOLD_S),
     )
-    doomed, survivor = start_gateway(env, tmp_path), start_gateway(env, tmp_path)
+    doomed, survivor = start_process(env, tmp_path), start_process(env, tmp_path)
     yield next(doomed), next(survivor)
     for process in (doomed, survivor):
         next(process, None)

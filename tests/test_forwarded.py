@@ -18,7 +18,7 @@ import httpx
 import pytest
 import yaml  # type: ignore[import-untyped]
 
-from tests.conftest import Database, Gateway, gateway_env, start_gateway
+from tests.conftest import Database, Gateway, gateway_env, start_process
 
 COMPOSE = Path(__file__).parents[1] / "deploy" / "docker-compose.yml"
 ATTEMPTS = 3  # SOLARIS_LOGIN_ATTEMPTS_PER_MINUTE of these gateways
@@ -33,7 +33,7 @@ def _gateway(provider: str, tmp: Path, **extra: str) -> Iterator[Gateway]:
         SOLARIS_LOGIN_ATTEMPTS_PER_MINUTE=str(ATTEMPTS),
     )
     del env["SOLARIS_FORWARDED_ALLOW_IPS"]  # the shared gateways' trust of loopback
-    yield from start_gateway({**env, **extra}, tmp)
+    yield from start_process({**env, **extra}, tmp)
 
 
 @pytest.fixture(scope="module")

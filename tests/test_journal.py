@@ -25,13 +25,13 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import SERVICE_KEY, Database, Gateway, gateway_env, start_gateway
+from tests.conftest import SERVICE_KEY, Database, Gateway, gateway_env, start_process
 from tests.pgcluster import BIN, PrivateCluster
 from tests.servers import wait_for
 
 pytestmark = pytest.mark.skipif(BIN is None, reason="PostgreSQL server binaries are not installed")
 
-running = contextmanager(start_gateway)
+running = contextmanager(start_process)
 OUTAGE_S = 5.0
 REPLAY_WAIT_S = 60.0
 
@@ -193,7 +193,7 @@ def test_kill_9_with_journaled_settlements_then_restart_settles_each_once(
     journal = tmp_path / "journal"
     user = "killed-" + uuid.uuid4().hex[:8]
     funded = 100_000
-    doomed = start_gateway(env, tmp_path)
+    doomed = start_process(env, tmp_path)
     first = next(doomed)
     first.fund(user, funded)
     answers = _answers_during_outage(first, cluster, user, 10)

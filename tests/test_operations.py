@@ -16,7 +16,7 @@ import orjson
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import SERVICE_KEY, Database, Gateway, gateway_env, start_gateway
+from tests.conftest import SERVICE_KEY, Database, Gateway, gateway_env, start_gateway, start_process
 from tests.pgcluster import BIN, PrivateCluster
 from tests.servers import system_events, wait_for, webhook_server
 
@@ -37,7 +37,7 @@ def fresh(provider: str, tmp_path: Path) -> Iterator[Gateway]:
     """A gateway of its own (SQLite), so its counters start at zero."""
     backend = Database(f"sqlite:///{tmp_path}/ops.db", None)
     env = gateway_env(tmp_path, provider, backend, SOLARIS_LOG_FORMAT="json")
-    yield from start_gateway(env, tmp_path)
+    yield from start_process(env, tmp_path)
 
 
 def scrape(gateway: Gateway) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -136,7 +136,7 @@ def test_logs_have_one_json_line_per_request_and_no_message_content(fresh: Gatew
 def graceful(provider: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Gateway]:
     backend = Database(f"sqlite:///{tmp_path}/grace.db", None)
     env = gateway_env(tmp_path, provider, backend, SOLARIS_SHUTDOWN_GRACE_S=str(request.param))
-    yield from start_gateway(env, tmp_path)
+    yield from start_process(env, tmp_path)
 
 
 def _stream_through_sigterm(gateway: Gateway, user: str) -> tuple[str, int]:
@@ -270,7 +270,7 @@ def test_every_log_line_is_one_json_object_while_postgresql_goes_away(
         env = gateway_env(
             tmp_path, provider, Database(cluster.url, None), SOLARIS_LOG_FORMAT="json"
         )
-        for gateway in start_gateway(env, tmp_path):
+        for gateway in start_process(env, tmp_path):
             gateway.fund("outage-user", 1_000_000)
             statuses = _through_an_outage(gateway, cluster)
         lines = gateway.log.read_text().splitlines()
@@ -293,7 +293,7 @@ def test_console_logs_render_the_gateways_and_uvicorns_lines_alike(
 ) -> None:
     backend = Database(f"sqlite:///{tmp_path}/console.db", None)
     env = gateway_env(tmp_path, provider, backend, SOLARIS_LOG_FORMAT="console")
-    for gateway in start_gateway(env, tmp_path):
+    for gateway in start_process(env, tmp_path):
         host, port = gateway.url.removeprefix("http://").split(":")
         with socket.create_connection((host, int(port)), timeout=10) as connection:
             connection.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Bad: \x01\r\n\r\n")

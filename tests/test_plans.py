@@ -24,6 +24,7 @@ from tests.conftest import (
     gateway_env,
     new_postgres_database,
     start_gateway,
+    start_process,
 )
 from tests.servers import free_port, system_events, wait_for, webhook_server
 
@@ -160,7 +161,7 @@ def test_gateway_keeps_serving_while_redis_stops_and_starts(provider: str, tmp_p
         SOLARIS_ALERT_POLL_INTERVAL_S="0.2",
     )
     try:
-        for gateway in start_gateway(env, tmp_path):
+        for gateway in start_process(env, tmp_path):
             user = "redisless-" + uuid.uuid4().hex[:8]
             assert [r.status_code for r in _fire([gateway.url], user, 2)] == [200, 200]
             redis.send_signal(signal.SIGKILL)

@@ -37,7 +37,7 @@ from tests.conftest import (
     Database,
     Gateway,
     gateway_env,
-    start_gateway,
+    start_process,
 )
 from tests.servers import free_port, wait_ready
 from tests.test_balance import COST, MESSAGES, _check_hard_balance, chat
@@ -151,8 +151,8 @@ class Pair:
 @contextmanager
 def pair_behind_nginx(env: dict[str, str], tmp: Path) -> Iterator[Pair]:
     with ExitStack() as stack:
-        first = stack.enter_context(contextmanager(start_gateway)(env, tmp))
-        second = stack.enter_context(contextmanager(start_gateway)(env, tmp))
+        first = stack.enter_context(contextmanager(start_process)(env, tmp))
+        second = stack.enter_context(contextmanager(start_process)(env, tmp))
         upstreams = [Pair.address(first), Pair.address(second)]
         url = stack.enter_context(run_nginx(upstreams, tmp / "nginx"))
         yield Pair(url, (first, second))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -15,7 +15,12 @@ from solaris.ledger.plans import Plans
 from solaris.observability.logs import configure_logging
 from solaris.store.database import Database, migrate
 
-__all__ = ["register"]
+if TYPE_CHECKING:
+    import uvicorn
+
+    from solaris.app import SolarisApp
+
+__all__ = ["register", "server_config"]
 
 
 def register(app: typer.Typer) -> None:
@@ -32,7 +37,6 @@ def serve(
     import uvicorn
 
     from solaris.app import build_app
-    from solaris.gateway.server_protocol import GatewayHttpProtocol
 
     overrides = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
     settings = load_settings(**overrides)
@@ -54,11 +58,20 @@ def serve(
     # uvicorn drains on SIGTERM, then re-raises the signal to the handler it found: make that
     # one a clean exit, so a graceful shutdown exits 0.
     signal.signal(signal.SIGTERM, _exit_cleanly)
-    uvicorn.run(
-        build_app(settings),
+    uvicorn.Server(server_config(settings, build_app(settings))).run()
+
+
+def server_config(settings: Settings, app: SolarisApp, loop: str = "uvloop") -> uvicorn.Config:
+    """How uvicorn serves the gateway (the tests serve it in-process with this same config)."""
+    import uvicorn
+
+    from solaris.gateway.server_protocol import GatewayHttpProtocol
+
+    return uvicorn.Config(
+        app,
         host=settings.host,
         port=settings.port,
-        loop="uvloop",
+        loop=loop,
         http=GatewayHttpProtocol,  # httptools, its own 400s in OpenAI's error shape
         access_log=False,  # the gateway logs one structured line per request itself
         log_config=None,  # keep configure_logging's handler: uvicorn's lines in our format
