@@ -1,5 +1,6 @@
 """The first run: `solaris demo` followed as a newcomer would (its printed curl served, then
-blocked with the buy link; the portal and dashboard sign-ins; Ctrl-C)."""
+blocked with the buy link; the portal and dashboard sign-ins; Ctrl-C), and `make run` without
+an upstream saying what is missing."""
 
 from __future__ import annotations
 
@@ -19,9 +20,9 @@ import httpx
 import pytest
 
 from solaris.cli.demo import librechat_yaml
-from solaris.config import Settings
+from solaris.config import Settings, missing_setup
 from solaris.texts.chat import CHAT_TEXT, chat_notice
-from tests.servers import free_port, wait_for
+from tests.servers import free_port, spawn, wait_for
 
 ROOT = Path(__file__).parents[1]
 README = ROOT / "README.md"
@@ -210,3 +211,40 @@ def test_ctrl_c_stops_everything_and_tells_where_the_data_is(demo: Demo) -> None
     for port in (demo.port, demo.provider_port):
         with pytest.raises(httpx.ConnectError):
             httpx.get(f"http://127.0.0.1:{port}/", timeout=5)
+
+
+def test_make_run_without_an_upstream_says_what_is_missing_first(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in [name for name in os.environ if name.startswith("SOLARIS_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("SOLARIS_DATABASE_URL", f"sqlite:///{tmp_path}/run.db")
+    migrated = subprocess.run(
+        [sys.executable, "-m", "solaris", "migrate"], capture_output=True, text=True, timeout=60
+    )
+    assert migrated.returncode == 0, migrated.stderr
+    port = free_port()
+    log_path = tmp_path / "serve.log"
+    url = f"http://127.0.0.1:{port}"
+    with spawn(["serve", "--port", str(port)], url + "/healthz", log_path=log_path):
+        ready = httpx.get(url + "/readyz", timeout=30)
+    first = json.loads(log_path.read_text().splitlines()[0])
+    assert first["event"] == "setup_incomplete" and first["level"] == "warning"
+    missing: dict[str, str] = first["missing"]
+    assert set(missing) == {"SOLARIS_UPSTREAM_BASE_URL", "SOLARIS_LIBRECHAT_KEYS"}
+    assert "`make demo`" in missing["SOLARIS_UPSTREAM_BASE_URL"]
+    for words in missing.values():
+        for section in re.findall(r'README\.md, section "([^"]+)"', words):
+            assert f"\n## {section}\n" in README.read_text(), f"no README section {section!r}"
+    answer = ready.json()
+    assert answer["missing"]["SOLARIS_LIBRECHAT_KEYS"] == missing["SOLARIS_LIBRECHAT_KEYS"]
+    if answer["checks"]["upstream"] != "ok":  # unless a LiteLLM proxy answers at its default
+        assert ready.status_code == 503
+        assert (
+            answer["missing"]["SOLARIS_UPSTREAM_BASE_URL"] == missing["SOLARIS_UPSTREAM_BASE_URL"]
+        )
+
+
+def test_nothing_is_missing_once_an_upstream_and_a_librechat_key_are_set() -> None:
+    settings = Settings(upstream_base_url="http://127.0.0.1:4000/v1", librechat_keys=["sk-lc"])
+    assert missing_setup(settings) == {}
