@@ -1,9 +1,10 @@
 """The first run: `solaris demo` followed as a newcomer would (its printed curl served, then
-blocked with the buy link; the portal and dashboard sign-ins; Ctrl-C), and `make run` without
-an upstream saying what is missing."""
+blocked with the buy link; the portal and dashboard sign-ins; Ctrl-C), the README's quick start
+held to what the demo prints, and `make run` without an upstream saying what is missing."""
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import re
@@ -19,6 +20,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from solaris.cli.demo import demo as demo_command
 from solaris.cli.demo import librechat_yaml
 from solaris.config import Settings, missing_setup
 from solaris.texts.chat import CHAT_TEXT, chat_notice
@@ -125,12 +127,24 @@ def streamed_text(body: str) -> str:
     return "".join(c["delta"].get("content") or "" for e in chunks for c in e["choices"])
 
 
+def quick_start() -> str:
+    text = README.read_text()
+    start = text.index("\n## Quick start")
+    return text[start : text.index("\n## ", start + 1)]
+
+
+def _words(text: str) -> str:
+    return " ".join(text.split())
+
+
 def test_the_printed_chat_is_served_then_blocked_with_its_buy_link(demo: Demo) -> None:
     chat = demo.chat_command()
     served = run_printed(chat)
     assert served.returncode == 0, served.stderr
     reply = streamed_text(served.stdout)
-    assert "This is a deterministic reply from the Solaris dev provider." in reply
+    promised = re.search(r"\*(This is a deterministic reply[^*]+)\*", quick_start())
+    assert promised is not None, "the quick start says what the reply reads"
+    assert _words(promised.group(1)) in reply
     assert reply.endswith(chat_notice("en", 100, 0)), "the reply that spent the allowance says so"
 
     blocked = run_printed(chat)
@@ -169,6 +183,28 @@ def test_the_printed_admin_sign_in_opens_the_dashboard(demo: Demo) -> None:
         fields = {"csrf": csrf.group(1), "email": email, "password": password, "next": "/admin"}
         overview = http.post("/admin/login", data=fields, follow_redirects=True)
     assert overview.status_code == 200 and overview.url.path == "/admin"
+
+
+def test_the_readme_quick_start_is_what_the_demo_prints(demo: Demo) -> None:
+    section = quick_start()
+    blocks = [block.strip() for block in re.findall(r"```sh\n(.*?)```", section, re.DOTALL)]
+    assert blocks[0] == "make demo"
+    dry_run = subprocess.run(["make", "-n", "demo"], cwd=ROOT, capture_output=True, text=True)
+    assert dry_run.returncode == 0 and "solaris demo" in dry_run.stdout, dry_run.stderr
+    for target in set(re.findall(r"`make (\w+)`", section)):
+        made = subprocess.run(["make", "-n", target], cwd=ROOT, capture_output=True, text=True)
+        assert made.returncode == 0, f"`make {target}` in the quick start: {made.stderr}"
+    # The README's curl is the printed one, at the default port.
+    assert inspect.signature(demo_command).parameters["port"].default == 8080
+    assert blocks[1].replace("http://127.0.0.1:8080", demo.base_url) == demo.chat_command()
+    assert "http://127.0.0.1:8080/portal/buy?t=" in section
+    headings = {_anchor(line[3:]) for line in README.read_text().splitlines() if line[:3] == "## "}
+    assert set(re.findall(r"\]\(#([^)]+)\)", section)) <= headings
+
+
+def _anchor(heading: str) -> str:
+    """GitHub's anchor of a heading: lower case, punctuation dropped, spaces as hyphens."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
 
 
 def test_the_librechat_snippet_is_the_readmes_with_the_demos_values(demo: Demo) -> None:
