@@ -1,11 +1,14 @@
-# The two set-up commands of the README: `make run` and `make test`.
-# Both bootstrap everything from the lock files on a fresh machine.
+# The set-up commands of the README: `make demo`, `make run` and `make test`.
+# Each bootstraps everything from the lock files on a fresh machine.
 
 UV_VERSION := 0.13.9
 UV := .tools/bin/uv
 export UV_PYTHON_DOWNLOADS := never
 
-.PHONY: run test lint install test-tools services
+.PHONY: demo run test lint install test-tools services
+
+demo: install  ## the gateway with the development provider as upstream, a demo user and an admin
+	$(UV) run --frozen solaris demo $(DEMO_OPTIONS)
 
 run: install  ## migrate the database, then serve on the embedded default (SQLite file)
 	$(UV) run --frozen solaris migrate

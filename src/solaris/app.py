@@ -25,7 +25,7 @@ from starlette.types import Receive, Scope, Send
 from solaris.admin.api import admin_api
 from solaris.alerts.service import Alerting
 from solaris.clock import Clock, utcnow
-from solaris.config import Settings
+from solaris.config import Settings, missing_setup
 from solaris.errors import (
     NotFound,
 )
@@ -188,7 +188,16 @@ def build_app(settings: Settings, clock: Clock = utcnow) -> SolarisApp:
         # degraded, not down, so a load balancer keeps every replica in rotation.
         ready = fine["database"] and fine["upstream"]
         status = "ready" if all(fine.values()) else "degraded" if ready else "not ready"
-        return JSONResponse({"status": status, "checks": checks}, status_code=200 if ready else 503)
+        body: dict[str, Any] = {"status": status, "checks": checks}
+        # An unset upstream is worth a word only while the default address does not answer.
+        missing = {
+            name: words
+            for name, words in missing_setup(settings).items()
+            if name != "SOLARIS_UPSTREAM_BASE_URL" or not fine["upstream"]
+        }
+        if missing:
+            body["missing"] = missing
+        return JSONResponse(body, status_code=200 if ready else 503)
 
     async def metrics(request: Request) -> Response:
         token = settings.metrics_token

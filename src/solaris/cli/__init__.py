@@ -13,6 +13,7 @@ Examples:
     solaris admins create ops@example.com
     solaris alerts list --state failed
     solaris dev-provider --port 9100 --chunk-delay-s 0.05
+    solaris demo
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import sys
 import typer
 from pydantic import ValidationError
 
-from solaris.cli import accounts, admins, alerts, money, server
+from solaris.cli import accounts, admins, alerts, demo, money, server
 from solaris.errors import SolarisError
 
 __all__ = ["app", "main"]
@@ -38,6 +39,7 @@ money.register(app)
 app.add_typer(money.ledger_app, name="ledger")
 app.add_typer(admins.admins_app, name="admins")
 app.add_typer(alerts.alerts_app, name="alerts")
+demo.register(app)
 
 
 def main() -> None:

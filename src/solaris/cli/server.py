@@ -6,11 +6,12 @@ import os
 import signal
 from typing import TYPE_CHECKING, Annotated, Any
 
+import structlog
 import typer
 
 from solaris.cli._common import run_job
 from solaris.clock import utcnow
-from solaris.config import Settings, load_settings
+from solaris.config import Settings, load_settings, missing_setup
 from solaris.ledger.plans import Plans
 from solaris.observability.logs import configure_logging
 from solaris.store.database import Database, migrate
@@ -21,6 +22,8 @@ if TYPE_CHECKING:
     from solaris.app import SolarisApp
 
 __all__ = ["register", "server_config"]
+
+log = structlog.get_logger("solaris")
 
 
 def register(app: typer.Typer) -> None:
@@ -41,6 +44,8 @@ def serve(
     overrides = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
     settings = load_settings(**overrides)
     configure_logging(settings.log_format)
+    if missing := missing_setup(settings):  # the first line a newcomer reads
+        log.warning("setup_incomplete", missing=missing)
 
     async def check(settings: Settings, database: Database) -> None:
         if settings.migrate_on_start:
