@@ -79,3 +79,18 @@ def test_no_module_is_longer_than_a_reader_takes_in() -> None:
         if (lines := len(path.read_text().splitlines())) > MODULE_LINES_MAX
     }
     assert long == {}, long
+
+
+def test_the_readme_maps_the_layers_in_their_order() -> None:
+    """README's Development map lists every package, lowest layer first, as LAYERS does."""
+    readme = (SOURCE.parents[1] / "README.md").read_text()
+    block = readme.split("## Development", 1)[1].split("```", 2)[1]
+    mapped = [
+        line.split()[0].removesuffix("/").removesuffix(".py")
+        for line in block.splitlines()
+        if line.startswith("  ") and not line.startswith("   ")
+    ]
+    declared = [name for names in LAYERS for name in names if name != "__main__"]
+    assert sorted(mapped) == sorted(declared), "the map and LAYERS name other packages"
+    ranks = [RANK[name] for name in mapped]
+    assert ranks == sorted(ranks), f"the map is not lowest layer first: {mapped}"

@@ -1,2 +1,2 @@
-"""The web side: the admin dashboard and the user portal (pages, sessions, CSRF, languages),
-and the signed links that sign a user in to the portal."""
+"""The web faces: the admin dashboard (/admin) and the user portal (/portal), thin callers of
+`solaris.operations`: pages, sessions and their cookies, CSRF, languages, the sign-in forms."""

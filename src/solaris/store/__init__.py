@@ -1,1 +1,3 @@
-"""Persistence: the schema, the database (SQLite or PostgreSQL) and the cache (Redis or memory)."""
+"""Persistence: the schema, the database (SQLite or PostgreSQL; driver errors become
+`StoreUnavailable` here), migrations and the living copies of their SQL functions (sql/), the
+identity cache (Redis or memory), the alert outbox and the audit log."""
