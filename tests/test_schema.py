@@ -1,0 +1,29 @@
+"""The migrations create exactly the tables `store/schema.py` declares, on both databases: the
+code's picture of the schema and the database's never drift apart."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+
+from solaris.store.database import migrate, open_database
+from solaris.store.schema import metadata
+from tests.conftest import Database
+
+
+def test_migrations_create_exactly_the_declared_schema(fresh_backend: Database) -> None:
+    async def differences() -> list[Any]:
+        database = open_database(fresh_backend.url, pool_size=1)
+        try:
+            await migrate(database)
+            async with database.engine.connect() as conn:
+                return await conn.run_sync(
+                    lambda sync: compare_metadata(MigrationContext.configure(sync), metadata)
+                )
+        finally:
+            await database.close()
+
+    assert asyncio.run(differences()) == []
