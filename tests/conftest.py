@@ -232,7 +232,7 @@ def start_process(env: dict[str, str], tmp: Path) -> Iterator[Gateway]:
 def start_gateway(env: dict[str, str], _tmp: Path | None = None) -> Iterator[Gateway]:
     """The gateway `start_process` runs, served in this process (tests/inprocess.py): the same
     server and app, started in a fraction of the time, but no process to signal or log file."""
-    port = free_port()
+    port = int(env.get("SOLARIS_PORT") or free_port())  # a page's public URL may name it
     settings = settings_of({**env, "SOLARIS_PORT": str(port)})
     prepare_database(settings)
     with serving(settings):

@@ -44,8 +44,8 @@ from solaris.portal.user_actions import DONE
 from solaris.store.database import open_database
 from solaris.store.schema import ENTRY_KINDS, web_sessions
 from solaris.texts.pages import MESSAGES
-from tests.conftest import Database, Gateway, gateway_env, migrate
-from tests.servers import free_port, spawn
+from tests.conftest import Database, Gateway, gateway_env, start_gateway
+from tests.servers import free_port
 
 T = TypeVar("T")
 CHROMIUM = Path("/usr/bin/chromium")
@@ -57,9 +57,9 @@ SCREENSHOTS = Path(__file__).parents[1] / "test-artifacts" / "screenshots"
 SIZES = {"laptop": (1366, 768), "phone": (390, 844)}
 PASSWORD = "correct-horse-battery-staple"
 PACKS = [
-    {"name": "Básico", "tokens": 500_000, "price": "R$ 25,00"},
-    {"name": "Pro", "tokens": 2_000_000, "price": "R$ 90,00"},
-    {"name": "Equipe", "tokens": 10_000_000, "price": "R$ 400,00"},
+    {"name": "Básico", "tokens": 500_000, "price_cents": 2500},
+    {"name": "Pro", "tokens": 2_000_000, "price_cents": 9000, "popular": True},
+    {"name": "Equipe", "tokens": 10_000_000, "price_cents": 40000, "expires_in_days": 365},
 ]
 CONTACT = "Escreva para financeiro@example.com"
 CSRF_INPUT = re.compile(r'name="csrf" value="([^"]+)"')
@@ -170,10 +170,7 @@ def web(
         SOLARIS_SMTP_PORT=str(inbox[0]),
         SOLARIS_SMTP_SECURITY="none",
     )
-    migrate(env)
-    log = tmp / "gateway.log"
-    with spawn(["serve"], f"{url}/healthz", env=env, log_path=log) as process:
-        yield Gateway(url, env, log, process)
+    yield from start_gateway(env, tmp)
 
 
 @pytest.fixture
@@ -346,6 +343,8 @@ def test_user_opens_the_portal_from_a_block_reply_and_downloads_the_statement(
     assert page.url == web.url + "/portal/buy"  # the token is gone from the address bar
     assert page.locator("h1").inner_text() == "Comprar créditos"
     assert "Básico" in page.content() and CONTACT in page.content()
+    prices = page.locator("[data-testid=price]").all_inner_texts()
+    assert [price.replace("\xa0", " ") for price in prices] == ["R$ 25,00", "R$ 90,00", "R$ 400,00"]
     screenshots(page, "portal-buy")
 
     page.click("nav >> text=Início")
@@ -627,7 +626,7 @@ def test_the_portal_shows_only_the_signed_in_users_data(gateway: Gateway) -> Non
 FORMULAS = ('=HYPERLINK("http://evil/","x")', "@SUM(1+1)", "-2+3")
 
 
-def test_every_statement_csv_writes_formulas_as_text(gateway: Gateway) -> None:
+def test_every_statement_csv_writes_formulas_as_text(gateway: Gateway, tmp_path: Path) -> None:
     """A model name a client chose and an operator's note that begin like a formula reach the
     portal's CSV, the admin API's and the CLI's as text; numbers stay numbers."""
     user = "web-csv-" + uuid.uuid4().hex[:8]
@@ -647,7 +646,7 @@ def test_every_statement_csv_writes_formulas_as_text(gateway: Gateway) -> None:
         params={"format": "csv"},
         headers={"Authorization": f"Bearer {key}"},
     ).text.lstrip("\ufeff")
-    target = Path(gateway.log).with_name(f"{user}.csv")
+    target = tmp_path / f"{user}.csv"
     gateway.cli("statement", user, "--csv", str(target))
     for text in (portal, api, target.read_text("utf-8-sig")):
         rows = list(csv.DictReader(io.StringIO(text)))

@@ -14,7 +14,15 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -64,11 +72,19 @@ class PlanConfig(BaseModel):
 
 
 class CreditPack(BaseModel):
-    """A credit pack the portal's purchase page offers (`credit_packs:` in YAML)."""
+    """A credit pack the portal's purchase page sells (`credit_packs:` in YAML).
+
+    The price is an integer in the currency's minor unit (centavos for BRL), never a float; an
+    order keeps a copy of the pack as it was sold, so editing a pack changes no order."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
     name: str = Field(min_length=1, max_length=80)
-    tokens: int = Field(gt=0)
-    price: str = Field(min_length=1, max_length=40)  # as shown, e.g. "R$ 25,00"
+    tokens: int = Field(gt=0, le=10**12)
+    price_cents: int = Field(gt=0, le=10**9)  # e.g. 2500 for R$ 25,00
+    currency: str = Field(default="BRL", pattern=r"^[A-Z]{3}$")  # ISO 4217
+    expires_in_days: int | None = Field(default=None, ge=1, le=3660)  # the credits', if any
+    popular: bool = False  # shown as "most popular"
 
 
 AlertChannel = Literal["email", "webhook"]
@@ -170,7 +186,7 @@ class Settings(BaseSettings):
     portal_session_ttl_s: int = Field(default=8 * 3600, ge=60, le=30 * 86400)
     dashboard_session_ttl_s: int = Field(default=8 * 3600, ge=60, le=7 * 86400)  # /admin pages
     login_attempts_per_minute: int = Field(default=10, ge=1, le=1000)  # per address and account
-    credit_packs: list[CreditPack] = Field(default_factory=list)  # shown on /portal/buy
+    credit_packs: list[CreditPack] = Field(default_factory=list)  # sold on /portal/buy
     purchase_contact: str = ""  # how to get credits until payments exist (shown on /portal/buy)
 
     # Operations.
@@ -260,6 +276,13 @@ class Settings(BaseSettings):
         if value and not value.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError("must be a redis:// URL")
         return value or None
+
+    @model_validator(mode="after")
+    def _packs_named_once(self) -> Settings:
+        names = [pack.name for pack in self.credit_packs]
+        if len(set(names)) != len(names):
+            raise ValueError(f"credit_packs: each pack needs a name of its own (found {names})")
+        return self
 
     @model_validator(mode="after")
     def _one_default_plan(self) -> Settings:

@@ -22,6 +22,7 @@ from solaris.texts import Language
 from solaris.texts.formats import (
     format_date,
     format_moment,
+    format_money,
     format_percent,
     format_tokens,
     format_usd,
@@ -82,6 +83,7 @@ class Renderer:
             "tm": lambda value: f"{value.astimezone(UTC):%H:%M}",
             "pct": lambda fraction: format_percent(language, fraction),
             "usd": lambda value: format_usd(language, value),
+            "money": lambda cents, currency: format_money(language, cents, currency),
         }
         html = self.environment.get_template(template).render({**base, **(context or {})})
         return HTMLResponse(html, status_code=status_code, headers=dict(headers or {}))

@@ -7,6 +7,8 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
+from babel.numbers import format_currency, get_currency_precision
+
 from solaris.clock import as_utc
 from solaris.texts import Language
 
@@ -14,6 +16,7 @@ __all__ = [
     "MONTHS",
     "format_date",
     "format_moment",
+    "format_money",
     "format_month",
     "format_percent",
     "format_tokens",
@@ -51,6 +54,14 @@ def format_usd(language: Language, value: Decimal | float | None) -> str:
     if language == "pt-BR":
         text = text.replace(",", "_").replace(".", ",").replace("_", ".")
     return f"US$ {text}"
+
+
+def format_money(language: Language, cents: int, currency: str) -> str:
+    """An amount in a currency's minor unit as that language writes it ("R$ 25,00", "R$25.00"),
+    by CLDR's rules (Babel): the currency's own decimals, symbol and spacing."""
+    locale = "pt_BR" if language == "pt-BR" else "en_US"
+    amount = Decimal(cents).scaleb(-get_currency_precision(currency))
+    return format_currency(amount, currency, locale=locale)
 
 
 def format_date(language: Language, moment: datetime | date | None) -> str:

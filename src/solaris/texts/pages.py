@@ -247,6 +247,8 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "Credits add to your balance and are spent after your plan's allowance.",
     ),
     "buy.pack_tokens": ("{tokens} tokens", "{tokens} tokens"),
+    "buy.popular": ("Mais popular", "Most popular"),
+    "buy.expires": ("Válidos por {days} dias", "Valid for {days} days"),
     "buy.how": ("Como comprar", "How to buy"),
     "buy.offline": (
         "O pagamento online ainda não está disponível. Para receber créditos:",
