@@ -1,4 +1,4 @@
-"""One `Settings` object: environment variables `SOLARIS_*` over an optional YAML file.
+"""The one `Settings` object: environment variables `SOLARIS_*` over an optional YAML file.
 
 Precedence (highest first): init arguments, environment, the YAML file named by
 `SOLARIS_CONFIG`, defaults. A bad value stops start-up with `ConfigError`, which names the
@@ -15,8 +15,6 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import (
-    BaseModel,
-    ConfigDict,
     Field,
     SecretStr,
     ValidationError,
@@ -31,60 +29,10 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
+from solaris.config.items import DEFAULT_MODEL_POLICY, CreditPack, ModelPolicy, PlanConfig
 from solaris.errors import ConfigError
 
-__all__ = [
-    "CreditPack",
-    "ModelPolicy",
-    "PlanConfig",
-    "Settings",
-    "load_settings",
-    "missing_setup",
-]
-
-
-class ModelPolicy(BaseModel):
-    """How one model is billed and named upstream."""
-
-    input_weight: Decimal = Field(default=Decimal(1), gt=0)
-    output_weight: Decimal = Field(default=Decimal(1), gt=0)
-    upstream_name: str | None = None  # alias: clients say `model`, the upstream gets this
-    # The prompt estimate is multiplied by this when a request is reserved; unset: 1 for models
-    # whose tokenizer the gateway ships, `unknown_tokenizer_margin` for the others.
-    estimate_margin: Decimal | None = Field(default=None, ge=1, le=10)
-
-
-DEFAULT_MODEL_POLICY = ModelPolicy()
-
-
-class PlanConfig(BaseModel):
-    """A plan as the operator writes it in YAML (`plans:`) or on the command line."""
-
-    allowance_tokens: int = Field(ge=0)
-    period: Literal["monthly", "weekly", "daily"] = "monthly"
-    anchor: Literal["subscription", "calendar"] = "subscription"
-    rpm: int | None = Field(default=None, gt=0)
-    tpm: int | None = Field(default=None, gt=0)
-    models: list[str] = Field(default_factory=lambda: ["*"])  # fnmatch patterns
-    weights: dict[str, ModelPolicy] = Field(default_factory=dict)
-    rollover: bool = False
-    default: bool = False
-
-
-class CreditPack(BaseModel):
-    """A credit pack the portal's purchase page sells (`credit_packs:` in YAML).
-
-    The price is an integer in the currency's minor unit (centavos for BRL), never a float; an
-    order keeps a copy of the pack as it was sold, so editing a pack changes no order."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    name: str = Field(min_length=1, max_length=80)
-    tokens: int = Field(gt=0, le=10**12)
-    price_cents: int = Field(gt=0, le=10**9)  # e.g. 2500 for R$ 25,00
-    currency: str = Field(default="BRL", pattern=r"^[A-Z]{3}$")  # ISO 4217
-    expires_in_days: int | None = Field(default=None, ge=1, le=3660)  # the credits', if any
-    popular: bool = False  # shown as "most popular"
+__all__ = ["Settings", "load_settings", "missing_setup", "sqlite_path"]
 
 
 AlertChannel = Literal["email", "webhook"]
@@ -187,6 +135,11 @@ class Settings(BaseSettings):
     dashboard_session_ttl_s: int = Field(default=8 * 3600, ge=60, le=7 * 86400)  # /admin pages
     login_attempts_per_minute: int = Field(default=10, ge=1, le=1000)  # per address and account
     credit_packs: list[CreditPack] = Field(default_factory=list)  # sold on /portal/buy
+    # Credit purchases (solaris.payments): cards through Stripe Checkout when both are set.
+    stripe_api_key: SecretStr | None = None
+    stripe_webhook_secret: SecretStr | None = None  # the endpoint's signing secret (whsec_…)
+    stripe_api_base: str | None = None  # another address for Stripe's API (a local fake)
+    orders_per_minute: int = Field(default=5, ge=1, le=100)  # a user may start this many
     purchase_contact: str = ""  # how to get credits until payments exist (shown on /portal/buy)
 
     # Operations.
@@ -254,7 +207,7 @@ class Settings(BaseSettings):
             raise ValueError("thresholds are percentages in 1..100")
         return sorted(set(value))
 
-    @field_validator("upstream_base_url", "public_base_url", "alert_webhook_url")
+    @field_validator("upstream_base_url", "public_base_url", "alert_webhook_url", "stripe_api_base")
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:
         if value is None:
@@ -276,6 +229,15 @@ class Settings(BaseSettings):
         if value and not value.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError("must be a redis:// URL")
         return value or None
+
+    @model_validator(mode="after")
+    def _stripe_keys_together(self) -> Settings:
+        if (self.stripe_api_key is None) != (self.stripe_webhook_secret is None):
+            raise ValueError(
+                "stripe_api_key and stripe_webhook_secret: set both (cards through Stripe) or "
+                "neither"
+            )
+        return self
 
     @model_validator(mode="after")
     def _packs_named_once(self) -> Settings:

@@ -1,0 +1,16 @@
+"""The gateway's configuration: `Settings` (environment variables `SOLARIS_*` over an optional
+YAML file), read and validated once at start, and the things it lists (`items`)."""
+
+from solaris.config.items import DEFAULT_MODEL_POLICY, CreditPack, ModelPolicy, PlanConfig
+from solaris.config.settings import Settings, load_settings, missing_setup, sqlite_path
+
+__all__ = [
+    "DEFAULT_MODEL_POLICY",
+    "CreditPack",
+    "ModelPolicy",
+    "PlanConfig",
+    "Settings",
+    "load_settings",
+    "missing_setup",
+    "sqlite_path",
+]

@@ -1,0 +1,55 @@
+"""The settings that are lists and maps of things: model policies, plans, credit packs. Each is
+validated where it is declared, with its bounds."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = ["DEFAULT_MODEL_POLICY", "CreditPack", "ModelPolicy", "PlanConfig"]
+
+
+class ModelPolicy(BaseModel):
+    """How one model is billed and named upstream."""
+
+    input_weight: Decimal = Field(default=Decimal(1), gt=0)
+    output_weight: Decimal = Field(default=Decimal(1), gt=0)
+    upstream_name: str | None = None  # alias: clients say `model`, the upstream gets this
+    # The prompt estimate is multiplied by this when a request is reserved; unset: 1 for models
+    # whose tokenizer the gateway ships, `unknown_tokenizer_margin` for the others.
+    estimate_margin: Decimal | None = Field(default=None, ge=1, le=10)
+
+
+DEFAULT_MODEL_POLICY = ModelPolicy()
+
+
+class PlanConfig(BaseModel):
+    """A plan as the operator writes it in YAML (`plans:`) or on the command line."""
+
+    allowance_tokens: int = Field(ge=0)
+    period: Literal["monthly", "weekly", "daily"] = "monthly"
+    anchor: Literal["subscription", "calendar"] = "subscription"
+    rpm: int | None = Field(default=None, gt=0)
+    tpm: int | None = Field(default=None, gt=0)
+    models: list[str] = Field(default_factory=lambda: ["*"])  # fnmatch patterns
+    weights: dict[str, ModelPolicy] = Field(default_factory=dict)
+    rollover: bool = False
+    default: bool = False
+
+
+class CreditPack(BaseModel):
+    """A credit pack the portal's purchase page sells (`credit_packs:` in YAML).
+
+    The price is an integer in the currency's minor unit (centavos for BRL), never a float; an
+    order keeps a copy of the pack as it was sold, so editing a pack changes no order."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str = Field(min_length=1, max_length=80)
+    tokens: int = Field(gt=0, le=10**12)
+    price_cents: int = Field(gt=0, le=10**9)  # e.g. 2500 for R$ 25,00
+    currency: str = Field(default="BRL", pattern=r"^[A-Z]{3}$")  # ISO 4217
+    expires_in_days: int | None = Field(default=None, ge=1, le=3660)  # the credits', if any
+    popular: bool = False  # shown as "most popular"
