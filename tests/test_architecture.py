@@ -13,7 +13,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("errors",),
     ("clock",),
     ("config", "links", "texts"),
-    ("observability", "metering", "limits"),
+    ("observability", "metering", "limits", "payments"),
     ("store",),
     ("ledger",),
     ("reports",),

@@ -160,6 +160,12 @@ class SystemMonitor:
             return [(SystemEvent(recovered, "info", dict(data)), scope)]
         return []
 
+    async def alarm(self, event: str, data: Mapping[str, object]) -> None:
+        """A critical system alert raised by the caller (a payment that does not match its
+        order), on the operator's channels; the dedupe key's scope is its data."""
+        scope = ",".join(f"{key}={value}" for key, value in sorted(data.items()))[:120]
+        await self._raise(SystemEvent(event, "critical", dict(data)), scope)
+
     async def _raise(self, event: SystemEvent, scope: str) -> None:
         s = self.settings
         rows = system_alerts(

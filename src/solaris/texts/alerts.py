@@ -180,6 +180,8 @@ SYSTEM_SENTENCE: dict[Language, dict[str, str]] = {
         "settlements_journaled": "Cobranças à espera do banco de dados no diário local do "
         "gateway ({error}); serão registradas assim que ele responder.",
         "settlements_replayed": "As cobranças do diário local foram registradas no banco de dados.",
+        "payment_mismatch": "Pagamento do pedido {order} ({provider}) de {paid}, mas o pedido é "
+        "de {expected}: nenhum crédito foi dado. Confira no painel do provedor.",
     },
     "en": {
         "upstream_error_rate": "Provider {provider}: {error_rate_percent}% of requests failed "
@@ -197,6 +199,8 @@ SYSTEM_SENTENCE: dict[Language, dict[str, str]] = {
         "local journal ({error}); they are recorded as soon as it answers.",
         "settlements_replayed": "The settlements of the local journal are recorded in the "
         "database.",
+        "payment_mismatch": "Order {order} ({provider}) was paid {paid} but is for {expected}: "
+        "nothing was credited. Check it in the provider's dashboard.",
     },
 }
 SYSTEM_PREFIX: dict[Language, str] = {"pt-BR": "Alerta do sistema", "en": "System alert"}
