@@ -45,7 +45,10 @@ from solaris.metering import tokenizer
 from solaris.observability.metrics import Metrics
 from solaris.observability.requests import RequestLog
 from solaris.operations.failures import SignInFailures
+from solaris.operations.purchases import Purchases
+from solaris.payments.base import Provider
 from solaris.portal.web import web_error_handlers, web_routes
+from solaris.portal.webhooks import webhook_route
 from solaris.store.cache import IdentityCache
 from solaris.store.database import Database, async_url, open_database
 
@@ -105,6 +108,14 @@ class Gateway:
         )
         self.sign_in_failures = SignInFailures(settings.redis_url)  # the admin sign-in's
         self.models = Models(list(settings.models), self.identity, self.upstream)
+        self.purchases = Purchases(
+            self.database,
+            self.ledger,
+            settings.credit_packs,
+            _payment_providers(settings),
+            clock,
+            alarm=self.alerting.monitor.alarm,
+        )
         self.proxy = Proxy(
             settings,
             self.identity,
@@ -140,6 +151,8 @@ class Gateway:
             await self._replayer
         await self.settlements.close()
         await self.alerting.close()
+        for provider in self.purchases.providers.values():
+            await provider.close()
         await self.upstream.close()
         await self.limiter.close()
         await self.sign_in_failures.close()
@@ -164,6 +177,20 @@ def _ledger(settings: Settings, database: Database, clock: Clock, thresholds: Th
     dsn = async_url(settings.database_url).replace("postgresql+asyncpg://", "postgresql://")
     pending = PostgresPending(dsn, settings.database_pool_size, clock, thresholds)
     return Ledger(database, clock, thresholds, pending)
+
+
+def _payment_providers(settings: Settings) -> dict[str, Provider]:
+    """The payment providers whose keys are set (none: the purchase page says whom to ask)."""
+    providers: dict[str, Provider] = {}
+    if settings.stripe_api_key is not None and settings.stripe_webhook_secret is not None:
+        from solaris.payments.stripe import StripeCheckout
+
+        providers["stripe"] = StripeCheckout(
+            settings.stripe_api_key.get_secret_value(),
+            settings.stripe_webhook_secret.get_secret_value(),
+            settings.stripe_api_base,
+        )
+    return providers
 
 
 def build_app(settings: Settings, clock: Clock = utcnow) -> SolarisApp:
@@ -212,6 +239,7 @@ def build_app(settings: Settings, clock: Clock = utcnow) -> SolarisApp:
         Route("/readyz", readyz),
         Route("/metrics", metrics),
         Mount("/api", app=admin_api(gateway)),
+        webhook_route(gateway.purchases),
         *web_routes(gateway),
     ]
     web = Starlette(

@@ -19,6 +19,7 @@ if TYPE_CHECKING:  # the CLI starts faster without Redis' and Prometheus' client
     from solaris.limits import RateLimiter
     from solaris.observability.metrics import Metrics
     from solaris.operations.failures import SignInFailures
+    from solaris.operations.purchases import Purchases
     from solaris.store.cache import IdentityCache
 
 __all__ = ["RequestPath", "Resources", "Running", "Standalone"]
@@ -56,6 +57,8 @@ class Running(Resources, Protocol):
     def limiter(self) -> RateLimiter: ...
     @property
     def sign_in_failures(self) -> SignInFailures: ...
+    @property
+    def purchases(self) -> Purchases: ...
     async def readiness(self) -> dict[str, str]: ...
 
 

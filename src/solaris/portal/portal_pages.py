@@ -30,6 +30,7 @@ from solaris.portal.account import (
     user_statement,
 )
 from solaris.portal.auth import WebAuth, redeem_link
+from solaris.portal.purchase_pages import PurchasePages
 from solaris.portal.routing import (
     error_page,
     language_switch,
@@ -57,13 +58,15 @@ class PortalPages:
         self.renderer = Renderer("portal", settings.language)
         self.auth = WebAuth(sessions, "user", settings.public_base_url)
         self.key = settings.signing_key()
+        self.purchase_pages = PurchasePages(gateway, gateway.purchases, self.renderer, self._user)
 
     def routes(self) -> list[BaseRoute]:
         return [
             page_route("/portal", self.home),
             page_route("/portal/statement", self.statement),
             page_route("/portal/statement.csv", self.statement_csv),
-            page_route("/portal/buy", self.buy),
+            page_route("/portal/buy", self.buy, ("GET", "POST")),
+            *self.purchase_pages.routes(),
             page_route("/portal/login", self.login, ("GET", "POST")),
             page_route("/portal/logout", self.logout, ("POST",)),
             page_route("/portal/lang/{code}", language_switch("portal")),
@@ -144,6 +147,8 @@ class PortalPages:
         )
 
     async def buy(self, request: Request) -> Response:
+        if request.method == "POST":
+            return await self.purchase_pages.start(request)
         if "t" in request.query_params:
             return await self._redeem(request, "/portal/buy")
         if (signed := await self._user(request)) is None:
@@ -153,6 +158,7 @@ class PortalPages:
         context = {
             "section": "buy",
             "packs": self.settings.credit_packs,
+            "providers": sorted(self.gateway.purchases.providers),
             "contact": self.settings.purchase_contact,
             "available": max(0, balance - held),
             "owed": max(0, -balance),

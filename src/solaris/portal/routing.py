@@ -55,7 +55,12 @@ def redirect(url: str) -> RedirectResponse:
     return RedirectResponse(url, status_code=303)
 
 
-HEADINGS = {404: "error.not_found", 503: "error.unavailable"}
+HEADINGS = {
+    400: "error.refused",
+    404: "error.not_found",
+    429: "error.too_many",
+    503: "error.unavailable",
+}
 
 
 def error_page(

@@ -45,12 +45,15 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "nav.home": ("Início", "Home"),
     "nav.statement": ("Extrato", "Statement"),
     "nav.buy": ("Comprar créditos", "Buy credits"),
+    "nav.orders": ("Pedidos", "Orders"),
     "error.forbidden": ("Acesso negado", "Access denied"),
     "error.csrf": (
         "O formulário expirou ou não veio desta página. Volte, recarregue e tente de novo.",
         "The form expired or did not come from this page. Go back, reload and try again.",
     ),
     "error.not_found": ("Página não encontrada", "Page not found"),
+    "error.refused": ("Não foi possível", "That did not work"),
+    "error.too_many": ("Muitas tentativas", "Too many attempts"),
     "error.unavailable": ("Serviço indisponível", "Service unavailable"),
     "error.unavailable_text": (
         "O banco de dados está fora do ar neste momento. Tente de novo em instantes.",
@@ -263,6 +266,64 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "No credit packs have been set up yet.",
     ),
     "buy.balance_now": ("Seu saldo agora: {tokens} tokens", "Your balance now: {tokens} tokens"),
+    "buy.card": ("Pagar com cartão", "Pay by card"),
+    # Orders.
+    "orders.title": ("Seus pedidos", "Your orders"),
+    "col.order": ("Pedido", "Order"),
+    "col.pack": ("Pacote", "Pack"),
+    "order.title": ("Pedido de créditos", "Credit order"),
+    "order.status.open": ("Iniciado", "Started"),
+    "order.status.pending": ("Aguardando pagamento", "Awaiting payment"),
+    "order.status.paid": ("Pago", "Paid"),
+    "order.status.failed": ("Não aprovado", "Not approved"),
+    "order.status.expired": ("Expirado", "Expired"),
+    "order.status.refunded": ("Estornado", "Refunded"),
+    "order.status.disputed": ("Contestado", "Disputed"),
+    "order.pending_text": (
+        "Assim que o provedor confirmar o pagamento, os tokens entram no seu saldo. Esta "
+        "página se atualiza sozinha.",
+        "As soon as the provider confirms the payment, the tokens join your balance. This page "
+        "updates by itself.",
+    ),
+    "order.pay": ("Ir para o pagamento", "Go to the payment"),
+    "order.cancelled_text": (
+        "Você saiu da página de pagamento: nada foi cobrado. Pode voltar a ela ou escolher "
+        "outro pacote.",
+        "You left the payment page: nothing was charged. You can go back to it or pick another "
+        "pack.",
+    ),
+    "order.paid_text": (
+        "Pagamento confirmado: {tokens} tokens foram somados ao seu saldo. Você já pode voltar "
+        "ao chat e continuar a conversa.",
+        "Payment confirmed: {tokens} tokens were added to your balance. You can go back to the "
+        "chat and carry on.",
+    ),
+    "order.failed_text": (
+        "O pagamento não foi aprovado e nada foi cobrado. Tente de novo com outro meio.",
+        "The payment was not approved and nothing was charged. Try again another way.",
+    ),
+    "order.expired_text": (
+        "O prazo deste pagamento acabou e nada foi cobrado. Faça um novo pedido.",
+        "This payment's time ran out and nothing was charged. Place a new order.",
+    ),
+    "order.refunded_text": (
+        "Este pedido foi estornado; os tokens correspondentes saíram do seu saldo.",
+        "This order was refunded; its tokens left your balance.",
+    ),
+    "order.disputed_text": (
+        "O pagamento foi contestado junto ao emissor do cartão; os tokens do pedido saíram do "
+        "seu saldo até a contestação ser resolvida.",
+        "The payment was disputed with the card issuer; the order's tokens left your balance "
+        "until the dispute is settled.",
+    ),
+    "order.refused_text": (
+        "Não foi possível criar o pedido: escolha um pacote e uma forma de pagamento desta página.",
+        "The order could not be made: pick a pack and a way to pay from this page.",
+    ),
+    "order.provider_down_text": (
+        "O provedor de pagamento não respondeu. Nada foi cobrado; tente de novo em instantes.",
+        "The payment provider did not answer. Nothing was charged; please try again shortly.",
+    ),
     # Portal sign-in.
     "plogin.title": ("Acesse sua conta", "Sign in to your account"),
     "plogin.lead": (
