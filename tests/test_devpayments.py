@@ -168,6 +168,17 @@ def test_one_idempotency_key_makes_one_session(client: stripe.StripeClient) -> N
     assert client.v1.checkout.sessions.retrieve(first.id).id == first.id
 
 
+def test_the_modules_own_configuration_reaches_the_fake_too(fake: str) -> None:
+    """`stripe.api_base`, the SDK's other way to point elsewhere, reaches the same fake."""
+    saved = stripe.api_key, stripe.api_base
+    stripe.api_key, stripe.api_base = "sk_test_module", fake
+    try:
+        session = stripe.checkout.Session.create(**session_params("ord-module"))
+        assert stripe.checkout.Session.retrieve(session.id).client_reference_id == "ord-module"
+    finally:
+        stripe.api_key, stripe.api_base = saved
+
+
 def test_paying_on_the_hosted_page_fires_a_signed_completed_event(
     client: stripe.StripeClient, stripe_hooks: Hooks
 ) -> None:
@@ -489,6 +500,13 @@ def test_a_pix_notification_verifies_with_the_documented_manifest(
     assert not signature_ok(*wrong_secret, MP_SECRET)
     assert not signature_ok(*other_id, MP_SECRET)
     assert signature_ok(*twice, MP_SECRET) and signature_ok(*thrice, MP_SECRET)
+    assert _header(twice[1], "x-request-id") != _header(thrice[1], "x-request-id")
+
+    stale = control.post(
+        f"/_control/events/{seq}/send", json={"tamper": {"timestamp": 1_700_000_000}}
+    )
+    (sent,) = stale.json()["sent"]
+    assert sent["status"] == 200 and sent["headers"]["x-signature"].startswith("ts=1700000000000,")
 
 
 def test_pix_refunds_partial_then_full(control: httpx.Client, mp_hooks: Hooks) -> None:

@@ -100,11 +100,16 @@ class Tamper:
         if unknown:
             raise ValueError(f"unknown tamper option(s): {', '.join(sorted(unknown))}")
         secret, timestamp = value.get("secret"), value.get("timestamp")
+        body, unsigned = value.get("body", False), value.get("unsigned", False)
         if secret is not None and not isinstance(secret, str):
             raise ValueError("secret must be a string")
-        if timestamp is not None and (not isinstance(timestamp, int) or timestamp < 0):
+        if timestamp is not None and (
+            not isinstance(timestamp, int) or isinstance(timestamp, bool) or timestamp < 0
+        ):
             raise ValueError("timestamp must be Unix seconds")
-        return cls(secret, timestamp, value.get("body") is True, value.get("unsigned") is True)
+        if not isinstance(body, bool) or not isinstance(unsigned, bool):
+            raise ValueError("body and unsigned must be booleans")
+        return cls(secret, timestamp, body, unsigned)
 
 
 @dataclass(slots=True)
@@ -244,10 +249,13 @@ class Webhooks:
         return self._session
 
     def _request(self, event: Event, tamper: Tamper) -> tuple[str | None, dict[str, str], bytes]:
-        now_s = int(time.time()) if tamper.timestamp is None else tamper.timestamp
+        """Where to, with which headers, and the body; signed as of now or tamper.timestamp."""
+        now_ms = (
+            time.time_ns() // 1_000_000 if tamper.timestamp is None else tamper.timestamp * 1000
+        )
         if event.provider == "stripe":
-            return self._stripe_request(event, tamper, now_s)
-        return self._mercadopago_request(event, tamper, now_s)
+            return self._stripe_request(event, tamper, now_ms // 1000)
+        return self._mercadopago_request(event, tamper, now_ms)
 
     def _stripe_request(
         self, event: Event, tamper: Tamper, now_s: int
@@ -265,11 +273,10 @@ class Webhooks:
         return self.endpoints.stripe_url, headers, body
 
     def _mercadopago_request(
-        self, event: Event, tamper: Tamper, now_s: int
+        self, event: Event, tamper: Tamper, ts: int
     ) -> tuple[str | None, dict[str, str], bytes]:
         secret = self.endpoints.mercadopago_secret if tamper.secret is None else tamper.secret
-        request_id = str(uuid.uuid4())
-        ts = now_s * 1000 if tamper.timestamp is not None else int(time.time() * 1000)
+        request_id = str(uuid.uuid4())  # a new one for each delivery
         headers = {"Content-Type": "application/json", "x-request-id": request_id}
         if not tamper.unsigned:
             headers["x-signature"] = mercadopago_signature(secret, event.object_id, request_id, ts)
