@@ -328,6 +328,24 @@ def test_events_can_be_sent_again_and_tampered(
     assert control.post("/_control/events/999999/send").status_code == 404
 
 
+def test_one_delivery_can_reach_two_receivers_at_once(
+    client: stripe.StripeClient, control: httpx.Client
+) -> None:
+    """What "the same webhook at two gateway replicas at the same instant" needs."""
+    session = client.v1.checkout.sessions.create(params=session_params("ord-twice"))
+    control.post(f"/_control/stripe/sessions/{session.id}/pay").raise_for_status()
+    with webhook_server() as one, webhook_server() as other:
+        answer = control.post("/_control/events/last/send", json={"urls": [one.url, other.url]})
+        sent = answer.json()["sent"]
+        assert [delivery["status"] for delivery in sent] == [200, 200]
+        (first_headers, body), (second_headers, same_body) = one.bodies[0], other.bodies[0]
+    assert body == same_body
+    signature = _header(first_headers, "stripe-signature")
+    assert signature == _header(second_headers, "stripe-signature")
+    event = stripe.Webhook.construct_event(body.decode(), signature, STRIPE_SECRET)
+    assert (event.type, event.data.object.id) == ("checkout.session.completed", session.id)
+
+
 def test_held_events_are_released_in_reverse(
     client: stripe.StripeClient, control: httpx.Client, stripe_hooks: Hooks
 ) -> None:

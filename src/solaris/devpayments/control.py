@@ -19,8 +19,10 @@ Webhooks:
   GET    /_control/events?provider=&type=&object_id=   what was emitted, oldest first
   DELETE /_control/events                              forget them
   POST   /_control/events/{seq}/send   {"times": n, "tamper": {"secret", "timestamp",
-                                        "body", "unsigned"}}  deliver again (duplicates, and
-                                        signatures a receiver must refuse)
+                                        "body", "unsigned"}, "urls": [u, …]}  deliver again
+                                        (duplicates, signatures a receiver must refuse; with
+                                        urls, one signed request to each at once); {seq} may
+                                        be `last`. Nothing is retried by itself.
   POST   /_control/webhooks/hold       keep new events back (a lost or late webhook)
   POST   /_control/webhooks/release    {"reverse": true}  deliver what was held (out of order)
   POST   /_control/webhooks/settle     wait until the deliveries the API started are done
@@ -77,7 +79,7 @@ class Control:
             ),
             Route("/_control/events", self._events, methods=["GET"]),
             Route("/_control/events", self._forget, methods=["DELETE"]),
-            Route("/_control/events/{seq:int}/send", self._send, methods=["POST"]),
+            Route("/_control/events/{seq}/send", self._send, methods=["POST"]),
             Route("/_control/webhooks/hold", self._hold, methods=["POST"]),
             Route("/_control/webhooks/release", self._release, methods=["POST"]),
             Route("/_control/webhooks/settle", self._settle, methods=["POST"]),
@@ -149,7 +151,11 @@ class Control:
         return json_response({"deleted": True})
 
     async def _send(self, request: Request) -> Response:
-        event = self.webhooks.find(request.path_params["seq"])
+        seq: str = request.path_params["seq"]
+        if seq == "last":
+            event = self.webhooks.events[-1] if self.webhooks.events else None
+        else:
+            event = self.webhooks.find(int(seq)) if seq.isdigit() else None
         if event is None:
             return _error("no such event (forgotten, or never emitted)", 404)
         try:
@@ -160,7 +166,14 @@ class Control:
             tamper = body.get("tamper", {})
             if not isinstance(tamper, dict):
                 raise ValueError("tamper must be an object")
-            deliveries = await self.webhooks.send(event, Tamper.from_json(tamper), times)
+            urls = body.get("urls")
+            if urls is not None and (
+                not isinstance(urls, list)
+                or not 1 <= len(urls) <= SENDS_MAX
+                or not all(isinstance(url, str) and url.startswith("http") for url in urls)
+            ):
+                raise ValueError(f"urls must be a list of 1..{SENDS_MAX} http(s) URLs")
+            deliveries = await self.webhooks.send(event, Tamper.from_json(tamper), times, urls)
         except (FormError, ValueError) as exc:
             return _error(str(exc))
         return json_response({"event": event.summary(), "sent": [asdict(d) for d in deliveries]})

@@ -212,12 +212,29 @@ class Webhooks:
                 await self.deliver(event, Tamper())
         return held
 
-    async def send(self, event: Event, tamper: Tamper, times: int = 1) -> list[Delivery]:
+    async def send(
+        self, event: Event, tamper: Tamper, times: int = 1, urls: list[str] | None = None
+    ) -> list[Delivery]:
+        """Deliver `event` again, `times` over; or, given `urls`, one signed request (the same
+        bytes) posted to each of them at the same instant, as one delivery reaching two
+        replicas of the receiver would."""
         assert 1 <= times <= SENDS_MAX, times
-        return [await self.deliver(event, tamper) for _ in range(times)]
+        if not urls:
+            return [await self.deliver(event, tamper) for _ in range(times)]
+        assert len(urls) <= SENDS_MAX, urls
+        headers, body = self._signed(event, tamper)
+        posts = (
+            self._post(event, self._url(event, tamper, url), headers, body, tamper) for url in urls
+        )
+        return list(await asyncio.gather(*posts))
 
     async def deliver(self, event: Event, tamper: Tamper) -> Delivery:
-        url, headers, body = self._request(event, tamper)
+        headers, body = self._signed(event, tamper)
+        return await self._post(event, self._url(event, tamper), headers, body, tamper)
+
+    async def _post(
+        self, event: Event, url: str | None, headers: dict[str, str], body: bytes, tamper: Tamper
+    ) -> Delivery:
         status: int | None = None
         error: str | None = None
         if url is None:
@@ -248,43 +265,41 @@ class Webhooks:
             self._session = aiohttp.ClientSession(timeout=timeout)
         return self._session
 
-    def _request(self, event: Event, tamper: Tamper) -> tuple[str | None, dict[str, str], bytes]:
-        """Where to, with which headers, and the body; signed as of now or tamper.timestamp."""
-        now_ms = (
-            time.time_ns() // 1_000_000 if tamper.timestamp is None else tamper.timestamp * 1000
-        )
+    def _signed(self, event: Event, tamper: Tamper) -> tuple[dict[str, str], bytes]:
+        """The headers and body, signed as of now or as of tamper.timestamp."""
+        now_ms = time.time_ns() // 1_000_000
+        if tamper.timestamp is not None:
+            now_ms = tamper.timestamp * 1000
         if event.provider == "stripe":
-            return self._stripe_request(event, tamper, now_ms // 1000)
-        return self._mercadopago_request(event, tamper, now_ms)
-
-    def _stripe_request(
-        self, event: Event, tamper: Tamper, now_s: int
-    ) -> tuple[str | None, dict[str, str], bytes]:
-        secret = self.endpoints.stripe_secret if tamper.secret is None else tamper.secret
-        headers = {
-            "Content-Type": "application/json; charset=utf-8",
-            "User-Agent": _STRIPE_USER_AGENT,
-        }
-        if not tamper.unsigned:
-            headers["Stripe-Signature"] = stripe_signature(secret, now_s, event.body)
-        body = event.body
-        if tamper.body:
-            body = orjson.dumps({**orjson.loads(body), "tampered": True})
-        return self.endpoints.stripe_url, headers, body
-
-    def _mercadopago_request(
-        self, event: Event, tamper: Tamper, ts: int
-    ) -> tuple[str | None, dict[str, str], bytes]:
+            secret = self.endpoints.stripe_secret if tamper.secret is None else tamper.secret
+            headers = {
+                "Content-Type": "application/json; charset=utf-8",
+                "User-Agent": _STRIPE_USER_AGENT,
+            }
+            if not tamper.unsigned:
+                headers["Stripe-Signature"] = stripe_signature(secret, now_ms // 1000, event.body)
+            body = event.body
+            if tamper.body:
+                body = orjson.dumps({**orjson.loads(body), "tampered": True})
+            return headers, body
         secret = self.endpoints.mercadopago_secret if tamper.secret is None else tamper.secret
         request_id = str(uuid.uuid4())  # a new one for each delivery
         headers = {"Content-Type": "application/json", "x-request-id": request_id}
         if not tamper.unsigned:
-            headers["x-signature"] = mercadopago_signature(secret, event.object_id, request_id, ts)
-        base = event.target or self.endpoints.mercadopago_url
+            signature = mercadopago_signature(secret, event.object_id, request_id, now_ms)
+            headers["x-signature"] = signature
+        return headers, event.body
+
+    def _url(self, event: Event, tamper: Tamper, given: str | None = None) -> str | None:
+        """Where the event goes: `given`, else Stripe's configured endpoint, else the payment's
+        notification_url or Mercado Pago's configured one, with the notification's query."""
+        if event.provider == "stripe":
+            return given or self.endpoints.stripe_url
+        base = given or event.target or self.endpoints.mercadopago_url
         if base is None:
-            return None, headers, event.body
+            return None
         data_id = str(int(event.object_id) + 1) if tamper.body else event.object_id
         query = {"data.id": data_id, "type": "payment"}
-        if event.target is not None:
+        if given is None and event.target is not None:
             query = {"source_news": "webhooks", **query}
-        return str(URL(base).update_query(query)), headers, event.body
+        return str(URL(base).update_query(query))
