@@ -370,6 +370,25 @@ def test_held_events_are_released_in_reverse(
     ]
 
 
+def test_an_unreachable_receiver_is_recorded_and_the_urls_can_change(
+    client: stripe.StripeClient, control: httpx.Client, stripe_hooks: Hooks
+) -> None:
+    nobody = f"http://127.0.0.1:{free_port()}/hook"
+    changed = control.put("/_control/config", json={"stripe_url": nobody})
+    assert changed.json()["stripe_url"] == nobody
+    try:
+        session = client.v1.checkout.sessions.create(params=session_params("ord-nobody"))
+        paid = control.post(f"/_control/stripe/sessions/{session.id}/pay").json()
+        (delivery,) = paid["events"][0]["deliveries"]
+        assert delivery["status"] is None and delivery["url"] == nobody
+        assert "Connect" in delivery["error"]
+    finally:
+        control.put("/_control/config", json={"stripe_url": stripe_hooks.url})
+    again = control.post(f"/_control/events/{paid['events'][0]['seq']}/send").json()
+    assert again["sent"][0]["status"] == 200  # the receiver is back: the provider's retry
+    assert control.put("/_control/config", json={"stripe_secret": ""}).status_code == 400
+
+
 def test_the_api_refuses_what_stripe_refuses(client: stripe.StripeClient, fake: str) -> None:
     with pytest.raises(stripe.InvalidRequestError) as missing:
         client.v1.checkout.sessions.retrieve("cs_test_nothing")
@@ -533,8 +552,10 @@ def test_pix_refunds_partial_then_full(control: httpx.Client, mp_hooks: Hooks) -
     assert early.status_code == 400  # nothing paid yet
     control.post(f"/_control/mercadopago/payments/{payment['id']}/approve").raise_for_status()
     refunds = f"/v1/payments/{payment['id']}/refunds"
-    partial = control.post(refunds, json={"amount": 10.0}, headers=AUTH)
+    keyed = {**AUTH, "X-Idempotency-Key": "refund-1"}
+    partial = control.post(refunds, json={"amount": 10.0}, headers=keyed)
     assert partial.status_code == 201 and partial.json()["amount"] == 10.0
+    assert control.post(refunds, json={"amount": 10.0}, headers=keyed).json() == partial.json()
     fetched = control.get(f"/v1/payments/{payment['id']}", headers=AUTH).json()
     assert (fetched["status"], fetched["status_detail"]) == ("approved", "partially_refunded")
     assert fetched["transaction_amount_refunded"] == 10.0

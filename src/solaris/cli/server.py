@@ -164,8 +164,8 @@ def dev_payments(
     """Local fakes of Stripe Checkout and Mercado Pago Pix for development and tests (never for
     production: any API key is taken, no money moves).
 
-    Point the stripe SDK at it (base_addresses={"api": "http://127.0.0.1:9200"}) and Mercado
-    Pago calls at the same address; drive payments and webhooks with /_control/…
+    Both answer at one address: point the stripe SDK's base_addresses={"api": …} and the
+    Mercado Pago base URL at it. Tests drive payments and webhooks with /_control/….
 
     Example usage:
 

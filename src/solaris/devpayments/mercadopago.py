@@ -56,6 +56,7 @@ class MercadoPagoState:
         self.webhooks = webhooks
         self.payments: dict[int, Json] = {}
         self.by_key: dict[str, int] = {}  # X-Idempotency-Key -> payment id
+        self.refunds_by_key: dict[str, Json] = {}  # X-Idempotency-Key -> refund
         base = 1_300_000_000 + secrets.randbelow(100_000_000)
         self._payment_ids = itertools.count(base)
         self._refund_ids = itertools.count(base + 200_000_000)
@@ -171,8 +172,11 @@ class MercadoPagoState:
             payment["transaction_details"].update(net_received_amount=paid, total_paid_amount=paid)
         return payment, [self._notify(payment, "payment.updated")]
 
-    def refund(self, id: int, body: Json) -> tuple[Json, list[Event]]:
+    def refund(self, id: int, body: Json, key: str | None = None) -> tuple[Json, list[Event]]:
+        """Refund `amount` (all that is left when absent); the same key refunds once."""
         payment = self.payment(id)
+        if key is not None and key in self.refunds_by_key:
+            return self.refunds_by_key[key], []
         if payment["status"] != "approved":
             raise MercadoPagoError(
                 400, f"Payment is {payment['status']}; only approved ones refund", 2063
@@ -196,6 +200,8 @@ class MercadoPagoState:
             "labels": [],
         }
         payment["refunds"].append(refund)
+        if key is not None:
+            self.refunds_by_key[key] = refund
         payment["_refunded_centavos"] += centavos
         payment["transaction_amount_refunded"] = payment["_refunded_centavos"] / 100
         full = payment["_refunded_centavos"] == payment["_centavos"]

@@ -67,7 +67,9 @@ class MercadoPagoApi:
         return public(self.state.payment(request.path_params["id"])), [], 200
 
     async def _refund(self, request: Request) -> tuple[Json, list[Event], int]:
-        refund, events = self.state.refund(request.path_params["id"], await read_json(request))
+        key = request.headers.get("x-idempotency-key")
+        body = await read_json(request)
+        refund, events = self.state.refund(request.path_params["id"], body, key)
         return refund, events, 201
 
     async def _refunds(self, request: Request) -> tuple[Json, list[Event], int]:

@@ -80,7 +80,7 @@ class StripeApi:
                 raw = await read_body(request)
                 key = request.headers.get("idempotency-key")
                 fingerprint = f"{request.method} {request.url.path}\n".encode() + raw
-                if key is not None and key in self._replies:
+                if key is not None and request.method == "POST" and key in self._replies:
                     return self._replay(key, fingerprint, headers)
                 obj, events = await handler(request, decode_form(raw))
             except FormError as exc:

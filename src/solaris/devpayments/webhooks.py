@@ -191,6 +191,8 @@ class Webhooks:
     def emit_soon(self, events: list[Event]) -> None:
         """`emit` after the answer, as the providers do: a receiver that calls the API back
         while its own request to the API is still open must not wait on its webhook."""
+        if not events:
+            return
         task = asyncio.get_running_loop().create_task(self.emit(events))
         self._background.add(task)
         task.add_done_callback(self._background.discard)
