@@ -1,34 +1,28 @@
-"""`solaris dev-payments` driven as the gateway will drive the real providers: Stripe through the
-official SDK with only its base address changed, Mercado Pago through plain HTTP; webhooks
-checked the way a receiver checks them (`stripe.Webhook.construct_event`, and Mercado Pago's
-documented x-signature manifest recomputed here)."""
+"""`solaris dev-payments`'s Stripe, driven through the official SDK with only its base address
+changed, as the gateway will drive Stripe; its webhooks checked with `construct_event`. The
+Mercado Pago side is in test_devpayments_pix.py."""
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
-import json
 import re
-import struct
 import time
-import zlib
 from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
 import stripe
-import zxingcpp
 
-from solaris.devpayments.pix import QR_BORDER, QR_SCALE, crc16
-from tests.servers import Hooks, free_port, spawn, wait_for, webhook_server
-
-STRIPE_SECRET = "whsec_test_devpayments"
-MP_SECRET = "mp-test-secret"
-AUTH = {"Authorization": "Bearer TEST-access-token"}
+from tests.devpayments import (
+    STRIPE_SECRET,
+    fake_server,
+    header,
+    raw_stripe_delivery,
+    session_params,
+    stripe_events,
+    verified,
+)
+from tests.servers import Hooks, free_port, wait_for, webhook_server
 
 
 @pytest.fixture(scope="module")
@@ -38,32 +32,10 @@ def stripe_hooks() -> Iterator[Hooks]:
 
 
 @pytest.fixture(scope="module")
-def mp_hooks() -> Iterator[Hooks]:
-    with webhook_server() as hooks:
-        yield hooks
-
-
-@pytest.fixture(scope="module")
-def fake(
-    stripe_hooks: Hooks, mp_hooks: Hooks, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[str]:
-    port = free_port()
+def fake(stripe_hooks: Hooks, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     log = tmp_path_factory.mktemp("devpayments") / "devpayments.log"
-    argv = [
-        "dev-payments",
-        "--port",
-        str(port),
-        "--stripe-webhook-url",
-        stripe_hooks.url,
-        "--stripe-webhook-secret",
-        STRIPE_SECRET,
-        "--mercadopago-webhook-url",
-        mp_hooks.url,
-        "--mercadopago-webhook-secret",
-        MP_SECRET,
-    ]
-    with spawn(argv, f"http://127.0.0.1:{port}/health", log_path=log):
-        yield f"http://127.0.0.1:{port}"
+    with fake_server(stripe_hooks.url, None, log) as url:
+        yield url
 
 
 @pytest.fixture()
@@ -76,72 +48,6 @@ def control(fake: str) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=fake, timeout=20.0) as http:
         yield http
         http.post("/_control/webhooks/release")  # a test that held leaves nothing held
-
-
-def session_params(reference: str, **extra: Any) -> Any:
-    """Checkout Session parameters as the gateway will send them (typed Any: tests spoil them)."""
-    return {
-        "mode": "payment",
-        "line_items": [
-            {
-                "price_data": {
-                    "currency": "brl",
-                    "unit_amount": 1990,
-                    "product_data": {"name": "1M tokens"},
-                },
-                "quantity": 2,
-            }
-        ],
-        "client_reference_id": reference,
-        "metadata": {"order_id": reference},
-        "success_url": "https://chat.example.com/portal/paid?session={CHECKOUT_SESSION_ID}",
-        "cancel_url": "https://chat.example.com/portal/buy",
-        "locale": "pt-BR",
-        "customer_email": "alice@example.com",
-        **extra,
-    }
-
-
-def stripe_events(hooks: Hooks, object_id: str, kind: str, count: int = 1) -> list[Any]:
-    """The `kind` events about `object_id` the receiver got, verified with the right secret."""
-
-    def received() -> list[Any]:
-        return [
-            event
-            for event in verified(hooks)
-            if event.type == kind and event.data.object.id == object_id
-        ]
-
-    wait_for(f"{count} {kind} for {object_id}", lambda: len(received()) >= count)
-    return received()
-
-
-def verified(hooks: Hooks) -> list[Any]:
-    """Every event the receiver got that verifies (other tests send some that must not)."""
-    events = []
-    for headers, body in list(hooks.bodies):
-        try:
-            signature = _header(headers, "stripe-signature")
-            events.append(stripe.Webhook.construct_event(body.decode(), signature, STRIPE_SECRET))
-        except stripe.SignatureVerificationError:
-            pass
-    return events
-
-
-def raw_stripe_delivery(hooks: Hooks, event_id: str) -> list[tuple[str, str]]:
-    """(body, Stripe-Signature) of every delivery of `event_id`, in the order received."""
-    return [
-        (body.decode(), _header(headers, "stripe-signature"))
-        for headers, body in list(hooks.bodies)
-        if f'"id": "{event_id}"' in body.decode() or f'"id":"{event_id}"' in body.decode()
-    ]
-
-
-def _header(headers: dict[str, str], name: str) -> str:
-    return next((value for key, value in headers.items() if key.lower() == name), "")
-
-
-# ── Stripe ──────────────────────────────────────────────────────────────────────────────────
 
 
 def test_one_idempotency_key_makes_one_session(client: stripe.StripeClient) -> None:
@@ -340,8 +246,8 @@ def test_one_delivery_can_reach_two_receivers_at_once(
         assert [delivery["status"] for delivery in sent] == [200, 200]
         (first_headers, body), (second_headers, same_body) = one.bodies[0], other.bodies[0]
     assert body == same_body
-    signature = _header(first_headers, "stripe-signature")
-    assert signature == _header(second_headers, "stripe-signature")
+    signature = header(first_headers, "stripe-signature")
+    assert signature == header(second_headers, "stripe-signature")
     event = stripe.Webhook.construct_event(body.decode(), signature, STRIPE_SECRET)
     assert (event.type, event.data.object.id) == ("checkout.session.completed", session.id)
 
@@ -399,251 +305,3 @@ def test_the_api_refuses_what_stripe_refuses(client: stripe.StripeClient, fake: 
         client.v1.checkout.sessions.create(params=bad)
     assert invalid.value.param == "line_items[0][price_data][unit_amount]"
     assert httpx.post(f"{fake}/v1/checkout/sessions").status_code == 401
-
-
-# ── Mercado Pago ────────────────────────────────────────────────────────────────────────────
-
-
-def pix_body(reference: str, **extra: Any) -> dict[str, Any]:
-    return {
-        "payment_method_id": "pix",
-        "transaction_amount": 39.8,
-        "description": "2 x 1M tokens",
-        "payer": {"email": "alice@example.com"},
-        "external_reference": reference,
-        **extra,
-    }
-
-
-def create_pix(control: httpx.Client, reference: str, key: str, **extra: Any) -> dict[str, Any]:
-    headers = {**AUTH, "X-Idempotency-Key": key}
-    answer = control.post("/v1/payments", json=pix_body(reference, **extra), headers=headers)
-    assert answer.status_code == 201, answer.text
-    payment: dict[str, Any] = answer.json()
-    return payment
-
-
-def signature_ok(path: str, headers: dict[str, str], secret: str) -> bool:
-    """Mercado Pago's documented check: HMAC-SHA256 of `id:[data.id];request-id:[x-request-id];
-    ts:[ts];` (data.id from the query, lowercased) against x-signature's v1."""
-    data_id = parse_qs(urlsplit(path).query)["data.id"][0]
-    parts = dict(part.split("=", 1) for part in _header(headers, "x-signature").split(","))
-    request_id = _header(headers, "x-request-id")
-    manifest = f"id:{data_id.lower()};request-id:{request_id};ts:{parts['ts']};"
-    expected = hmac.new(secret.encode(), manifest.encode(), hashlib.sha256).hexdigest()
-    return hmac.compare_digest(expected, parts["v1"])
-
-
-def notifications(
-    hooks: Hooks, payment_id: int, count: int = 1
-) -> list[tuple[str, dict[str, str], dict[str, Any]]]:
-    """(path, headers, body) of each notification about `payment_id`, in the order received."""
-
-    def received() -> list[tuple[str, dict[str, str], dict[str, Any]]]:
-        found = []
-        for path, headers, raw in list(hooks.requests):
-            body = json.loads(raw)
-            if body["data"]["id"] == str(payment_id):
-                found.append((path, headers, body))
-        return found
-
-    wait_for(f"{count} notifications of {payment_id}", lambda: len(received()) >= count)
-    return received()
-
-
-def test_one_idempotency_key_makes_one_pix_payment(control: httpx.Client) -> None:
-    brasilia = datetime.now(timezone(timedelta(hours=-3))).replace(microsecond=0)
-    expiry = (brasilia + timedelta(days=2)).replace(hour=12, minute=0, second=0)
-    first = create_pix(control, "ord-pix-idem", "pix-key-1")
-    again = create_pix(control, "ord-pix-idem", "pix-key-1")
-    assert again["id"] == first["id"]
-    other = create_pix(control, "ord-pix-idem", "pix-key-2")
-    assert other["id"] != first["id"]
-    assert isinstance(first["id"], int)
-    assert (first["status"], first["status_detail"]) == ("pending", "pending_waiting_transfer")
-    assert (first["transaction_amount"], first["currency_id"]) == (39.8, "BRL")
-    assert first["external_reference"] == "ord-pix-idem"
-    data = first["point_of_interaction"]["transaction_data"]
-    code = data["qr_code"]
-    assert code.startswith("000201") and "br.gov.bcb.pix" in code and "540539.80" in code
-    assert crc16(code[:-4]) == code[-4:]
-    assert data["ticket_url"].endswith(f"/mp/payments/{first['id']}/ticket")
-    ticket = httpx.get(data["ticket_url"])
-    assert ticket.status_code == 200 and code in ticket.text
-
-    given = expiry.isoformat(timespec="milliseconds")
-    late = create_pix(control, "ord-pix-expiry", "pix-key-3", date_of_expiration=given)
-    assert late["date_of_expiration"] == (
-        f"{(expiry - timedelta(hours=1)).replace(tzinfo=None).isoformat()}.000-04:00"
-    )
-
-    got = control.get(f"/v1/payments/{first['id']}", headers=AUTH).json()
-    assert got == first
-    found = control.get(
-        "/v1/payments/search", params={"external_reference": "ord-pix-idem"}, headers=AUTH
-    ).json()
-    assert found["paging"]["total"] == 2
-    assert [payment["id"] for payment in found["results"]] == [other["id"], first["id"]]
-
-
-def test_the_qr_code_is_a_png_of_the_copy_paste_code(control: httpx.Client) -> None:
-    payment = create_pix(control, "ord-pix-qr", "pix-key-qr")
-    data = payment["point_of_interaction"]["transaction_data"]
-    width, height, pixels = png_greyscale(base64.b64decode(data["qr_code_base64"]))
-    assert width == height
-    modules = width // QR_SCALE - 2 * QR_BORDER
-    assert width % QR_SCALE == 0 and (modules - 21) % 4 == 0  # a QR version's size
-    image = memoryview(pixels).cast("B", (height, width))
-    (barcode,) = zxingcpp.read_barcodes(image)
-    assert barcode.format == zxingcpp.BarcodeFormat.QRCode
-    assert barcode.text == data["qr_code"]
-
-
-def test_a_pix_notification_verifies_with_the_documented_manifest(
-    control: httpx.Client, mp_hooks: Hooks
-) -> None:
-    payment = create_pix(control, "ord-pix-paid", "pix-key-paid")
-    (created,) = notifications(mp_hooks, payment["id"])
-    path, headers, body = created
-    assert parse_qs(urlsplit(path).query) == {"data.id": [str(payment["id"])], "type": ["payment"]}
-    assert (body["action"], body["type"], body["live_mode"]) == (
-        "payment.created",
-        "payment",
-        False,
-    )
-    assert signature_ok(path, headers, MP_SECRET)
-    assert not signature_ok(path, headers, "another-secret")
-    ts = int(dict(p.split("=", 1) for p in _header(headers, "x-signature").split(","))["ts"])
-    assert abs(ts / 1000 - time.time()) < 60  # milliseconds, as real deliveries carry
-
-    approved = control.post(f"/_control/mercadopago/payments/{payment['id']}/approve").json()
-    assert approved["object"]["status"] == "approved"
-    assert approved["events"][0]["deliveries"][0]["status"] == 200
-    _, updated = notifications(mp_hooks, payment["id"], count=2)
-    assert updated[2]["action"] == "payment.updated" and signature_ok(*updated[:2], MP_SECRET)
-    fetched = control.get(f"/v1/payments/{payment['id']}", headers=AUTH).json()
-    assert (fetched["status"], fetched["status_detail"]) == ("approved", "accredited")
-    assert fetched["date_approved"] is not None
-
-    seq = approved["events"][0]["seq"]
-    for tamper in ({"secret": "wrong"}, {"body": True}):
-        control.post(f"/_control/events/{seq}/send", json={"tamper": tamper}).raise_for_status()
-    control.post(f"/_control/events/{seq}/send", json={"times": 2}).raise_for_status()
-    wrong_secret, other_id, twice, thrice = [
-        (path, headers)
-        for path, headers, raw in list(mp_hooks.requests)
-        if json.loads(raw)["id"] == updated[2]["id"]
-    ][1:]
-    assert not signature_ok(*wrong_secret, MP_SECRET)
-    assert not signature_ok(*other_id, MP_SECRET)
-    assert signature_ok(*twice, MP_SECRET) and signature_ok(*thrice, MP_SECRET)
-    assert _header(twice[1], "x-request-id") != _header(thrice[1], "x-request-id")
-
-    stale = control.post(
-        f"/_control/events/{seq}/send", json={"tamper": {"timestamp": 1_700_000_000}}
-    )
-    (sent,) = stale.json()["sent"]
-    assert sent["status"] == 200 and sent["headers"]["x-signature"].startswith("ts=1700000000000,")
-
-
-def test_pix_refunds_partial_then_full(control: httpx.Client, mp_hooks: Hooks) -> None:
-    payment = create_pix(control, "ord-pix-refund", "pix-key-refund")
-    early = control.post(f"/v1/payments/{payment['id']}/refunds", json={}, headers=AUTH)
-    assert early.status_code == 400  # nothing paid yet
-    control.post(f"/_control/mercadopago/payments/{payment['id']}/approve").raise_for_status()
-    refunds = f"/v1/payments/{payment['id']}/refunds"
-    keyed = {**AUTH, "X-Idempotency-Key": "refund-1"}
-    partial = control.post(refunds, json={"amount": 10.0}, headers=keyed)
-    assert partial.status_code == 201 and partial.json()["amount"] == 10.0
-    assert control.post(refunds, json={"amount": 10.0}, headers=keyed).json() == partial.json()
-    fetched = control.get(f"/v1/payments/{payment['id']}", headers=AUTH).json()
-    assert (fetched["status"], fetched["status_detail"]) == ("approved", "partially_refunded")
-    assert fetched["transaction_amount_refunded"] == 10.0
-    assert control.post(refunds, json={"amount": 30.0}, headers=AUTH).status_code == 400
-    rest = control.post(refunds, json={}, headers=AUTH)
-    assert rest.status_code == 201 and rest.json()["amount"] == 29.8
-    fetched = control.get(f"/v1/payments/{payment['id']}", headers=AUTH).json()
-    assert (fetched["status"], fetched["status_detail"]) == ("refunded", "refunded")
-    assert [refund["amount"] for refund in fetched["refunds"]] == [10.0, 29.8]
-    assert len(control.get(refunds, headers=AUTH).json()) == 2
-    received = notifications(mp_hooks, payment["id"], count=4)
-    assert [body["action"] for _, _, body in received] == [
-        "payment.created",
-        "payment.updated",
-        "payment.updated",
-        "payment.updated",
-    ]
-
-
-def test_rejected_and_expired_pix_and_a_payments_own_notification_url(
-    control: httpx.Client, mp_hooks: Hooks
-) -> None:
-    with webhook_server() as own:
-        rejected = create_pix(control, "ord-pix-no", "pix-key-no", notification_url=own.url)
-        control.post(f"/_control/mercadopago/payments/{rejected['id']}/reject").raise_for_status()
-        _, (path, headers, _body) = notifications(own, rejected["id"], count=2)
-        query = parse_qs(urlsplit(path).query)
-        assert query["source_news"] == ["webhooks"] and signature_ok(path, headers, MP_SECRET)
-    assert control.get(f"/v1/payments/{rejected['id']}", headers=AUTH).json()["status"] == (
-        "rejected"
-    )
-    expired = create_pix(control, "ord-pix-late", "pix-key-late")
-    answer = control.post(f"/_control/mercadopago/payments/{expired['id']}/expire").json()
-    assert (answer["object"]["status"], answer["object"]["status_detail"]) == (
-        "cancelled",
-        "expired",
-    )
-    again = control.post(f"/_control/mercadopago/payments/{expired['id']}/approve")
-    assert again.status_code == 400
-
-
-def test_mercadopago_refuses_what_it_refuses(control: httpx.Client) -> None:
-    assert control.post("/v1/payments", json=pix_body("ord-x")).status_code == 401
-    card = control.post("/v1/payments", json=pix_body("x", payment_method_id="visa"), headers=AUTH)
-    assert card.status_code == 400
-    nobody = control.post("/v1/payments", json=pix_body("x", payer={}), headers=AUTH)
-    assert nobody.status_code == 400 and nobody.json()["cause"][0]["code"] == 4050
-    cents = control.post("/v1/payments", json=pix_body("x", transaction_amount=1.001), headers=AUTH)
-    assert cents.status_code == 400
-    missing = control.get("/v1/payments/1", headers=AUTH)
-    assert missing.status_code == 404
-    assert missing.json()["message"] == "Payment not found"
-
-
-def png_greyscale(png: bytes) -> tuple[int, int, bytes]:
-    """A 1-bit greyscale PNG's pixels, one byte each (0 black, 255 white), its chunks' CRCs
-    checked: enough of PNG to read what segno writes."""
-    assert png[:8] == b"\x89PNG\r\n\x1a\n"
-    offset, idat, header = 8, b"", b""
-    while offset < len(png):
-        length, kind = struct.unpack(">I4s", png[offset : offset + 8])
-        data = png[offset + 8 : offset + 8 + length]
-        (crc,) = struct.unpack(">I", png[offset + 8 + length : offset + 12 + length])
-        assert zlib.crc32(kind + data) == crc, kind
-        header = data if kind == b"IHDR" else header
-        idat += data if kind == b"IDAT" else b""
-        offset += 12 + length
-    width, height, depth, colour, _, _, interlace = struct.unpack(">IIBBBBB", header)
-    assert (depth, colour, interlace) == (1, 0, 0)
-    raw, stride = zlib.decompress(idat), (width + 7) // 8
-    previous, pixels = bytearray(stride), bytearray()
-    for row in range(height):
-        start = row * (stride + 1)
-        line = unfilter(raw[start], bytearray(raw[start + 1 : start + 1 + stride]), previous)
-        pixels += bytes(255 * ((line[x >> 3] >> (7 - (x & 7))) & 1) for x in range(width))
-        previous = line
-    return width, height, bytes(pixels)
-
-
-def unfilter(kind: int, line: bytearray, above: bytearray) -> bytearray:
-    for i in range(len(line)):
-        left, up, corner = (line[i - 1] if i else 0), above[i], (above[i - 1] if i else 0)
-        predictor = {
-            0: 0,
-            1: left,
-            2: up,
-            3: (left + up) // 2,
-            4: min((left, up, corner), key=lambda p: abs(left + up - corner - p)),
-        }[kind]
-        line[i] = (line[i] + predictor) & 0xFF
-    return line
