@@ -92,12 +92,14 @@ class Hooks:
 
     def __init__(self) -> None:
         self.bodies: list[tuple[dict[str, str], bytes]] = []
+        self.requests: list[tuple[str, dict[str, str], bytes]] = []  # with the path and query
         hooks = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 hooks.bodies.append((dict(self.headers), body))
+                hooks.requests.append((self.path, dict(self.headers), body))
                 self.send_response(200)
                 self.end_headers()
 

@@ -20,7 +20,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("operations",),
     ("gateway",),
     ("alerts",),
-    ("admin", "portal", "devprovider"),
+    ("admin", "portal", "devprovider", "devpayments"),
     ("app",),
     ("cli",),
     ("__main__",),

@@ -1,4 +1,4 @@
-"""Running things: the gateway, its migrations, and the development provider."""
+"""Running things: the gateway, its migrations, the development provider and payment fakes."""
 
 from __future__ import annotations
 
@@ -30,6 +30,7 @@ def register(app: typer.Typer) -> None:
     app.command()(serve)
     app.command("migrate")(migrate_command)
     app.command("dev-provider")(dev_provider)
+    app.command("dev-payments")(dev_payments)
 
 
 def serve(
@@ -141,3 +142,46 @@ def dev_provider(
         usage_style=usage_style,  # type: ignore[arg-type]
     )
     run(host, port, behaviour)
+
+
+def dev_payments(
+    host: str = "127.0.0.1",
+    port: int = 9200,
+    stripe_webhook_url: Annotated[
+        str | None, typer.Option(help="Where Stripe events go (none: only logged).")
+    ] = None,
+    stripe_webhook_secret: Annotated[
+        str, typer.Option(help="The whsec_… they are signed with.")
+    ] = "whsec_dev",
+    mercadopago_webhook_url: Annotated[
+        str | None,
+        typer.Option(help="Where Mercado Pago notifies, unless a payment names its own."),
+    ] = None,
+    mercadopago_webhook_secret: Annotated[
+        str, typer.Option(help="The secret x-signature is made with.")
+    ] = "dev-mercadopago-secret",
+) -> None:
+    """Local fakes of Stripe Checkout and Mercado Pago Pix for development and tests (never for
+    production: any API key is taken, no money moves).
+
+    Both answer at one address: point the stripe SDK's base_addresses={"api": …} and the
+    Mercado Pago base URL at it. Tests drive payments and webhooks with /_control/….
+
+    Example usage:
+
+        solaris dev-payments --port 9200 \\
+          --stripe-webhook-url http://127.0.0.1:8080/webhooks/stripe \\
+          --mercadopago-webhook-url http://127.0.0.1:8080/webhooks/mercadopago
+    """
+    try:
+        from solaris.devpayments import Endpoints, run
+    except ImportError as exc:  # segno comes with the dev dependencies only
+        typer.echo(f"dev-payments needs the dev dependencies ({exc}): run make install", err=True)
+        raise typer.Exit(2) from exc
+    endpoints = Endpoints(
+        stripe_url=stripe_webhook_url,
+        stripe_secret=stripe_webhook_secret,
+        mercadopago_url=mercadopago_webhook_url,
+        mercadopago_secret=mercadopago_webhook_secret,
+    )
+    run(host, port, endpoints)
