@@ -4,6 +4,7 @@ Mercado Pago side is in test_devpayments_pix.py."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 from collections.abc import Iterator
@@ -13,6 +14,8 @@ import httpx
 import pytest
 import stripe
 
+from solaris.payments.base import OrderToPay
+from solaris.payments.stripe import StripeCheckout
 from tests.devpayments import (
     STRIPE_SECRET,
     fake_server,
@@ -196,6 +199,11 @@ def test_expiry_and_disputes_fire_their_events(
     assert event.data.object.reason == "fraudulent"
     with pytest.raises(stripe.InvalidRequestError, match="charged back"):
         client.v1.refunds.create(params={"charge": dispute["charge"]})
+    closing = f"/_control/stripe/sessions/{session.id}/dispute/close"
+    assert control.post(closing, json={"status": "won"}).json()["object"]["status"] == "won"
+    (closed,) = stripe_events(stripe_hooks, dispute["id"], "charge.dispute.closed")
+    assert closed.data.object.status == "won"
+    assert control.post(closing).status_code == 400  # decided already
 
 
 def test_events_can_be_sent_again_and_tampered(
@@ -305,3 +313,71 @@ def test_the_api_refuses_what_stripe_refuses(client: stripe.StripeClient, fake: 
         client.v1.checkout.sessions.create(params=bad)
     assert invalid.value.param == "line_items[0][price_data][unit_amount]"
     assert httpx.post(f"{fake}/v1/checkout/sessions").status_code == 401
+
+
+def test_expand_names_the_objects_behind_a_session(
+    client: stripe.StripeClient, control: httpx.Client
+) -> None:
+    params = session_params("ord-expand")
+    params["payment_intent_data"] = {"metadata": {"order": "ord-expand"}}
+    session = client.v1.checkout.sessions.create(params=params)
+    control.post(f"/_control/stripe/sessions/{session.id}/pay").raise_for_status()
+    got = client.v1.checkout.sessions.retrieve(
+        session.id, params={"expand": ["payment_intent.latest_charge"]}
+    )
+    intent: Any = got.payment_intent
+    assert intent.object == "payment_intent" and intent.metadata["order"] == "ord-expand"
+    assert intent.latest_charge.object == "charge" and intent.latest_charge.amount == 3980
+    with pytest.raises(stripe.InvalidRequestError, match="cannot be expanded"):
+        client.v1.checkout.sessions.retrieve(session.id, params={"expand": ["locale"]})
+
+
+def test_the_gateways_stripe_provider_works_against_the_fake(
+    fake: str, control: httpx.Client, stripe_hooks: Hooks
+) -> None:
+    """solaris.payments.stripe as the gateway runs it (async SDK on aiohttp), end to end."""
+    order = OrderToPay(
+        public_id="ord-provider",
+        description="1M tokens",
+        amount_cents=1990,
+        currency="BRL",
+        email="alice@example.com",
+        language="pt-BR",
+        success_url="https://chat.example.com/portal/paid",
+        cancel_url="https://chat.example.com/portal/buy",
+    )
+
+    def delivered(kind: str, object_id: str) -> tuple[bytes, dict[str, str]]:
+        (event,) = stripe_events(stripe_hooks, object_id, kind)
+        for headers, body in stripe_hooks.bodies:
+            if event.id in body.decode():
+                return body, {key.lower(): value for key, value in headers.items()}
+        raise AssertionError(event.id)
+
+    async def scenario() -> None:
+        provider = StripeCheckout("sk_test_gateway", STRIPE_SECRET, api_base=fake)
+        try:
+            checkout = await provider.start(order, key="order-1-start")
+            assert (await provider.start(order, key="order-1-start")).ref == checkout.ref
+            assert checkout.pay_url and checkout.expires_at
+            assert (await provider.state(checkout.ref)).status == "pending"
+            pay = f"/_control/stripe/sessions/{checkout.ref}/pay"
+            (await asyncio.to_thread(control.post, pay)).raise_for_status()
+            body, headers = delivered("checkout.session.completed", checkout.ref)
+            event = provider.verify(body, headers, {})
+            assert (event.kind, event.ref) == ("checkout.session.completed", checkout.ref)
+            paid = await provider.state(checkout.ref)
+            assert (paid.status, paid.amount_cents, paid.currency) == ("paid", 1990, "BRL")
+            assert paid.order_public_id == "ord-provider"
+            await provider.refund(paid, 500, key="order-1-refund-1")
+            await provider.refund(paid, 500, key="order-1-refund-1")  # a retry: refunded once
+            assert (await provider.state(checkout.ref)).refunded_cents == 500
+            disputing = f"/_control/stripe/sessions/{checkout.ref}/dispute"
+            dispute = (await asyncio.to_thread(control.post, disputing)).json()
+            body, headers = delivered("charge.dispute.created", dispute["object"]["id"])
+            assert provider.verify(body, headers, {}).payment_ref == paid.payment_ref
+            assert (await provider.state(checkout.ref)).disputed
+        finally:
+            await provider.close()
+
+    asyncio.run(scenario())

@@ -11,6 +11,7 @@ answer):
   /_control/stripe/sessions/{id}/refund         {"amount": n}  charge.refunded
   /_control/stripe/sessions/{id}/dispute        {"amount": n, "reason": "fraudulent"}
                                                 charge.dispute.created
+  /_control/stripe/sessions/{id}/dispute/close  {"status": "won"|"lost"}  charge.dispute.closed
   /_control/mercadopago/payments/{id}/approve   {"transaction_amount": x}  payment.updated
   /_control/mercadopago/payments/{id}/reject | expire | refund {"amount": x}
 
@@ -65,6 +66,7 @@ class Control:
             f"{stripe}/expire": lambda request, _: self.stripe.expire(request.path_params["id"]),
             f"{stripe}/refund": self._stripe_refund,
             f"{stripe}/dispute": self._dispute,
+            f"{stripe}/dispute/close": self._close_dispute,
             f"{mp}/approve": self._approve,
             f"{mp}/reject": self._mp_change("rejected", "rejected_high_risk"),
             f"{mp}/expire": self._mp_change("cancelled", "expired"),
@@ -125,6 +127,12 @@ class Control:
             raise ValueError(f"reason must be one of {', '.join(_REASONS)}")
         amount = _optional_int(body, "amount")
         return self.stripe.dispute(request.path_params["id"], amount, reason)
+
+    def _close_dispute(self, request: Request, body: Json) -> tuple[Json, list[Event]]:
+        status = body.get("status", "lost")
+        if status not in ("won", "lost"):
+            raise ValueError("status must be won or lost")
+        return self.stripe.close_dispute(request.path_params["id"], status)
 
     def _approve(self, request: Request, body: Json) -> tuple[Json, list[Event]]:
         amount = body.get("transaction_amount")

@@ -82,12 +82,14 @@ class StripeApi:
                 fingerprint = f"{request.method} {request.url.path}\n".encode() + raw
                 if key is not None and request.method == "POST" and key in self._replies:
                     return self._replay(key, fingerprint, headers)
-                obj, events = await handler(request, decode_form(raw))
+                query = request.url.query.encode()
+                params = decode_form(raw if request.method == "POST" else query)
+                obj, events = await handler(request, params)
+                answer = orjson.dumps(self.state.expanded(public(obj), params.get("expand")))
             except FormError as exc:
                 return json_response(StripeError(400, str(exc)).body, 400, headers)
             except StripeError as exc:
                 return json_response(exc.body, exc.status, headers)
-            answer = orjson.dumps(public(obj))
             if key is not None and request.method == "POST":
                 if len(self._replies) >= OBJECTS_MAX:
                     del self._replies[next(iter(self._replies))]

@@ -8,47 +8,21 @@ hands them to `Webhooks.emit`.
 
 from __future__ import annotations
 
+import copy
 import time
-from typing import Any
 
 import orjson
 
+from solaris.devpayments import stripe_params as check
+from solaris.devpayments.stripe_params import StripeError, missing
 from solaris.devpayments.webhooks import Event, Webhooks
 from solaris.devpayments.wire import Json, random_id
 
-__all__ = ["API_VERSION", "OBJECTS_MAX", "StripeError", "StripeState"]
+__all__ = ["API_VERSION", "OBJECTS_MAX", "StripeError", "StripeState", "missing", "public"]
 
 API_VERSION = "2026-10-28.endive"  # what stripe 16.1 sends; a request's Stripe-Version wins
 OBJECTS_MAX = 50_000  # sessions kept before create refuses; restart the fake to start over
-SESSION_TTL_S = 24 * 3600
 _BUYER = {"email": "buyer@example.com", "name": "Dev Buyer"}
-
-
-class StripeError(Exception):
-    """An API error, answered as Stripe's `{"error": {...}}` envelope with `status`."""
-
-    def __init__(
-        self,
-        status: int,
-        message: str,
-        param: str | None = None,
-        code: str | None = None,
-        kind: str = "invalid_request_error",
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.body: Json = {
-            "error": {
-                "type": kind,
-                "message": message,
-                **({"param": param} if param else {}),
-                **({"code": code} if code else {}),
-            }
-        }
-
-
-def missing(kind: str, id: str, param: str) -> StripeError:
-    return StripeError(404, f"No such {kind}: '{id}'", param, "resource_missing")
 
 
 class StripeState:
@@ -68,9 +42,9 @@ class StripeState:
             raise StripeError(400, f"dev-payments keeps at most {OBJECTS_MAX} sessions")
         if params.get("mode") != "payment":
             raise StripeError(400, "dev-payments fakes mode=payment only", "mode")
-        currency, amount, items = _line_items(params.get("line_items"))
-        metadata = _metadata(params.get("metadata", {}))
-        success_url = _text(params, "success_url", 5000, required=True)
+        currency, amount, items = check.line_items(params.get("line_items"))
+        metadata = check.metadata(params.get("metadata", {}))
+        success_url = check.text(params, "success_url", 5000, required=True)
         now = int(time.time())
         id = random_id("cs_test_a1", 56)
         session: Json = {
@@ -78,16 +52,16 @@ class StripeState:
             "object": "checkout.session",
             "amount_subtotal": amount,
             "amount_total": amount,
-            "cancel_url": _text(params, "cancel_url", 5000),
-            "client_reference_id": _text(params, "client_reference_id", 200),
+            "cancel_url": check.text(params, "cancel_url", 5000),
+            "client_reference_id": check.text(params, "client_reference_id", 200),
             "created": now,
             "currency": currency,
             "customer": None,
             "customer_details": None,
-            "customer_email": _text(params, "customer_email", 800),
-            "expires_at": _expires_at(params.get("expires_at"), now),
+            "customer_email": check.text(params, "customer_email", 800),
+            "expires_at": check.expires_at(params.get("expires_at"), now),
             "livemode": False,
-            "locale": _text(params, "locale", 20),
+            "locale": check.text(params, "locale", 20),
             "metadata": metadata,
             "mode": "payment",
             "payment_intent": None,
@@ -102,6 +76,9 @@ class StripeState:
         self.sessions[id] = session
         self.api_versions[id] = api_version or API_VERSION
         session["_line_items"] = items  # dropped from answers; the hosted page shows them
+        intent_data = params.get("payment_intent_data", {})
+        intent_metadata = intent_data.get("metadata", {}) if isinstance(intent_data, dict) else {}
+        session["_intent_metadata"] = check.metadata(intent_metadata)
         return session
 
     def session(self, id: str) -> Json:
@@ -168,7 +145,7 @@ class StripeState:
     def refund(self, params: Json) -> tuple[Json, list[Event]]:
         charge = self._refundable_charge(params)
         remaining = charge["amount"] - charge["amount_refunded"]
-        amount = _amount(params.get("amount"), "amount") if "amount" in params else remaining
+        amount = check.amount(params.get("amount"), "amount") if "amount" in params else remaining
         if charge["refunded"]:
             raise StripeError(
                 400,
@@ -192,7 +169,7 @@ class StripeState:
             "charge": charge["id"],
             "created": int(time.time()),
             "currency": charge["currency"],
-            "metadata": _metadata(params.get("metadata", {})),
+            "metadata": check.metadata(params.get("metadata", {})),
             "payment_intent": charge["payment_intent"],
             "reason": params.get("reason"),
             "status": "succeeded",
@@ -229,6 +206,54 @@ class StripeState:
         charge["disputed"] = True
         return dispute, [self._event("charge.dispute.created", dispute, id)]
 
+    def close_dispute(self, id: str, status: str) -> tuple[Json, list[Event]]:
+        """The session's latest dispute is decided: won or lost."""
+        session = self.session(id)
+        intent = self.payment_intents.get(session["payment_intent"] or "")
+        charge_id = intent["latest_charge"] if intent else None
+        found = [d for d in self.disputes.values() if d["charge"] == charge_id]
+        if not found or found[-1]["status"] in ("won", "lost"):
+            raise StripeError(400, "The session has no open dispute.", "session")
+        dispute = found[-1]
+        dispute["status"] = status
+        return dispute, [self._event("charge.dispute.closed", dispute, id)]
+
+    def expanded(self, obj: Json, paths: object) -> Json:
+        """`obj` with the ids that `expand` names (e.g. payment_intent.latest_charge) replaced
+        by their objects."""
+        if not paths:
+            return obj
+        if not isinstance(paths, list) or not all(isinstance(path, str) for path in paths):
+            raise StripeError(400, "Invalid array", "expand")
+        result = copy.deepcopy(obj)
+        for path in paths:
+            node: object = result
+            for field in path.split("."):
+                if not isinstance(node, dict) or field not in node:
+                    raise StripeError(400, f"This property cannot be expanded ({path}).", "expand")
+                value = node[field]
+                if value is None:
+                    break  # nothing to expand yet (an open session's payment_intent)
+                if isinstance(value, str):
+                    target = self._by_id(value)
+                    if target is None:
+                        raise StripeError(
+                            400, f"This property cannot be expanded ({path}).", "expand"
+                        )
+                    value = node[field] = public(copy.deepcopy(target))
+                node = value
+        return result
+
+    def _by_id(self, id: str) -> Json | None:
+        tables = {
+            "cs_": self.sessions,
+            "pi_": self.payment_intents,
+            "ch_": self.charges,
+            "re_": self.refunds,
+            "dp_": self.disputes,
+        }
+        return tables.get(id[:3], {}).get(id)
+
     def _refundable_charge(self, params: Json) -> Json:
         if params.get("charge"):
             given = self.charges.get(params["charge"])
@@ -264,7 +289,7 @@ class StripeState:
             "currency": session["currency"],
             "latest_charge": None,
             "livemode": False,
-            "metadata": {},
+            "metadata": dict(session["_intent_metadata"]),
             "payment_method_types": ["card"],
             "status": status,
         }
@@ -323,70 +348,3 @@ def _session_of(state: StripeState, charge: Json) -> str:
     return next(
         (id for id, session in state.sessions.items() if session["payment_intent"] == intent_id), ""
     )
-
-
-def _line_items(given: object) -> tuple[str, int, list[Json]]:
-    if not isinstance(given, list) or not given:
-        raise StripeError(
-            400, "Missing required param: line_items.", "line_items", "parameter_missing"
-        )
-    currencies, total, items = set(), 0, []
-    for index, item in enumerate(given):
-        param = f"line_items[{index}]"
-        price = item.get("price_data") if isinstance(item, dict) else None
-        if not isinstance(price, dict):
-            raise StripeError(400, f"dev-payments takes inline {param}[price_data] only", param)
-        product = price.get("product_data")
-        if not isinstance(product, dict) or not product.get("name"):
-            raise StripeError(
-                400,
-                "Missing required param: product_data[name].",
-                f"{param}[price_data][product_data][name]",
-            )
-        currency = price.get("currency")
-        if not isinstance(currency, str) or len(currency) != 3:
-            raise StripeError(400, "Invalid currency.", f"{param}[price_data][currency]")
-        unit = _amount(price.get("unit_amount"), f"{param}[price_data][unit_amount]")
-        quantity = _amount(item.get("quantity", "1"), f"{param}[quantity]", minimum=1)
-        currencies.add(currency.lower())
-        total += unit * quantity
-        items.append({"name": product["name"], "unit_amount": unit, "quantity": quantity})
-    if len(currencies) != 1:
-        raise StripeError(400, "All line items must use the same currency.", "line_items")
-    return currencies.pop(), total, items
-
-
-def _amount(value: object, param: str, minimum: int = 0) -> int:
-    text = str(value) if isinstance(value, str | int) and not isinstance(value, bool) else ""
-    if not text.isdigit() or int(text) < minimum or int(text) > 99_999_999:
-        raise StripeError(400, f"Invalid integer: {value}", param)
-    return int(text)
-
-
-def _metadata(given: object) -> dict[str, str]:
-    if given == "":
-        return {}
-    if not isinstance(given, dict) or len(given) > 50:
-        raise StripeError(400, "Invalid metadata: at most 50 string keys.", "metadata")
-    for key, value in given.items():
-        if len(key) > 40 or not isinstance(value, str) or len(value) > 500:
-            raise StripeError(400, f"Invalid metadata[{key}].", f"metadata[{key}]")
-    return dict(given)
-
-
-def _text(params: Json, key: str, length_max: int, required: bool = False) -> Any:
-    value = params.get(key)
-    if value is None and required:
-        raise StripeError(400, f"Missing required param: {key}.", key, "parameter_missing")
-    if value is not None and (not isinstance(value, str) or len(value) > length_max):
-        raise StripeError(400, f"Invalid {key}.", key)
-    return value
-
-
-def _expires_at(given: object, now: int) -> int:
-    if given is None:
-        return now + SESSION_TTL_S
-    expires = _amount(given, "expires_at")
-    if not now + 1800 <= expires <= now + SESSION_TTL_S:
-        raise StripeError(400, "expires_at must be 30 minutes to 24 hours away.", "expires_at")
-    return expires
