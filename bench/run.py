@@ -48,6 +48,7 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg  # type: ignore[import-untyped]
+
 from ledger_paths import PathCost
 from ledger_paths import measure as measure_paths
 from ledger_paths import table as paths_table
