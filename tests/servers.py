@@ -1,14 +1,16 @@
-"""Real servers for tests: free ports, subprocesses that are ready when their port answers, and a
-webhook receiver standing in for the operator's Slack."""
+"""Real servers for tests: `solaris …` subprocesses that are ready when their port answers, and
+a webhook receiver standing in for the operator's Slack.
+
+Children are started, awaited and stopped by `solaris.cli.processes`, as `solaris demo` and the
+benchmark do: a spawned server is waited for as long as it works at starting, not for a guessed
+number of seconds, so a busy machine makes the tests slower, not red.
+"""
 
 from __future__ import annotations
 
 import json
 import os
-import signal
-import socket
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -17,74 +19,33 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-import httpx
+from solaris.cli.processes import free_port, running, solaris_command, start
 
-READY_TIMEOUT_S = 20.0
+__all__ = ["Hooks", "free_port", "spawn", "system_events", "wait_for", "webhook_server"]
+
 WAIT_S_DEFAULT = 20.0
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def wait_ready(
-    url: str,
-    process: subprocess.Popen[bytes] | None = None,
-    log_path: Path | None = None,
-    timeout_s: float = READY_TIMEOUT_S,
-    require_ok: bool = False,
-) -> None:
-    """Poll `url` until it answers (with 200 when `require_ok`); fail if the process dies first,
-    showing the end of its log."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if process is not None and process.poll() is not None:
-            if log_path is not None:
-                output = log_path.read_text(errors="replace")[-4000:] if log_path.exists() else ""
-            else:
-                output = process.stdout.read().decode() if process.stdout else ""
-            raise RuntimeError(f"{process.args!r} exited with {process.returncode}:\n{output}")
-        try:
-            if httpx.get(url, timeout=2.0).status_code == 200 or not require_ok:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.05)
-    raise TimeoutError(f"{url} not ready after {timeout_s} s")
 
 
 @contextmanager
 def spawn(
     argv: Sequence[str],
     ready_url: str,
+    *,
+    log_path: Path,
     env: Mapping[str, str] | None = None,
-    log_path: Path | None = None,
 ) -> Iterator[subprocess.Popen[bytes]]:
-    """Run `argv` (a `solaris …` command) in a subprocess until the block ends."""
-    full_env = {**os.environ, **(env or {})}
-    stdout = open(log_path, "wb") if log_path else subprocess.PIPE  # noqa: SIM115
-    process = subprocess.Popen(
-        [sys.executable, "-m", "solaris", *argv],
-        env=full_env,
-        stdout=stdout,
-        stderr=subprocess.STDOUT,
+    """Run `solaris ARGV…` in a subprocess, with `env` over this one's environment, from the
+    moment `ready_url` answers (with any status) until the block ends."""
+    child = start(
+        f"`solaris {' '.join(argv)}`",
+        solaris_command(*argv),
+        log_path,
+        ready_url,
+        env={**os.environ, **(env or {})},
+        ready_status=None,
     )
-    try:
-        wait_ready(ready_url, process, log_path)
-        yield process
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-        if log_path:
-            stdout.close()  # type: ignore[union-attr]
+    with running(child):
+        yield child.process
 
 
 class Hooks:

@@ -22,13 +22,14 @@ import pytest
 
 from solaris.cli.demo import demo as demo_command
 from solaris.cli.demo import librechat_yaml
+from solaris.cli.processes import READY_WALL_S_MAX
 from solaris.config import Settings, missing_setup
 from solaris.texts.chat import CHAT_TEXT, chat_notice
 from tests.servers import free_port, spawn, wait_for
 
 ROOT = Path(__file__).parents[1]
 README = ROOT / "README.md"
-GUIDE_TIMEOUT_S = 150.0  # the demo waits up to 120 s for its gateway
+GUIDE_TIMEOUT_S = READY_WALL_S_MAX + 60.0  # the demo gives up on its children first, saying why
 STOP_TIMEOUT_S = 60.0
 COMMAND_TIMEOUT_S = 60.0
 

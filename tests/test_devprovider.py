@@ -26,7 +26,7 @@ from solaris.metering.estimate import (
     embeddings_input_tokens,
 )
 from solaris.metering.tokenizer import count_tokens, get_encoding
-from tests.servers import free_port, wait_ready
+from tests.servers import free_port, wait_for
 
 MODEL = "gpt-4o-mini"
 MESSAGES = [
@@ -43,9 +43,8 @@ def serving(defaults: Behaviour) -> Iterator[str]:
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     try:
-        url = f"http://127.0.0.1:{port}"
-        wait_ready(f"{url}/health")
-        yield url
+        wait_for("the dev provider to start", lambda: server.started)
+        yield f"http://127.0.0.1:{port}"
     finally:
         server.should_exit = True
         thread.join(timeout=10)

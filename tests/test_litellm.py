@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import subprocess
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -28,11 +26,12 @@ import openai
 import pytest
 from openai.types.chat import ChatCompletionMessageParam
 
+from solaris.cli.processes import Child, running, start
 from tests.conftest import SERVICE_KEY, Database, Gateway, gateway_env, start_gateway
-from tests.servers import free_port, wait_ready
+from tests.servers import free_port
 
 LITELLM_BIN = Path(__file__).resolve().parent.parent / ".tools" / "litellm" / "bin" / "litellm"
-LITELLM_READY_TIMEOUT_S = 240.0  # LiteLLM imports for ~20 s on a quiet machine; CI is slower
+LITELLM_CPU_S_MAX = 150.0  # CPU-seconds to become live; LiteLLM uses ~30 here (a gateway ~3)
 MASTER_KEY = "sk-litellm-test-master-key"
 FUNDS = 50_000
 # Settings of ours LiteLLM would pick up from the environment: a database, provider keys.
@@ -56,25 +55,15 @@ def _litellm_config(provider: str) -> dict[str, Any]:
 
 
 @contextmanager
-def run_litellm(config: Path, port: int, log_path: Path) -> Iterator[subprocess.Popen[bytes]]:
+def run_litellm(config: Path, port: int, log_path: Path) -> Iterator[Child]:
     """The LiteLLM proxy on 127.0.0.1:`port` until the block ends (like `spawn` for solaris)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(_AMBIENT)}
     env["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"  # never fetch the price list: no network here
     argv = [str(LITELLM_BIN), "--config", str(config), "--host", "127.0.0.1", "--port", str(port)]
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT)
-        try:
-            url = f"http://127.0.0.1:{port}/health/liveliness"
-            wait_ready(url, process, log_path, LITELLM_READY_TIMEOUT_S, require_ok=True)
-            yield process
-        finally:
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-                try:
-                    process.wait(timeout=15)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait()
+    url = f"http://127.0.0.1:{port}/health/liveliness"
+    child = start("LiteLLM proxy", argv, log_path, url, env=env, ready_cpu_s_max=LITELLM_CPU_S_MAX)
+    with running(child):
+        yield child
 
 
 @pytest.fixture(scope="module")

@@ -30,6 +30,7 @@ from typing import Any
 import httpx
 import pytest
 
+from solaris.cli.processes import Child, free_port, stop, wait_ready
 from solaris.metering.estimate import chat_prompt_tokens
 from tests.conftest import (
     SERVICE_KEY,
@@ -39,12 +40,12 @@ from tests.conftest import (
     gateway_env,
     start_process,
 )
-from tests.servers import free_port, wait_ready
 from tests.test_balance import COST, MESSAGES, _check_hard_balance, chat
 
 RESERVATION_TIMEOUT_S = 30  # short enough to wait for, long enough for a loaded CI machine
 STREAM_SECONDS_MAX = 10  # must stay below RESERVATION_TIMEOUT_S (the gateway checks it)
 UPSTREAM_HEADER = "x-upstream-addr"
+NGINX_STOP_S = 10.0
 
 
 def _nginx_binary() -> str:
@@ -122,18 +123,12 @@ def run_nginx(upstreams: list[str], tmp: Path) -> Iterator[str]:
     argv = [binary, "-p", str(tmp), "-c", str(config), "-e", str(tmp / "error.log")]
     with open(tmp / "nginx.out", "wb") as out:
         process = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT)
-        try:
-            url = f"http://127.0.0.1:{port}"
-            wait_ready(url + "/nginx-health", process, tmp / "error.log")
-            yield url
-        finally:
-            if process.poll() is None:
-                process.send_signal(signal.SIGQUIT)  # graceful: workers finish, then exit
-                try:
-                    process.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait()
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_ready([Child("nginx", process, tmp / "error.log", url + "/nginx-health", None)])
+        yield url
+    finally:
+        stop(process, NGINX_STOP_S, signal.SIGQUIT)  # graceful: workers finish, then exit
 
 
 @dataclass

@@ -31,8 +31,16 @@ from typing import Annotated, Any
 
 import typer
 
-from solaris.cli._children import POLL_INTERVAL_S, Child, port_in_use, start, stop_all, wait_ready
 from solaris.cli._common import run_job
+from solaris.cli.processes import (
+    POLL_INTERVAL_S,
+    Child,
+    port_in_use,
+    solaris_command,
+    start,
+    stop_all,
+    wait_ready,
+)
 from solaris.clock import utcnow
 from solaris.config import Settings, load_settings
 from solaris.errors import SolarisError
@@ -58,7 +66,6 @@ DEMO_BODY: dict[str, Any] = {
 REPLY_TOKENS = 16  # what the development provider answers
 TOP_UP_TOKENS = 1000
 PORTAL_LINK_TTL_S = 8 * 3600
-READY_TIMEOUT_S = 120.0  # the gateway takes ~15 s to start on a small machine
 STOP_TIMEOUT_S = 30.0  # both children; the gateway drains for SHUTDOWN_GRACE_S of it
 SHUTDOWN_GRACE_S = 5
 DATABASE_FILE = "solaris.db"
@@ -123,7 +130,7 @@ def demo(
     try:
         if not stopped():
             _start_children(children, data, port, provider_port)
-            wait_ready(children, stopped, READY_TIMEOUT_S)
+            wait_ready(children, stopped)
         if not stopped():
             words = _guide_words(settings, data, password, login_url(_base(port), token))
             typer.echo("\n" + GUIDE[language].format(**words))
@@ -182,11 +189,14 @@ def demo_allowance() -> int:
 
 
 def _start_children(children: list[Child], data: Path, port: int, provider_port: int) -> None:
-    """The provider, then the gateway, each added to `children` as soon as it runs."""
+    """The provider, then the gateway, each added to `children` as soon as it runs; in their
+    own process group, so a Ctrl-C reaches only the demo, which stops them in order."""
     provider = ["dev-provider", "--port", str(provider_port), "--reply-tokens", str(REPLY_TOKENS)]
-    provider_ready = _base(provider_port) + "/health"
-    children.append(start("development provider", provider, data / "provider.log", provider_ready))
-    children.append(start("gateway", ["serve"], data / "gateway.log", _base(port) + "/readyz"))
+    for name, argv, log, ready_url in (
+        ("development provider", provider, "provider.log", _base(provider_port) + "/health"),
+        ("gateway", ["serve"], "gateway.log", _base(port) + "/readyz"),
+    ):
+        children.append(start(name, solaris_command(*argv), data / log, ready_url, own_group=True))
 
 
 def _watch(children: list[Child], stopped: Callable[[], bool]) -> None:
