@@ -8,6 +8,7 @@ import re
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -16,6 +17,7 @@ import pytest
 
 from tests.conftest import Database, Gateway, gateway_env, start_gateway
 from tests.devpayments import STRIPE_SECRET, fake_server
+from tests.pgcluster import BIN, PrivateCluster
 from tests.servers import free_port
 from tests.test_web import Visitor, portal_link
 
@@ -35,19 +37,22 @@ def shop(
     port = free_port()
     webhook = f"http://127.0.0.1:{port}/payments/stripe/webhook"
     with fake_server(webhook, None, tmp / "payments.log") as fake:
-        env = gateway_env(
-            tmp,
-            provider,
-            own_backend,
-            SOLARIS_PORT=str(port),
-            SOLARIS_PUBLIC_BASE_URL=f"http://127.0.0.1:{port}",
-            SOLARIS_CREDIT_PACKS=orjson.dumps(PACKS).decode(),
-            SOLARIS_STRIPE_API_KEY="sk_test_solaris",
-            SOLARIS_STRIPE_WEBHOOK_SECRET=STRIPE_SECRET,
-            SOLARIS_STRIPE_API_BASE=fake,
-        )
-        for gateway in start_gateway(env, tmp):
+        for gateway in start_gateway(shop_env(tmp, provider, own_backend, port, fake), tmp):
             yield gateway, fake
+
+
+def shop_env(tmp: Path, provider: str, backend: Database, port: int, fake: str) -> dict[str, str]:
+    return gateway_env(
+        tmp,
+        provider,
+        backend,
+        SOLARIS_PORT=str(port),
+        SOLARIS_PUBLIC_BASE_URL=f"http://127.0.0.1:{port}",
+        SOLARIS_CREDIT_PACKS=orjson.dumps(PACKS).decode(),
+        SOLARIS_STRIPE_API_KEY="sk_test_solaris",
+        SOLARIS_STRIPE_WEBHOOK_SECRET=STRIPE_SECRET,
+        SOLARIS_STRIPE_API_BASE=fake,
+    )
 
 
 def control(fake: str, path: str, body: dict[str, Any] | None = None) -> Any:
@@ -180,3 +185,34 @@ def test_no_form_buys_for_another_user_or_without_its_token(shop: tuple[Gateway,
         assert anonymous.post("/portal/buy", data={"pack": "Básico"}).status_code == 303
         hook = anonymous.post("/payments/stripe/webhook", content=b"{}")
         assert hook.status_code == 400 and hook.json()["error"]["code"] == "invalid_event"
+
+
+@pytest.mark.skipif(BIN is None, reason="PostgreSQL server binaries are not installed")
+def test_a_webhook_while_the_database_is_away_is_refused_then_credited_once(
+    provider: str, redis_url: str, tmp_path: Path
+) -> None:
+    cluster = PrivateCluster()
+    cluster.create()
+    port = free_port()
+    try:
+        webhook = f"http://127.0.0.1:{port}/payments/stripe/webhook"
+        with fake_server(webhook, None, tmp_path / "payments.log") as fake:
+            env = shop_env(tmp_path, provider, Database(cluster.url, redis_url), port, fake)
+            for gateway in start_gateway(env, tmp_path):
+                user = "outage-" + uuid.uuid4().hex[:8]
+                with signed_in(gateway, user) as visitor:
+                    before = balance(gateway, user)
+                    _public_id, started = buy(gateway, visitor, "Básico")
+                    session = started.headers["location"].rsplit("/", 1)[1]
+                    cluster.stop()
+                    paid = control(fake, f"/stripe/sessions/{session}/pay")
+                    deliveries = [d for event in paid["events"] for d in event["deliveries"]]
+                    assert [d["status"] for d in deliveries] == [503], deliveries
+                    cluster.start()
+                    for _ in range(2):  # Stripe delivers it again, maybe more than once
+                        resent = control(fake, "/events/last/send")
+                        assert [d["status"] for d in resent["sent"]] == [200], resent
+                    assert balance(gateway, user) == before + 500_000
+                assert "ledger verified" in gateway.cli("ledger", "verify")
+    finally:
+        cluster.destroy()
