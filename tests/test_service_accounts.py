@@ -34,15 +34,23 @@ def bound_key() -> str:
 
 
 @pytest.fixture(scope="module")
+def old_key() -> str:
+    return "sk-rag-old-" + uuid.uuid4().hex
+
+
+@pytest.fixture(scope="module")
 def bound(
     backend: Database,
     provider: str,
     tmp_path_factory: pytest.TempPathFactory,
     account: str,
     bound_key: str,
+    old_key: str,
 ) -> Iterator[Gateway]:
+    """A gateway where `account` has two keys, as in the middle of a rotation."""
     tmp = tmp_path_factory.mktemp("service-accounts")
-    env = gateway_env(tmp, provider, backend, SOLARIS_SERVICE_ACCOUNTS=f"{account}:{bound_key}")
+    bindings = f"{account}:{old_key},{account}:{bound_key}"
+    env = gateway_env(tmp, provider, backend, SOLARIS_SERVICE_ACCOUNTS=bindings)
     yield from start_gateway(env, tmp)
 
 
@@ -88,6 +96,17 @@ def test_a_bound_key_ignores_any_user_the_request_names(
     assert len(bound.usage_rows(account)) == before + 1
     assert bound.usage_rows(user) == []
     assert bound.user_row(user)["balance"] == 1_000
+
+
+def test_both_keys_of_a_rotation_bill_the_one_account(
+    bound: Gateway, account: str, bound_key: str, old_key: str
+) -> None:
+    bound.fund(account, 1_000)
+    before = len(bound.usage_rows(account))
+    for key in (old_key, bound_key):
+        with as_service(bound, key) as http:
+            assert http.post("/v1/embeddings", json=EMBEDDING).status_code == 200
+    assert len(bound.usage_rows(account)) == before + 2
 
 
 def test_an_account_without_balance_is_refused_with_a_402_and_charged_nothing(
