@@ -29,6 +29,7 @@ install: $(UV)  ## the project and its locked dependencies in .venv
 
 test-tools:  ## what only the tests drive: LibreChat's npm client stack, the LiteLLM proxy
 	cd tests/e2e/librechat && npm ci --no-audit --no-fund --loglevel=error
+	cd tests/compose && npm ci --no-audit --no-fund --loglevel=error  # dclint, for tests/test_deploy.py
 
 services:  ## PostgreSQL and Redis for the integration tests (starts or installs them)
 	bash scripts/services.sh

@@ -1,9 +1,9 @@
 """The real LiteLLM proxy as the upstream: gateway → LiteLLM → dev provider.
 
 LiteLLM (PyPI `litellm[proxy]`, pinned in the Makefile) runs from its own virtualenv in
-`.tools/litellm` (`make litellm`, part of `make install`), with one model `gpt-4o-mini` routed to
-`openai/gpt-4o-mini` at the dev provider, no database and a master key. Under CI=true a missing
-install fails the module; elsewhere it is skipped.
+`.tools/litellm` (`make litellm`, part of `make install`), with two models, `gpt-4o-mini` and
+`text-embedding-3-small`, routed to `openai/…` at the dev provider, no database and a master key.
+Under CI=true a missing install fails the module; elsewhere it is skipped.
 
 LiteLLM rewrites streams: it answers every stream with its own chunks and sends the usage in a
 final chunk that carries `choices: [{"index": 0, "delta": {}}]`, not OpenAI's `choices: []`.
@@ -48,7 +48,15 @@ def _litellm_config(provider: str) -> dict[str, Any]:
                     "api_base": provider,
                     "api_key": "sk-dev-provider",
                 },
-            }
+            },
+            {
+                "model_name": "text-embedding-3-small",
+                "litellm_params": {
+                    "model": "openai/text-embedding-3-small",
+                    "api_base": provider,
+                    "api_key": "sk-dev-provider",
+                },
+            },
         ],
         "general_settings": {"master_key": MASTER_KEY},
     }
@@ -208,3 +216,28 @@ def test_a_litellm_error_comes_back_and_charges_nothing(metered: Gateway, user: 
     assert metered.usage_rows(user) == []
     shown = metered.user_row(user)
     assert (shown["balance"], shown["held"]) == (FUNDS, 0)
+
+
+def test_the_rag_apis_token_id_embeddings_are_charged_what_the_provider_reported(
+    metered: Gateway, user: str, provider: str
+) -> None:
+    """What LibreChat's RAG API sends (lists of token ids, base64 answers) goes through LiteLLM
+    as it is, and the charge is the provider's count."""
+    metered.fund(user, FUNDS)
+    marker = 1_000 + uuid.uuid4().int % 90_000  # a token id that finds this request again
+    chunks = [[9906, 11, 1917, marker], [15339, 1070]]
+    result = _openai(metered, user).embeddings.create(
+        model="text-embedding-3-small", input=chunks, encoding_format="base64"
+    )
+    assert [item.index for item in result.data] == [0, 1]
+    recorded = httpx.get(provider.removesuffix("/v1") + "/_dev/requests", timeout=10).json()
+    [sent] = [
+        entry["body"]
+        for entry in recorded
+        if entry["body"] and entry["body"].get("input") == chunks
+    ]
+    assert sent["encoding_format"] == "base64"
+    [row] = metered.usage_rows(user)
+    assert row["endpoint"] == "embeddings" and row["estimated"] is False
+    assert row["prompt_tokens"] == result.usage.prompt_tokens == 6
+    assert row["billable"] == 6 and metered.user_row(user)["balance"] == FUNDS - 6

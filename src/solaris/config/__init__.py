@@ -1,7 +1,13 @@
 """The gateway's configuration: `Settings` (environment variables `SOLARIS_*` over an optional
 YAML file), read and validated once at start, and the things it lists (`items`)."""
 
-from solaris.config.items import DEFAULT_MODEL_POLICY, CreditPack, ModelPolicy, PlanConfig
+from solaris.config.items import (
+    DEFAULT_MODEL_POLICY,
+    CreditPack,
+    ModelPolicy,
+    PlanConfig,
+    ServiceAccount,
+)
 from solaris.config.settings import Settings, load_settings, missing_setup, sqlite_path
 
 __all__ = [
@@ -9,6 +15,7 @@ __all__ = [
     "CreditPack",
     "ModelPolicy",
     "PlanConfig",
+    "ServiceAccount",
     "Settings",
     "load_settings",
     "missing_setup",

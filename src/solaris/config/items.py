@@ -1,14 +1,15 @@
-"""The settings that are lists and maps of things: model policies, plans, credit packs. Each is
+"""The settings that are lists and maps of things: model policies, plans, credit packs, service
+accounts. Each is
 validated where it is declared, with its bounds."""
 
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
-__all__ = ["DEFAULT_MODEL_POLICY", "CreditPack", "ModelPolicy", "PlanConfig"]
+__all__ = ["DEFAULT_MODEL_POLICY", "CreditPack", "ModelPolicy", "PlanConfig", "ServiceAccount"]
 
 
 class ModelPolicy(BaseModel):
@@ -53,3 +54,21 @@ class CreditPack(BaseModel):
     currency: str = Field(default="BRL", pattern=r"^[A-Z]{3}$")  # ISO 4217
     expires_in_days: int | None = Field(default=None, ge=1, le=3660)  # the credits', if any
     popular: bool = False  # shown as "most popular"
+
+
+class ServiceAccount(BaseModel):
+    """A key bound to an account of its own: what a caller with it spends is that account's,
+    whatever the request says (for what LibreChat sends with no user: RAG API, speech, …)."""
+
+    account: str = Field(max_length=255, pattern=r"^[^\s:\x00-\x1f\x7f]+$")  # no space, no ':'
+    key: SecretStr = Field(min_length=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_text(cls, value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        account, colon, key = value.partition(":")  # `platform:sk-…`: the account id, the key
+        if not colon:
+            raise ValueError("expected account:key (e.g. platform:sk-rag-…)")
+        return {"account": account.strip(), "key": key.strip()}

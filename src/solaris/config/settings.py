@@ -29,7 +29,13 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
-from solaris.config.items import DEFAULT_MODEL_POLICY, CreditPack, ModelPolicy, PlanConfig
+from solaris.config.items import (
+    DEFAULT_MODEL_POLICY,
+    CreditPack,
+    ModelPolicy,
+    PlanConfig,
+    ServiceAccount,
+)
 from solaris.errors import ConfigError
 
 __all__ = ["Settings", "load_settings", "missing_setup", "sqlite_path"]
@@ -57,6 +63,7 @@ class Settings(BaseSettings):
 
     # Identity.
     librechat_keys: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
+    service_accounts: Annotated[list[ServiceAccount], NoDecode] = Field(default_factory=list)
     user_id_header: str = "X-LibreChat-User-Id"
     user_email_header: str = "X-LibreChat-User-Email"
     conversation_id_header: str = "X-LibreChat-Conversation-Id"
@@ -159,6 +166,7 @@ class Settings(BaseSettings):
 
     @field_validator(
         "librechat_keys",
+        "service_accounts",
         "alert_thresholds",
         "alert_user_channels",
         "alert_system_channels",
@@ -251,6 +259,15 @@ class Settings(BaseSettings):
         defaults = [name for name, plan in self.plans.items() if plan.default]
         if self.plans and len(defaults) != 1:
             raise ValueError(f"exactly one plan must be `default: true` (found {defaults})")
+        return self
+
+    @model_validator(mode="after")
+    def _keys_name_one_caller(self) -> Settings:
+        # A key is LibreChat's (the user comes with each request) or one account's, never both.
+        bound = [binding.key.get_secret_value() for binding in self.service_accounts]
+        librechat = {key.get_secret_value() for key in self.librechat_keys}
+        if len(set(bound)) != len(bound) or librechat & set(bound):
+            raise ValueError("service_accounts: each key is bound once, and is no LibreChat key")
         return self
 
     @model_validator(mode="after")

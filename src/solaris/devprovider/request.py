@@ -209,6 +209,34 @@ def stream_options(body: Json) -> tuple[bool, bool]:
     return options.get("include_usage") is True, options.get("include_obfuscation") is not False
 
 
+_INVALID_INPUT = (
+    "'$.input' is invalid. Please check the API reference: "
+    "https://platform.openai.com/docs/api-reference."
+)
+EMBEDDING_INPUTS_MAX = 2048
+
+
+def embedding_inputs(given: object) -> list[object]:
+    """The inputs of an embeddings request, one per vector, as OpenAI accepts them: a
+    non-empty string, or a non-empty array of non-empty strings, of token ids, or of non-empty
+    arrays of token ids (at most 2048 inputs). Anything else gets OpenAI's one message."""
+    if isinstance(given, str) and given:
+        return [given]
+    if not isinstance(given, list) or not given:
+        raise Invalid(error(_INVALID_INPUT))
+    if all(is_int(item) for item in given):
+        return [given]  # one input, as token ids
+    if len(given) <= EMBEDDING_INPUTS_MAX and (
+        all(isinstance(item, str) and item for item in given)
+        or all(
+            isinstance(item, list) and item and all(is_int(token) for token in item)
+            for item in given
+        )
+    ):
+        return list(given)
+    raise Invalid(error(_INVALID_INPUT))
+
+
 def is_batch(value: object) -> TypeGuard[list[object]]:
     """A list of prompts or inputs, as opposed to a single one given as token ids."""
     return isinstance(value, list) and not (value and is_int(value[0]))

@@ -183,15 +183,7 @@ def _completion(body: Json, behaviour: Behaviour, model: str) -> Answer:
 
 
 def _embeddings(body: Json, behaviour: Behaviour, model: str) -> Answer:
-    given = request.required(body, "input")
-    inputs = given if request.is_batch(given) else [given]
-    if not inputs or any(item in ("", []) for item in inputs):
-        raise Invalid(
-            request.error(
-                "'$.input' is invalid. Please check the API reference: "
-                "https://platform.openai.com/docs/api-reference."
-            )
-        )
+    inputs = request.embedding_inputs(request.required(body, "input"))
     dimensions = body.get("dimensions", _EMBEDDING_DIMENSIONS)
     if not request.is_int(dimensions) or not 1 <= dimensions <= 3072:
         raise Invalid(request.error("Invalid 'dimensions': expected 1..3072.", "dimensions"))

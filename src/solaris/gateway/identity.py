@@ -11,6 +11,12 @@ stored for each user and writes only when the header brings another, so a user c
 their first chat (e.g. by `solaris credits grant`) gets alert e-mails from their next request,
 without a database write per request.
 
+A key bound to an account of its own (`SOLARIS_SERVICE_ACCOUNTS`, e.g. `platform:sk-rag-…`) is
+billed to that account, whatever the request says: it is for what LibreChat sends with no user
+at all (the RAG API's embeddings, speech, image tools, moderation). The account is created on
+its first request, like a LibreChat user, and has a plan, a balance and limits like one. The
+LibreChat key without a user is refused with a message that names this setting.
+
 A user an admin blocked gets 403 `user_blocked`. The block rides on the per-user lookup the
 request path makes anyway (plan and block in one query, cached `PLAN_CACHE_TTL_S`), so it
 reaches every gateway process within that long, and at once in the process that blocked.
@@ -41,6 +47,7 @@ EMAIL_LENGTH_MAX = 320  # users.email
 CONVERSATION_ID_LENGTH_MAX = 128  # usage.conversation_id
 PLAN_CACHE_TTL_S = 5.0  # a plan change reaches every gateway process within this
 PLAN_CACHE_ENTRIES_MAX = 100_000
+README_SERVICE_ACCOUNTS_SECTION = "Features LibreChat calls without a user"
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,8 +68,11 @@ class Identity:
         self.users = users
         self.cache = cache
         self._service_key_digests = [
-            hashlib.sha256(key.get_secret_value().encode()).digest()
-            for key in settings.librechat_keys
+            _digest(key.get_secret_value()) for key in settings.librechat_keys
+        ]
+        self._bound_keys = [
+            (_digest(binding.key.get_secret_value()), binding.account)
+            for binding in settings.service_accounts
         ]
         self._user_header = settings.user_id_header.lower().encode("latin-1")
         self._email_header = settings.user_email_header.lower().encode("latin-1")
@@ -82,6 +92,8 @@ class Identity:
         key = _bearer(headers)
         if self._is_service_key(key):
             return await self._librechat_user(headers, body)
+        if (account := self._bound_account(key)) is not None:
+            return await self._service_account(account)
         user_id = await self.cache.get("key:" + hash_key(key))
         if user_id is None:
             user = await self.users.user_for_key(key)
@@ -94,7 +106,7 @@ class Identity:
     async def authenticate(self, headers: Mapping[bytes, bytes]) -> None:
         """Any valid key (for routes that are not billed, such as the model list)."""
         key = _bearer(headers)
-        if self._is_service_key(key):
+        if self._is_service_key(key) or self._bound_account(key) is not None:
             return
         if await self.cache.get("key:" + hash_key(key)) is None:
             user = await self.users.user_for_key(key)
@@ -103,10 +115,25 @@ class Identity:
             await self.cache.set("key:" + hash_key(key), user.id)
 
     def _is_service_key(self, key: str) -> bool:
-        digest = hashlib.sha256(key.encode()).digest()
+        digest = _digest(key)
         # Compare against every key so timing does not reveal which one nearly matched.
         matches = [hmac.compare_digest(digest, known) for known in self._service_key_digests]
         return any(matches)
+
+    def _bound_account(self, key: str) -> str | None:
+        """The account a service-account key is bound to (compared as `_is_service_key` does)."""
+        digest = _digest(key)
+        matches = [
+            account for known, account in self._bound_keys if hmac.compare_digest(digest, known)
+        ]
+        return matches[0] if matches else None
+
+    async def _service_account(self, account: str) -> Caller:
+        user_id = await self.cache.get("ext:" + account)
+        if user_id is None:
+            user_id = (await self.users.ensure(account)).id
+            await self.cache.set("ext:" + account, user_id)
+        return Caller(user_id, account, False, None, await self.subscription_of(user_id))
 
     async def _librechat_user(
         self, headers: Mapping[bytes, bytes], body: Mapping[str, Any]
@@ -144,7 +171,11 @@ class Identity:
         if not external_id:
             raise MissingUser(
                 f"No user id: the LibreChat service key needs a {name} header "
-                '("{{LIBRECHAT_USER_ID}}" in librechat.yaml) or a `user` field in the body.',
+                '("{{LIBRECHAT_USER_ID}}" in librechat.yaml) or a `user` field in the body. '
+                "A feature LibreChat calls without any user (RAG API embeddings, speech, image "
+                "tools, moderation) needs a key of its own, bound to an account with "
+                "SOLARIS_SERVICE_ACCOUNTS (e.g. platform:sk-…); see README.md, section "
+                f'"{README_SERVICE_ACCOUNTS_SECTION}".',
                 param="user",
             )
         return external_id
@@ -179,6 +210,10 @@ class Identity:
     def forget(self, user_id: int) -> None:
         """Drop this process's cached standing of a user (after a block, unblock, plan change)."""
         self._standings.pop(user_id, None)
+
+
+def _digest(key: str) -> bytes:
+    return hashlib.sha256(key.encode()).digest()
 
 
 def _bearer(headers: Mapping[bytes, bytes]) -> str:
