@@ -35,7 +35,7 @@ class Models:
         plan: Plan | None = None
         try:
             try:
-                plan = (await self.identity.resolve(headers, {})).plan
+                plan = (await self.identity.resolve(headers)).plan
             except MissingUser:  # the service key without a user: the whole catalogue
                 await self.identity.authenticate(headers)
         except ApiError as error:

@@ -67,7 +67,7 @@ class SseRelay:
             self._keep_payloads(event)
             return event
         payload = orjson.loads(_data_of(event))
-        self.usage = self.endpoint.usage(payload) or self.usage
+        self.usage = self.endpoint.stream_usage(self.usage, payload)
         self._texts.extend(self.endpoint.generated_text(payload))
         if not self.hide_usage:
             return event
