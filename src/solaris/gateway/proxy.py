@@ -286,8 +286,10 @@ class Proxy:
         finally:
             exchange.upstream_done = time.perf_counter()
             client.stop()
-            if client.gone and relay.usage is None:
-                status = "client_disconnected"  # one leaving after the usage chunk had it all
+            if client.gone and (relay.usage is None or relay.usage.completion_tokens is None):
+                # Not for one leaving after the usage had it all; a prompt-only usage (Anthropic's
+                # message_start) is not all.
+                status = "client_disconnected"
             if status != "ok":
                 response.close()  # stop the provider generating for nobody
             if status == "upstream_cut":

@@ -8,6 +8,7 @@ request path to its endpoint.
     completions.py  POST /v1/completions (legacy)
     embeddings.py   POST /v1/embeddings (no completion)
     responses.py    POST /v1/responses (OpenAI's Responses API; stored context held or refused)
+    messages.py     POST /v1/messages (Anthropic's Messages API, in Anthropic's error shape)
 """
 
 from __future__ import annotations
@@ -16,10 +17,11 @@ from solaris.gateway.endpoints.base import Endpoint, Usage
 from solaris.gateway.endpoints.chat import CHAT
 from solaris.gateway.endpoints.completions import COMPLETIONS
 from solaris.gateway.endpoints.embeddings import EMBEDDINGS
+from solaris.gateway.endpoints.messages import MESSAGES
 from solaris.gateway.endpoints.responses import RESPONSES
 
 __all__ = ["ENDPOINTS", "Endpoint", "Usage"]
 
 ENDPOINTS: dict[str, Endpoint] = {
-    endpoint.path: endpoint for endpoint in (CHAT, COMPLETIONS, EMBEDDINGS, RESPONSES)
+    endpoint.path: endpoint for endpoint in (CHAT, COMPLETIONS, EMBEDDINGS, RESPONSES, MESSAGES)
 }
