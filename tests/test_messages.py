@@ -337,3 +337,16 @@ def test_bad_input_gets_an_anthropic_error_and_costs_nothing(
     assert error["error"]["type"] == (kind or "invalid_request_error")
     assert gateway.usage_rows(user) == []
     assert gateway.user_row(user)["balance"] == 1_000
+
+
+def test_the_model_list_answers_anthropics_sdk_in_its_shape(gateway: Gateway, user: str) -> None:
+    gateway.fund(user, 100)
+    with sdk(gateway, user) as client:
+        models = client.models.list()
+        assert [model.id for model in models.data], "the whole plan's list, on one page"
+        assert all(model.type == "model" for model in models.data)
+    with sdk(gateway, None) as client:
+        client.api_key = "sk-wrong"
+        with pytest.raises(anthropic.AuthenticationError) as raised:
+            client.models.list()
+    assert raised.value.response.json()["error"]["type"] == "authentication_error"
