@@ -108,3 +108,28 @@ def test_errors_take_each_api_s_shape() -> None:
     assert responses_event.startswith(b"event: error\ndata: ")
     payload = orjson.loads(responses_event.split(b"data: ", 1)[1])
     assert (payload["type"], payload["message"]) == ("error", "down")
+
+
+def test_a_failed_response_without_usage_is_marked_failed_and_counted() -> None:
+    failed = event(
+        "response.failed",
+        {"type": "response.failed", "response": {"status": "failed", "usage": None}},
+    )
+    relay = SseRelay(RESPONSES, hide_usage=False)
+    stream = delta("Bom ") + failed
+    assert relay.feed(stream) == stream
+    assert relay.finish == "failed" and relay.usage is None
+    assert relay.text() == "Bom "
+
+
+def test_an_incomplete_response_keeps_its_usage_and_says_so() -> None:
+    incomplete = event(
+        "response.incomplete",
+        {
+            "type": "response.incomplete",
+            "response": {"status": "incomplete", "usage": RESPONSES_USAGE},
+        },
+    )
+    relay = SseRelay(RESPONSES, hide_usage=False)
+    relay.feed(delta("x") + incomplete)
+    assert relay.finish == "incomplete" and relay.usage is not None

@@ -122,6 +122,8 @@ def test_a_small_balance_lowers_max_output_tokens(
     assert answer.status == "incomplete" and answer.usage is not None
     assert answer.usage.total_tokens == balance
     assert gateway.user_row(user)["balance"] == 0
+    [row] = gateway.usage_rows(user)
+    assert row["status"] == "incomplete" and row["estimated"] is False
 
 
 def test_a_blocked_stream_is_a_responses_stream_with_a_buy_link(

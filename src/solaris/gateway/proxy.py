@@ -241,8 +241,9 @@ class Proxy:
             answer = None
         parsed: Mapping[str, Any] = answer if isinstance(answer, dict) else {}
         endpoint = ticket.endpoint
+        status = endpoint.finish_status(parsed) or "ok"
         record = self._record(
-            ticket, endpoint.usage(parsed), lambda: "".join(endpoint.generated_text(parsed)), "ok"
+            ticket, endpoint.usage(parsed), lambda: "".join(endpoint.generated_text(parsed)), status
         )
         # Settled (or journaled) before the answer leaves: a crash can then cost the user an
         # answer they paid for, but never give one away unrecorded.
@@ -292,6 +293,8 @@ class Proxy:
                 status = "client_disconnected"
             if status != "ok":
                 response.close()  # stop the provider generating for nobody
+            if status == "ok" and relay.finish is not None:
+                status = relay.finish  # the answer itself said it ended short
             if status == "upstream_cut":
                 exchange.outcome, exchange.error = "upstream_error", "cut"
             record = self._record(ticket, relay.usage, relay.text, status)

@@ -11,6 +11,7 @@ and the proxy completes it from its own count and marks the row estimated.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -21,6 +22,7 @@ from solaris.errors import ApiError, BadRequest
 from solaris.metering import estimate
 
 __all__ = [
+    "USAGE_OBJECT",
     "Endpoint",
     "Usage",
     "client_wants_usage",
@@ -41,6 +43,11 @@ class Usage:
     reasoning_tokens: int = 0
 
 
+# Stream events the relay parses: those holding a usage object (not `"usage": null`, which
+# OpenAI puts on every chunk when usage is on). A shape may add its own (`parsed_events`).
+USAGE_OBJECT = re.compile(rb'"usage"\s*:\s*\{')
+
+
 @dataclass(frozen=True, slots=True)
 class Endpoint:
     """An OpenAI-shaped endpoint; a shape that differs overrides what differs."""
@@ -51,6 +58,7 @@ class Endpoint:
     input_field: str  # the field that must be present besides `model`
     generates: bool  # has a completion (so a completion cap, and maybe a stream)
     in_chat_block: bool = False  # a blocked LibreChat stream gets an assistant message
+    parsed_events: re.Pattern[bytes] = USAGE_OBJECT  # which stream events the relay parses
 
     def check(self, body: Mapping[str, Any]) -> None:
         """Refuse a body the upstream could not serve (`BadRequest`); `model` is checked."""
@@ -113,6 +121,11 @@ class Endpoint:
     def generated_text(self, payload: Mapping[str, Any]) -> Iterator[str]:
         """Text the model generated in an answer or chunk (for counting it offline)."""
         return openai_text(payload)
+
+    def finish_status(self, payload: Mapping[str, Any]) -> str | None:
+        """The usage row's status when an answer or a stream event says it ended short of
+        complete (a Responses `incomplete` or `failed`); None when it says nothing of it."""
+        return None
 
     def error_body(self, error: ApiError) -> bytes:
         """An error in this API's shape (OpenAI's, for these)."""

@@ -3,8 +3,9 @@
 The completion cap is `max_output_tokens` (reasoning included), lowered when the balance covers
 less. A stream always reports its usage, in `response.completed` (or `response.incomplete` /
 `response.failed`), which the client needs anyway: nothing is injected and nothing hidden. A
-stream that ends without one (cut, client gone) is charged what its `*.delta` events carried,
-counted offline and marked estimated.
+stream that ends without one (cut, client gone, a failure reported without usage) is charged
+what its `*.delta` events carried, counted offline and marked estimated; an answer that says it
+is `incomplete` or `failed` leaves its usage row with that status.
 
 Stored context. `previous_response_id`, `conversation`, a reusable `prompt` and `item_reference`
 input items make the provider read input this body does not carry, so the estimate cannot bound
@@ -16,6 +17,7 @@ the provider reports; what passes the hold is debt, bounded per request as any e
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
 from collections.abc import Iterator, Mapping
@@ -53,6 +55,9 @@ ITEM_TYPES = frozenset(
     }
 )
 STORED_CONTEXT_FIELDS = ("previous_response_id", "conversation", "prompt")
+# Parsed besides the usage events: a `response.failed` may carry no usage, yet ends the answer.
+PARSED_EVENTS = re.compile(rb'"usage"\s*:\s*\{|"type"\s*:\s*"response\.failed"')
+SHORT_ENDINGS = frozenset({"incomplete", "failed"})
 NOT_GENERATED = frozenset({"response.audio.delta"})  # base64 audio, not text
 
 
@@ -143,6 +148,11 @@ class Responses(Endpoint):
         for item in payload.get("output") or ():  # a whole response
             if isinstance(item, dict):
                 yield from _item_text(item)
+
+    def finish_status(self, payload: Mapping[str, Any]) -> str | None:
+        response = payload.get("response")
+        status = (response if isinstance(response, dict) else payload).get("status")
+        return status if status in SHORT_ENDINGS else None
 
     def stream_error(self, error: ApiError) -> bytes:
         event = {
@@ -252,4 +262,5 @@ RESPONSES = Responses(
     input_field="input",
     generates=True,
     in_chat_block=True,
+    parsed_events=PARSED_EVENTS,
 )
