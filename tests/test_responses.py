@@ -294,22 +294,23 @@ def test_bad_input_gets_an_openai_error_and_costs_nothing(
 
 
 @pytest.mark.parametrize(
-    "continuation",
+    ("continuation", "param"),
     [
-        {"previous_response_id": "resp_abc"},
-        {"conversation": "conv_abc"},
-        {"input": [{"type": "item_reference", "id": "msg_abc"}]},
+        ({"previous_response_id": "resp_abc"}, "previous_response_id"),
+        ({"conversation": "conv_abc"}, "conversation"),
+        ({"input": [{"type": "item_reference", "id": "msg_abc"}]}, "input[0]"),
     ],
     ids=["previous_response_id", "conversation", "item_reference"],
 )
 def test_stored_context_is_refused_when_no_hold_is_configured(
-    gateway: Gateway, user: str, continuation: dict[str, Any]
+    gateway: Gateway, user: str, continuation: dict[str, Any], param: str
 ) -> None:
     gateway.fund(user, 10_000)
     with gateway.client(user) as http:
         response = http.post("/v1/responses", json={**body(False), **continuation})
     assert response.status_code == 400
-    assert "previous_response_id" in response.json()["error"]["message"]
+    error = response.json()["error"]
+    assert "previous_response_id" in error["message"] and error["param"] == param
     assert gateway.usage_rows(user) == []
 
 

@@ -141,11 +141,12 @@ class Admission:
         """Tokens held for input the provider keeps and the body does not carry (a Responses
         `previous_response_id` or `conversation`): the configured amount, or a refusal when
         none is configured, since an unbounded input cannot be held against a balance."""
-        if not endpoint.stored_context(body):
+        field = endpoint.stored_context(body)
+        if field is None:
             return 0
         tokens = self.settings.stored_context_tokens
         if tokens is None:
-            raise BadRequest(refusal(self.language, "stored_context"), param="previous_response_id")
+            raise BadRequest(refusal(self.language, "stored_context"), param=field)
         return tokens
 
     async def _check_rate(self, caller: Caller, tokens: int, exchange: Exchange) -> None:

@@ -76,9 +76,10 @@ class Endpoint:
         n = body.get("n")
         return n if isinstance(n, int) and not isinstance(n, bool) and n > 1 else 1
 
-    def stored_context(self, body: Mapping[str, Any]) -> bool:
-        """Whether the provider adds input the body does not carry (a stored conversation)."""
-        return False
+    def stored_context(self, body: Mapping[str, Any]) -> str | None:
+        """The field by which the provider adds input the body does not carry (a stored
+        conversation), if any."""
+        return None
 
     def body_user(self, body: Mapping[str, Any]) -> object:
         """Where the body names its user, for a service key without the user header."""

@@ -65,7 +65,7 @@ NOT_GENERATED = frozenset({"response.audio.delta"})  # base64 audio, not text
 class Responses(Endpoint):
     def check(self, body: Mapping[str, Any]) -> None:
         given = body.get("input")
-        if given is None and not self.stored_context(body):
+        if given is None and self.stored_context(body) is None:
             raise BadRequest("Missing required parameter: 'input'.", param="input")
         if given is not None and not isinstance(given, str | list):
             raise BadRequest("'input' must be a string or an array of items.", param="input")
@@ -96,13 +96,15 @@ class Responses(Endpoint):
     def choices(self, body: Mapping[str, Any]) -> int:
         return 1
 
-    def stored_context(self, body: Mapping[str, Any]) -> bool:
-        if any(body.get(field) is not None for field in STORED_CONTEXT_FIELDS):
-            return True
+    def stored_context(self, body: Mapping[str, Any]) -> str | None:
+        for field in STORED_CONTEXT_FIELDS:
+            if body.get(field) is not None:
+                return field
         given = body.get("input")
-        return isinstance(given, list) and any(
-            isinstance(item, dict) and item.get("type") == "item_reference" for item in given
-        )
+        for index, item in enumerate(given if isinstance(given, list) else ()):
+            if isinstance(item, dict) and item.get("type") == "item_reference":
+                return f"input[{index}]"
+        return None
 
     def upstream_changes(
         self, body: Mapping[str, Any], upstream_model: str | None, completion_cap: int | None
