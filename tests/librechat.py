@@ -10,8 +10,9 @@ Job keys: baseURL, apiKey, model, userId, userEmail, conversationId,
 messages [{role, content}], mode ("chat": streamed, "title": non-streamed), timeoutMs,
 optional maxRetries (LibreChat leaves it unset: LangChain then retries 5xx, connection
 errors and 429s with a short Retry-After up to 6 times with backoff), titleFallback
-(false: skip the second title call LibreChat makes after a failed one) and headers
-(templates replacing the endpoint's X-LibreChat-* header block).
+(false: skip the second title call LibreChat makes after a failed one), headers
+(templates replacing the endpoint's X-LibreChat-* header block) and useResponsesApi (true:
+the chat's "Use Responses API" switch, so POST {baseURL}/responses).
 
 Result: {"ok": true, "content", "chunks", "textChunks", "usage", "responseHeaders",
 "requests", "statuses"} or {"ok": false, "status", "message", "name", "className",

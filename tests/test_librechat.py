@@ -81,3 +81,28 @@ def test_librechat_shows_the_notice_of_the_reply_that_crossed_80_percent(
     left = gateway.user_row(user)["balance"]
     notice = f"\n\n⚠️ Você já usou 80% dos seus tokens deste período (restam {left})."
     assert chat["content"].endswith(notice), chat["content"]
+
+
+def test_librechat_with_the_responses_api_is_served_charged_and_blocked(
+    gateway: Gateway, user: str
+) -> None:
+    """The chat's "Use Responses API" switch: @langchain/openai sends POST /v1/responses."""
+    gateway.fund(user, 10_000)
+    chat = run_librechat(job(gateway, user, "chat", useResponsesApi=True))
+    assert chat["ok"], chat
+    assert chat["content"].startswith("This is a deterministic reply")
+    title = run_librechat(job(gateway, user, "title", useResponsesApi=True))
+    assert title["ok"], title
+    rows = gateway.usage_rows(user)
+    assert [row["endpoint"] for row in rows] == ["responses", "responses"]
+    assert all(not row["estimated"] for row in rows)
+    assert chat["usage"]["input_tokens"] == rows[0]["prompt_tokens"]
+    assert gateway.user_row(user)["balance"] == 10_000 - sum(row["billable"] for row in rows)
+
+    broke = "broke-" + user
+    gateway.fund(broke, 1)
+    blocked = run_librechat(job(gateway, broke, "chat", useResponsesApi=True))
+    assert blocked["ok"], blocked
+    assert "Seu saldo de tokens acabou" in blocked["content"]
+    assert "https://chat.example.com/portal/buy?t=" in blocked["content"]
+    assert gateway.usage_rows(broke) == []

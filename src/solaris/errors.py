@@ -11,10 +11,12 @@
         ├── Unauthorized         401 invalid_api_key
         ├── Forbidden            403 model_not_allowed
         │   └── UserBlocked      403 user_blocked (an admin blocked the user)
+        ├── PaymentRequired      402 insufficient_balance (the block reply of API calls)
         ├── NotFound             404 unknown_url
         ├── PayloadTooLarge      413
         ├── UnsupportedMediaType 415
         ├── RateLimited          429 rate_limit_exceeded (+ Retry-After)
+        │   └── BalanceHeld      429 balance_held (the user's running requests hold it)
         ├── InternalError        500 internal_error (a bug: logged with its traceback)
         ├── ServiceUnavailable   503 (database unreachable: fail closed)
         ├── UpstreamUnreachable  502
@@ -22,7 +24,8 @@
 
 Dependencies' errors are mapped into this tree at one boundary each: aiohttp's in
 `gateway/upstream.py`, the database drivers' (SQLAlchemy, asyncpg, sqlite) in `store/database.py`
-(`store_errors`, used by `Database.transaction` and the asyncpg ledger).
+(`store_errors`, used by `Database.transaction` and the asyncpg ledger). An endpoint renders an
+`ApiError` in its API's shape (`gateway/endpoints`: Anthropic's on /v1/messages).
 """
 
 from __future__ import annotations
@@ -32,12 +35,14 @@ import orjson
 __all__ = [
     "ApiError",
     "BadRequest",
+    "BalanceHeld",
     "ConfigError",
     "Forbidden",
     "InternalError",
     "MissingUser",
     "NotFound",
     "PayloadTooLarge",
+    "PaymentRequired",
     "RateLimited",
     "ServiceUnavailable",
     "SettlementLost",
@@ -137,6 +142,21 @@ class RateLimited(ApiError):
     def __init__(self, message: str, retry_after_s: float) -> None:
         super().__init__(message)
         self.retry_after_s = retry_after_s
+
+
+class BalanceHeld(RateLimited):
+    """The balance is there, but the user's own requests still running hold it."""
+
+    code = "balance_held"
+
+
+class PaymentRequired(ApiError):
+    """Not enough balance: never `insufficient_quota`, which LibreChat replaces with its own
+    canned text."""
+
+    status = 402
+    type = "insufficient_balance"
+    code = "insufficient_balance"
 
 
 class NotFound(ApiError):

@@ -79,6 +79,9 @@ class Settings(BaseSettings):
     default_allowance_tokens: int = Field(default=100_000, ge=0)
     default_max_completion_tokens: int = Field(default=4096, gt=0)
     min_completion_tokens: int = Field(default=16, gt=0)  # below this a request is blocked
+    # Held on top of the estimate for a Responses request that continues a conversation the
+    # provider stores (previous_response_id, conversation, item_reference); unset: refused.
+    stored_context_tokens: int | None = Field(default=None, ge=0)
     reservation_timeout_s: float = Field(default=900.0, gt=0)
     # Prompt estimates of models counted with a stand-in tokenizer (claude-*, llama-*, …) are
     # held this many times over, so the provider's own count rarely passes the hold.

@@ -41,6 +41,9 @@ class Behaviour:
                         hidden system prompt (or counts with another tokenizer) would
     omit_completion_tokens
                         usage without `completion_tokens` (a half-reporting server)
+    cache_write_tokens, cache_read_tokens
+                        /v1/messages: prompt tokens reported as written to / read from the
+                        prompt cache, on top of `input_tokens` (as Anthropic counts them)
     """
 
     reply_tokens: int = 16
@@ -54,6 +57,8 @@ class Behaviour:
     usage_style: UsageStyle = "openai"
     prompt_extra_tokens: int = 0
     omit_completion_tokens: bool = False
+    cache_write_tokens: int = 0
+    cache_read_tokens: int = 0
 
     def __post_init__(self) -> None:
         # Checked at run time too: overrides arrive as arbitrary JSON.
@@ -87,6 +92,11 @@ class Behaviour:
             _is_count(self.prompt_extra_tokens) and self.prompt_extra_tokens <= MAX_REPLY_TOKENS,
             f"prompt_extra_tokens must be an integer in 0..{MAX_REPLY_TOKENS}",
         )
+        for cache in (self.cache_write_tokens, self.cache_read_tokens):
+            _check(
+                _is_count(cache) and cache <= MAX_REPLY_TOKENS,
+                f"cache tokens must be integers in 0..{MAX_REPLY_TOKENS}",
+            )
 
     def fails(self, n: int) -> bool:
         """Whether the n-th counted request (1-based) falls on the fail_rate pattern."""

@@ -1,10 +1,12 @@
-"""A local stand-in for OpenAI's API, as a raw ASGI app: deterministic replies, exact usage.
+"""A local stand-in for OpenAI's API (and Anthropic's /v1/messages), as a raw ASGI app:
+deterministic replies, exact usage.
 
 Generation routes answer `reply_tokens` tokens of fixed text, cut to the request's completion
 cap, with prompt_tokens counted the way OpenAI counts them. Faults and slowness come from a
 `Behaviour`, overridable per request by a body field `"dev_provider": {...}`; they apply to the
-three generation routes only. GET /_dev/requests lists the last requests to /v1 (method, path,
-query, headers, parsed body); DELETE /_dev/requests clears it and restarts the fail_rate count.
+generation routes only (chat, completions, embeddings, responses in `responses.py`, messages in
+`messages.py`). GET /_dev/requests lists the last requests to /v1 (method, path, query,
+headers, parsed body); DELETE /_dev/requests clears it and restarts the fail_rate count.
 """
 
 from __future__ import annotations
@@ -20,7 +22,9 @@ from starlette.types import Receive, Scope, Send
 from uvicorn.config import STARTUP_FAILURE
 
 from solaris.devprovider import request, shapes
+from solaris.devprovider.messages import messages
 from solaris.devprovider.request import Behaviour, Invalid, Json
+from solaris.devprovider.responses import responses
 from solaris.devprovider.shapes import Reply
 from solaris.metering import estimate, tokenizer
 
@@ -48,6 +52,8 @@ class DevProvider:
             "/v1/chat/completions": _chat,
             "/v1/completions": _completion,
             "/v1/embeddings": _embeddings,
+            "/v1/responses": responses,
+            "/v1/messages": messages,
         }
         self._models = {
             name: {"id": name, "object": "model", "created": 1_700_000_000, "owned_by": "system"}

@@ -16,7 +16,13 @@ import structlog
 from starlette.types import Receive, Scope
 
 from solaris.config import ModelPolicy, Settings
-from solaris.errors import Forbidden, RateLimited, ServiceUnavailable, StoreUnavailable
+from solaris.errors import (
+    BadRequest,
+    Forbidden,
+    RateLimited,
+    ServiceUnavailable,
+    StoreUnavailable,
+)
 from solaris.gateway.body import parse_json, read_body
 from solaris.gateway.endpoints import ENDPOINTS, Endpoint
 from solaris.gateway.identity import Caller, Identity
@@ -52,6 +58,7 @@ class Ticket:
     minimum: int  # the least hold the request could be served with
     held: int  # 0: refused
     balance: int  # the account's balance at the reservation, holds aside
+    upstream_headers: dict[str, str]  # client headers the upstream needs too (API version)
 
     @property
     def request_id(self) -> str:
@@ -86,7 +93,7 @@ class Admission:
         model: str = body["model"]
         exchange.model = model
         try:
-            caller = await self.identity.resolve(headers, body)
+            caller = await self.identity.resolve(headers, endpoint.body_user(body))
             subscription = caller.subscription
             await self.ledger.refresh_if_due(
                 caller.user_id, subscription.plan, subscription.anchored_at
@@ -103,6 +110,7 @@ class Admission:
             prompt_tokens = await asyncio.to_thread(endpoint.prompt_tokens, body)
         else:
             prompt_tokens = endpoint.prompt_tokens(body)
+        prompt_tokens += self._stored_context(endpoint, body)
         cap = endpoint.completion_cap(body, self.settings.default_max_completion_tokens)
         await self._check_rate(caller, prompt_tokens + cap, exchange)
         # A stand-in tokenizer's estimate is held with a margin: the provider's own count
@@ -126,8 +134,20 @@ class Admission:
             self.metrics.reservations_open.inc()
         return Ticket(
             exchange, endpoint, caller, body, raw, model, policy, prompt_tokens, held_prompt,
-            cap, minimum, hold.amount, hold.balance,
+            cap, minimum, hold.amount, hold.balance, endpoint.upstream_headers(headers),
         )  # fmt: skip
+
+    def _stored_context(self, endpoint: Endpoint, body: dict[str, Any]) -> int:
+        """Tokens held for input the provider keeps and the body does not carry (a Responses
+        `previous_response_id` or `conversation`): the configured amount, or a refusal when
+        none is configured, since an unbounded input cannot be held against a balance."""
+        field = endpoint.stored_context(body)
+        if field is None:
+            return 0
+        tokens = self.settings.stored_context_tokens
+        if tokens is None:
+            raise BadRequest(refusal(self.language, "stored_context"), param=field)
+        return tokens
 
     async def _check_rate(self, caller: Caller, tokens: int, exchange: Exchange) -> None:
         plan = caller.plan

@@ -2,9 +2,11 @@
 
 LibreChat shows a 4xx as plain text in a red box but renders an assistant reply as markdown, so a
 blocked streamed chat from LibreChat is answered 200 with an ordinary assistant message holding a
-signed link to the portal's purchase page. Everything else (non-streamed calls such as LibreChat's
-title generation, and per-user API keys) gets a 402 whose message reads well on its own; never the
-code `insufficient_quota`, which LibreChat replaces with a canned text.
+signed link to the portal's purchase page — a stream in the endpoint's own shape (chat chunks,
+Responses events, Anthropic events). Everything else (non-streamed calls such as LibreChat's
+title generation, and per-user API keys) gets a 402 whose message reads well on its own, in the
+endpoint's error shape; never the code `insufficient_quota`, which LibreChat replaces with a
+canned text.
 
 A user whose balance is only *held* by their own requests still running (a long stream while
 LibreChat asks for a title) has not run out: they are told so, and a non-streamed call gets a
@@ -15,18 +17,18 @@ language too (`refusal`).
 
 from __future__ import annotations
 
-import time
-import uuid
+from collections.abc import Mapping
+from typing import Any
 
-import orjson
 from starlette.types import Send
 
-from solaris.errors import error_body
+from solaris.errors import BalanceHeld, PaymentRequired
+from solaris.gateway.endpoints import Endpoint
 from solaris.gateway.responses import JSON, SSE, send_bytes
 from solaris.texts import Language
 from solaris.texts.chat import CHAT_TEXT, ERROR_TEXT, HELD_CHAT_TEXT, HELD_ERROR_TEXT
 
-__all__ = ["BLOCKED_HEADER", "HELD_RETRY_AFTER_S", "block_chat_stream", "block_json"]
+__all__ = ["BLOCKED_HEADER", "HELD_RETRY_AFTER_S", "block_json", "block_stream"]
 
 BLOCKED_HEADER = b"x-solaris-blocked"
 EXHAUSTED = "insufficient_balance"
@@ -35,26 +37,32 @@ HELD_RETRY_AFTER_S = 2
 
 
 async def block_json(
-    send: Send, language: Language, public_base_url: str, request_id: str, held: bool = False
+    send: Send,
+    endpoint: Endpoint,
+    language: Language,
+    public_base_url: str,
+    request_id: str,
+    held: bool = False,
 ) -> None:
     if held:
         message = HELD_ERROR_TEXT[language].format(seconds=HELD_RETRY_AFTER_S)
-        body = error_body(message, "requests", HELD)
+        body = endpoint.error_body(BalanceHeld(message, retry_after_s=HELD_RETRY_AFTER_S))
         headers = [*_headers(request_id, HELD), (b"retry-after", str(HELD_RETRY_AFTER_S).encode())]
         await send_bytes(send, 429, body, JSON, headers)
         return
     message = ERROR_TEXT[language].format(portal=public_base_url)
-    body = error_body(message, EXHAUSTED, EXHAUSTED)
+    body = endpoint.error_body(PaymentRequired(message))
     await send_bytes(send, 402, body, JSON, _headers(request_id, EXHAUSTED))
 
 
-async def block_chat_stream(
+async def block_stream(
     send: Send,
+    endpoint: Endpoint,
     language: Language,
     model: str,
     url: str,
     link_ttl_s: int,
-    include_usage: bool,
+    body: Mapping[str, Any],
     request_id: str,
     held: bool = False,
 ) -> None:
@@ -62,26 +70,8 @@ async def block_chat_stream(
         text = HELD_CHAT_TEXT[language]
     else:
         text = CHAT_TEXT[language].format(url=url, minutes=max(1, link_ttl_s // 60))
-    base = {
-        "id": "chatcmpl-" + uuid.uuid4().hex,
-        "object": "chat.completion.chunk",
-        "created": int(time.time()),
-        "model": model,
-    }
-    deltas = [
-        ({"role": "assistant", "content": ""}, None),
-        ({"content": text}, None),
-        ({}, "stop"),
-    ]
-    events = [
-        orjson.dumps({**base, "choices": [{"index": 0, "delta": d, "finish_reason": f}]})
-        for d, f in deltas
-    ]
-    if include_usage:
-        zero = {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
-        events.append(orjson.dumps({**base, "choices": [], "usage": zero}))
-    body = b"".join(b"data: " + event + b"\n\n" for event in events) + b"data: [DONE]\n\n"
-    await send_bytes(send, 200, body, SSE, _headers(request_id, HELD if held else EXHAUSTED))
+    events = endpoint.block_stream(text, model, body)
+    await send_bytes(send, 200, events, SSE, _headers(request_id, HELD if held else EXHAUSTED))
 
 
 def _headers(request_id: str, reason: str) -> list[tuple[bytes, bytes]]:

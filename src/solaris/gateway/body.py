@@ -1,8 +1,9 @@
 """Reading, checking and preparing request bodies: the only place a body is parsed.
 
-The body is parsed once (orjson) and forwarded as received unless the gateway must change it:
-`stream_options.include_usage` on streams, an operator's model alias, or a completion cap when the
-balance covers less than the client asked for. Unknown fields always pass through.
+The body is parsed once (orjson) and forwarded as received unless the gateway must change it
+(the endpoint says how): `stream_options.include_usage` on chat streams, an operator's model
+alias, or a completion cap (`max_tokens`, `max_output_tokens`…) when the balance covers less
+than the client asked for. Unknown fields always pass through.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from starlette.types import Receive
 from solaris.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
 from solaris.gateway.endpoints import Endpoint
 
-__all__ = ["client_wants_usage", "parse_json", "read_body", "upstream_body"]
+__all__ = ["parse_json", "read_body", "upstream_body"]
 
 
 async def read_body(receive: Receive, headers: Mapping[bytes, bytes], limit: int) -> bytes:
@@ -69,30 +70,15 @@ def parse_json(raw: bytes, headers: Mapping[bytes, bytes], endpoint: Endpoint) -
     return body
 
 
-def client_wants_usage(body: Mapping[str, Any]) -> bool:
-    options = body.get("stream_options")
-    return isinstance(options, dict) and options.get("include_usage") is True
-
-
 def upstream_body(
     raw: bytes,
     body: dict[str, Any],
+    endpoint: Endpoint,
     upstream_model: str | None,
     completion_cap: int | None,
 ) -> bytes:
-    """The bytes to forward: `raw` itself unless something must change."""
-    changes: dict[str, Any] = {}
-    if body.get("stream") is True and not client_wants_usage(body):
-        options = body.get("stream_options")
-        changes["stream_options"] = {
-            **(options if isinstance(options, dict) else {}),
-            "include_usage": True,
-        }
-    if upstream_model is not None:
-        changes["model"] = upstream_model
-    if completion_cap is not None:
-        field = "max_completion_tokens" if "max_completion_tokens" in body else "max_tokens"
-        changes[field] = completion_cap
+    """The bytes to forward: `raw` itself unless the endpoint says something must change."""
+    changes = endpoint.upstream_changes(body, upstream_model, completion_cap)
     if not changes:
         return raw
     return orjson.dumps({**body, **changes})

@@ -1,8 +1,9 @@
 """Who is calling: a LibreChat service key plus the user it names, or a per-user API key.
 
+The key comes as `Authorization: Bearer <key>` or, as Anthropic's clients send it, `x-api-key`.
 With the service key, the user is named by headers LibreChat fills in from `librechat.yaml`
-(`X-LibreChat-User-Id: "{{LIBRECHAT_USER_ID}}"`), falling back to the body's `user`, which
-LibreChat sets to the same id. LibreChat sends values beyond Latin-1 as `b64:<base64 of UTF-8>`;
+(`X-LibreChat-User-Id: "{{LIBRECHAT_USER_ID}}"`), falling back to where the body names its user
+(`user`, which LibreChat sets to the same id; `metadata.user_id` on /v1/messages). LibreChat sends values beyond Latin-1 as `b64:<base64 of UTF-8>`;
 an unresolved placeholder arrives empty and is refused rather than billed to nobody. Every value
 is checked once, here, by `identity_values` (readable text, NFC, bounded), before any lookup.
 
@@ -30,7 +31,6 @@ import time
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 from solaris.config import Settings
 from solaris.errors import MissingUser, Unauthorized, UserBlocked
@@ -88,10 +88,12 @@ class Identity:
         # process stored since is seen within the id cache's TTL, at no extra query.
         self._emails: OrderedDict[int, str | None] = OrderedDict()
 
-    async def resolve(self, headers: Mapping[bytes, bytes], body: Mapping[str, Any]) -> Caller:
+    async def resolve(self, headers: Mapping[bytes, bytes], body_user: object = None) -> Caller:
+        """The caller; `body_user` is where the body names its user (`user`,
+        `metadata.user_id`), the fallback for a service key without the user header."""
         key = _bearer(headers)
         if self._is_service_key(key):
-            return await self._librechat_user(headers, body)
+            return await self._librechat_user(headers, body_user)
         if (account := self._bound_account(key)) is not None:
             return await self._service_account(account)
         user_id = await self.cache.get("key:" + hash_key(key))
@@ -135,10 +137,8 @@ class Identity:
             await self.cache.set("ext:" + account, user_id)
         return Caller(user_id, account, False, None, await self.subscription_of(user_id))
 
-    async def _librechat_user(
-        self, headers: Mapping[bytes, bytes], body: Mapping[str, Any]
-    ) -> Caller:
-        external_id = self._external_id(headers, body)
+    async def _librechat_user(self, headers: Mapping[bytes, bytes], body_user: object) -> Caller:
+        external_id = self._external_id(headers, body_user)
         conversation_id = self._header(
             headers, self._conversation_header, self._conversation_header_name,
             CONVERSATION_ID_LENGTH_MAX,
@@ -158,16 +158,14 @@ class Identity:
         subscription = await self.subscription_of(user_id)
         return Caller(user_id, external_id, True, conversation_id or None, subscription)
 
-    def _external_id(self, headers: Mapping[bytes, bytes], body: Mapping[str, Any]) -> str:
+    def _external_id(self, headers: Mapping[bytes, bytes], body_user: object) -> str:
         """The user id header, else the body's `user`; refused when absent or unreadable."""
         name = self._user_header_name
         external_id = self._header(headers, self._user_header, name, EXTERNAL_ID_LENGTH_MAX)
-        if not external_id:
-            body_user = body.get("user")
-            if isinstance(body_user, str):
-                external_id = clean_text(
-                    body_user.strip(" "), "`user` field", "user", EXTERNAL_ID_LENGTH_MAX
-                )
+        if not external_id and isinstance(body_user, str):
+            external_id = clean_text(
+                body_user.strip(" "), "`user` field", "user", EXTERNAL_ID_LENGTH_MAX
+            )
         if not external_id:
             raise MissingUser(
                 f"No user id: the LibreChat service key needs a {name} header "
@@ -217,8 +215,12 @@ def _digest(key: str) -> bytes:
 
 
 def _bearer(headers: Mapping[bytes, bytes]) -> str:
+    """The client's key: `Authorization: Bearer <key>`, or Anthropic's `x-api-key: <key>`."""
     value = headers.get(b"authorization", b"").decode("latin-1")
     scheme, _, key = value.partition(" ")
-    if scheme.lower() != "bearer" or not key.strip():
-        raise Unauthorized("Missing API key: send `Authorization: Bearer <key>`.")
-    return key.strip()
+    if scheme.lower() == "bearer" and key.strip():
+        return key.strip()
+    api_key = headers.get(b"x-api-key", b"").decode("latin-1").strip()
+    if api_key:
+        return api_key
+    raise Unauthorized("Missing API key: send `Authorization: Bearer <key>` (or `x-api-key`).")

@@ -1,11 +1,12 @@
-"""The metered proxy for POST /v1/chat/completions, /v1/completions and /v1/embeddings.
+"""The metered proxy for every API shape in `gateway/endpoints` (chat, completions, embeddings,
+responses, messages); what differs between shapes the endpoint says, never a branch here.
 
 One request flows one way: read → parse → identify → estimate → reserve → forward → relay →
 settle. `admit` does everything up to the reservation; `serve` forwards and relays, and settles in
 a `finally` so that a disconnect, a broken upstream or a shutdown still leaves exactly one usage
 row (or a release when the upstream failed and nothing was generated). Each request's story is
 kept in an `Exchange` and logged and measured once, at the end — whatever happened, a bug
-included (answered 500 in OpenAI's shape, with its traceback in the log).
+included (answered 500 in the endpoint's error shape, with its traceback in the log).
 
 When the database cannot take a settlement it goes to the local journal (`ledger/settlements`);
 a non-streamed answer whose settlement reached neither is not sent (503).
@@ -38,8 +39,8 @@ from solaris.errors import (
     UpstreamUnreachable,
 )
 from solaris.gateway.admission import Admission, Ticket
-from solaris.gateway.block import block_chat_stream, block_json
-from solaris.gateway.body import client_wants_usage, upstream_body
+from solaris.gateway.block import block_json, block_stream
+from solaris.gateway.body import upstream_body
 from solaris.gateway.endpoints import ENDPOINTS, Usage
 from solaris.gateway.identity import Identity
 from solaris.gateway.relay import ClientWatch, SseRelay
@@ -57,15 +58,12 @@ __all__ = ["Proxy"]
 
 log = structlog.get_logger(__name__)
 
-# How a relayed stream ends for the client: an SSE error event tells SDKs the stream broke.
+# How a relayed stream ends for the client: an error event (in the endpoint's shape) tells SDKs
+# the stream broke.
 DONE = b"data: [DONE]\n\n"
-STREAM_ENDINGS = {
-    "upstream_cut": b"data: "
-    + UpstreamUnreachable("The model provider's stream broke off.").body()
-    + b"\n\n",
-    "unrecorded": b"data: "
-    + ServiceUnavailable("The gateway could not record this answer's usage.").body()
-    + b"\n\n",
+STREAM_ENDINGS: dict[str, ApiError] = {
+    "upstream_cut": UpstreamUnreachable("The model provider's stream broke off."),
+    "unrecorded": ServiceUnavailable("The gateway could not record this answer's usage."),
 }
 
 
@@ -93,9 +91,8 @@ class Proxy:
         self._settling: set[asyncio.Task[SettleOutcome]] = set()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        exchange = Exchange(
-            "req_" + uuid.uuid4().hex, ENDPOINTS[scope["path"]].name, time.perf_counter()
-        )
+        endpoint = ENDPOINTS[scope["path"]]
+        exchange = Exchange("req_" + uuid.uuid4().hex, endpoint.name, time.perf_counter())
         try:
             ticket = await self.admit(scope, receive, exchange)
             if ticket.held == 0:
@@ -110,13 +107,14 @@ class Proxy:
             headers = [(b"x-request-id", exchange.request_id.encode())]
             if isinstance(error, RateLimited) and error.retry_after_s > 0:
                 headers.append((b"retry-after", str(math.ceil(error.retry_after_s)).encode()))
-            await send_error(send, error, headers)
+            await send_error(send, error, headers, endpoint.error_body)
         except Exception:
             log.exception("request_failed", request_id=exchange.request_id)
             exchange.status, exchange.outcome, exchange.error = 500, "error", "internal_error"
             # If the answer had started, the client sees it cut short instead.
             with contextlib.suppress(RuntimeError):
-                await send_error(send, InternalError("The gateway failed on this request."))
+                failed = InternalError("The gateway failed on this request.")
+                await send_error(send, failed, (), endpoint.error_body)
         finally:
             self.requests.finish(exchange, time.perf_counter())
 
@@ -131,20 +129,26 @@ class Proxy:
             token = sign_link(
                 self.signing_key, ticket.caller.user_id, settings.link_ttl_s, self.ledger.clock()
             )
-            await block_chat_stream(
+            await block_stream(
                 send,
+                ticket.endpoint,
                 settings.language,
                 ticket.model,
                 buy_url(settings.public_base_url, token),
                 settings.link_ttl_s,
-                client_wants_usage(ticket.body),
+                ticket.body,
                 ticket.request_id,
                 held=held,
             )
         else:
             ticket.exchange.status = 429 if held else 402
             await block_json(
-                send, settings.language, settings.public_base_url, ticket.request_id, held
+                send,
+                ticket.endpoint,
+                settings.language,
+                settings.public_base_url,
+                ticket.request_id,
+                held,
             )
         if held:
             return
@@ -155,13 +159,13 @@ class Proxy:
 
     async def serve(self, ticket: Ticket, receive: Receive, send: Send) -> None:
         exchange = ticket.exchange
-        data = upstream_body(
-            ticket.raw, ticket.body, ticket.policy.upstream_name, self._capped_completion(ticket)
-        )
+        endpoint = ticket.endpoint
+        cap = self._capped_completion(ticket)
+        data = upstream_body(ticket.raw, ticket.body, endpoint, ticket.policy.upstream_name, cap)
         exchange.upstream_sent = time.perf_counter()
         try:
             response = await self.upstream.request(
-                "POST", ticket.endpoint.upstream_path, data, ticket.request_id
+                "POST", endpoint.upstream_path, data, ticket.request_id, ticket.upstream_headers
             )
         except ApiError as error:
             exchange.upstream_done = time.perf_counter()
@@ -194,11 +198,7 @@ class Proxy:
         affordable = billing.completion_tokens_affordable(
             ticket.held, ticket.held_prompt, ticket.policy
         )
-        choices = ticket.body.get("n")
-        per_choice = (
-            affordable // choices if isinstance(choices, int) and choices > 1 else affordable
-        )
-        return max(1, per_choice)
+        return max(1, affordable // ticket.endpoint.choices(ticket.body))
 
     async def _pass_error(
         self, ticket: Ticket, response: aiohttp.ClientResponse, send: Send
@@ -241,8 +241,9 @@ class Proxy:
             answer = None
         parsed: Mapping[str, Any] = answer if isinstance(answer, dict) else {}
         endpoint = ticket.endpoint
+        status = endpoint.finish_status(parsed) or "ok"
         record = self._record(
-            ticket, endpoint.usage(parsed), lambda: "".join(endpoint.generated_text(parsed)), "ok"
+            ticket, endpoint.usage(parsed), lambda: "".join(endpoint.generated_text(parsed)), status
         )
         # Settled (or journaled) before the answer leaves: a crash can then cost the user an
         # answer they paid for, but never give one away unrecorded.
@@ -272,7 +273,8 @@ class Proxy:
                 ],
             }
         )
-        relay = SseRelay(ticket.endpoint, hide_usage=not client_wants_usage(ticket.body))
+        endpoint = ticket.endpoint
+        relay = SseRelay(endpoint, hide_usage=endpoint.hides_usage(ticket.body))
         client = ClientWatch(receive, response)
         status = "interrupted"  # stays so only if the server itself cancels us (shutdown)
         try:
@@ -285,10 +287,14 @@ class Proxy:
         finally:
             exchange.upstream_done = time.perf_counter()
             client.stop()
-            if client.gone and relay.usage is None:
-                status = "client_disconnected"  # one leaving after the usage chunk had it all
+            if client.gone and (relay.usage is None or relay.usage.completion_tokens is None):
+                # Not for one leaving after the usage had it all; a prompt-only usage (Anthropic's
+                # message_start) is not all.
+                status = "client_disconnected"
             if status != "ok":
                 response.close()  # stop the provider generating for nobody
+            if status == "ok" and relay.finish is not None:
+                status = relay.finish  # the answer itself said it ended short
             if status == "upstream_cut":
                 exchange.outcome, exchange.error = "upstream_error", "cut"
             record = self._record(ticket, relay.usage, relay.text, status)
@@ -297,7 +303,8 @@ class Proxy:
             except SettlementLost:
                 settled, status = None, "unrecorded"
                 exchange.record, exchange.error = None, "settlement_lost"
-            ending = STREAM_ENDINGS.get(status, b"")
+            broke = STREAM_ENDINGS.get(status)
+            ending = b"" if broke is None else endpoint.stream_error(broke)
             if status == "ok" and settled is not None and settled.crossed:
                 ending = self._notice(ticket, settled) + ending
             if relay.done and status != "unrecorded":
@@ -305,18 +312,11 @@ class Proxy:
             await send({"type": "http.response.body", "body": ending})
 
     def _notice(self, ticket: Ticket, settled: SettleOutcome) -> bytes:
-        """The in-chat line for a reply that crossed a threshold (chat streams only)."""
+        """The in-chat line for a reply that crossed a threshold (shapes that have room)."""
         if not (self.settings.alert_chat_notice and ticket.endpoint.in_chat_block):
             return b""
         line = chat_notice(self.settings.language, max(settled.crossed), settled.balance or 0)
-        chunk = {
-            "id": "chatcmpl-" + ticket.request_id,
-            "object": "chat.completion.chunk",
-            "created": int(time.time()),
-            "model": ticket.model,
-            "choices": [{"index": 0, "delta": {"content": "\n\n" + line}, "finish_reason": None}],
-        }
-        return b"data: " + orjson.dumps(chunk) + b"\n\n"
+        return ticket.endpoint.notice_event(line, ticket.model, ticket.request_id)
 
     def _record(
         self, ticket: Ticket, usage: Usage | None, generated: Callable[[], str], status: str

@@ -2,7 +2,8 @@
 
 `SseRelay.feed` takes the bytes as they arrive and returns what can go to the client now: every
 complete event, as received, except the usage chunk that the gateway itself asked for, which is
-removed for clients that did not ask. Only events that carry a usage object are parsed; the other
+removed for clients that did not ask. Only events that carry a usage object (or others the
+endpoint names, `parsed_events`) are parsed; the other
 payloads are kept (by reference) and parsed only if the stream ends without usage, to count what
 was generated with the offline tokenizer.
 """
@@ -20,8 +21,6 @@ from solaris.gateway.endpoints import Endpoint, Usage
 
 __all__ = ["ClientWatch", "SseRelay"]
 
-# A usage object (not `"usage": null`, which OpenAI puts on every chunk when usage is on).
-USAGE_OBJECT = re.compile(rb'"usage"\s*:\s*\{')
 DONE_EVENT = re.compile(rb"data: ?\[DONE\]\n\n")
 KEPT_BYTES_MAX = 4 * 1024 * 1024  # beyond this, kept payloads are folded into their text
 
@@ -33,6 +32,8 @@ class SseRelay:
         self.endpoint = endpoint
         self.hide_usage = hide_usage
         self.usage: Usage | None = None
+        self.finish: str | None = None  # the stream said it ended short (endpoint's word)
+        self._parsed = endpoint.parsed_events
         self.done = False  # the upstream said [DONE]; held back until the request is settled
         self.events = 0
         self._tail = b""
@@ -52,7 +53,7 @@ class SseRelay:
         if b"[DONE]" in complete and DONE_EVENT.search(complete):
             complete = DONE_EVENT.sub(b"", complete)
             self.done = True
-        if USAGE_OBJECT.search(complete) is None:
+        if self._parsed.search(complete) is None:
             self._keep_payloads(complete)
             return complete
         return b"".join(self._event(event + b"\n\n") for event in complete[:-2].split(b"\n\n"))
@@ -63,11 +64,12 @@ class SseRelay:
         return "".join(self._texts)
 
     def _event(self, event: bytes) -> bytes:
-        if USAGE_OBJECT.search(event) is None:
+        if self._parsed.search(event) is None:
             self._keep_payloads(event)
             return event
         payload = orjson.loads(_data_of(event))
-        self.usage = self.endpoint.usage(payload) or self.usage
+        self.usage = self.endpoint.stream_usage(self.usage, payload)
+        self.finish = self.endpoint.finish_status(payload) or self.finish
         self._texts.extend(self.endpoint.generated_text(payload))
         if not self.hide_usage:
             return event

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from starlette.types import Send
 
@@ -33,5 +33,11 @@ async def send_bytes(
     await send({"type": "http.response.body", "body": body, "more_body": False})
 
 
-async def send_error(send: Send, error: ApiError, headers: Headers = ()) -> None:
-    await send_bytes(send, error.status, error.body(), JSON, headers)
+async def send_error(
+    send: Send,
+    error: ApiError,
+    headers: Headers = (),
+    render: Callable[[ApiError], bytes] = ApiError.body,
+) -> None:
+    """`error` answered with its status; `render` gives its body (an endpoint's error shape)."""
+    await send_bytes(send, error.status, render(error), JSON, headers)

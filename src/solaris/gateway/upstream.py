@@ -7,6 +7,8 @@ here and nowhere else.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import aiohttp
 from yarl import URL
 
@@ -62,11 +64,19 @@ class Upstream:
             return f"unreachable: {error or type(error).__name__}"
 
     async def request(
-        self, method: str, path: str, body: bytes | None, request_id: str
+        self,
+        method: str,
+        path: str,
+        body: bytes | None,
+        request_id: str,
+        extra_headers: Mapping[str, str] | None = None,
     ) -> aiohttp.ClientResponse:
-        """Send a request; the caller reads (or streams) and releases the response."""
+        """Send a request; the caller reads (or streams) and releases the response.
+        `extra_headers` are the client's that the upstream needs too (`anthropic-version`)."""
         assert self._session is not None, "Upstream.start() was not awaited"
         headers = {**self._headers, "X-Request-Id": request_id}
+        if extra_headers:
+            headers.update(extra_headers)
         try:
             url = self._urls.get(path)
             if url is None:

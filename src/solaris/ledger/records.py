@@ -23,7 +23,7 @@ class UsageRecord:
     reasoning_tokens: int
     billable: int
     estimated: bool
-    status: str  # "ok" | "client_disconnected" | "upstream_cut"
+    status: str  # "ok" | "client_disconnected" | "upstream_cut" | "incomplete" | "failed"
     latency_ms: int
     conversation_id: str | None = None
     finished_at: datetime | None = None  # set when journaled: the replay keeps the real time

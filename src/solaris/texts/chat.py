@@ -66,6 +66,9 @@ REFUSAL_TEXT: dict[Language, dict[str, str]] = {
         "de tokens por minuto do seu plano ({plan}: {limit}).",
         "model": "O modelo '{model}' não está disponível no seu plano ({plan}).",
         "unavailable": "O banco de dados do gateway está indisponível; tente de novo em instantes.",
+        "stored_context": "Este gateway não aceita continuar uma conversa guardada no provedor "
+        "('previous_response_id', 'conversation' ou 'item_reference'): envie o histórico "
+        "completo em 'input'.",
     },
     "en": {
         "rpm": "Rate limit reached for requests per minute on your plan ({plan}: {limit}). "
@@ -76,6 +79,9 @@ REFUSAL_TEXT: dict[Language, dict[str, str]] = {
         "of your plan ({plan}: {limit}).",
         "model": "The model '{model}' is not available on your plan ({plan}).",
         "unavailable": "The gateway's database is unavailable; please try again shortly.",
+        "stored_context": "This gateway does not continue a conversation stored by the provider "
+        "('previous_response_id', 'conversation' or 'item_reference'): send the whole history "
+        "in 'input'.",
     },
 }
 

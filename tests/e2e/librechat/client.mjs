@@ -195,7 +195,18 @@ function buildModelFields(job, mode, attempts) {
   if (job.maxRetries != null) {
     fields.maxRetries = job.maxRetries;
   }
+  /** The chat's "Use Responses API" switch (LibreChat v0.8.7+): POST {baseURL}/responses. */
+  if (job.useResponsesApi === true) {
+    fields.useResponsesApi = true;
+  }
   return fields;
+}
+
+/** A chunk's text: a string, or (Responses API) the text of its content blocks. */
+function contentText(content) {
+  if (typeof content === 'string') return content;
+  if (!Array.isArray(content)) return '';
+  return content.map((block) => (typeof block?.text === 'string' ? block.text : '')).join('');
 }
 
 function describeError(error) {
@@ -255,7 +266,7 @@ async function run(job, signal, attempts, progress) {
     }
     return {
       ok: true,
-      content: typeof message.content === 'string' ? message.content : JSON.stringify(message.content),
+      content: contentText(message.content),
       chunks: 0,
       textChunks: 0,
       usage: message.usage_metadata ?? null,
@@ -266,7 +277,7 @@ async function run(job, signal, attempts, progress) {
   let aggregate;
   for await (const chunk of stream) {
     progress.chunks += 1;
-    const text = typeof chunk.content === 'string' ? chunk.content : '';
+    const text = contentText(chunk.content);
     if (text !== '') progress.textChunks += 1;
     progress.content += text;
     aggregate = aggregate === undefined ? chunk : aggregate.concat(chunk);

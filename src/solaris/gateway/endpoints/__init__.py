@@ -7,6 +7,8 @@ request path to its endpoint.
     chat.py         POST /v1/chat/completions (blocked LibreChat streams get an in-chat reply)
     completions.py  POST /v1/completions (legacy)
     embeddings.py   POST /v1/embeddings (no completion)
+    responses.py    POST /v1/responses (OpenAI's Responses API; stored context held or refused)
+    messages.py     POST /v1/messages (Anthropic's Messages API, in Anthropic's error shape)
 """
 
 from __future__ import annotations
@@ -15,9 +17,11 @@ from solaris.gateway.endpoints.base import Endpoint, Usage
 from solaris.gateway.endpoints.chat import CHAT
 from solaris.gateway.endpoints.completions import COMPLETIONS
 from solaris.gateway.endpoints.embeddings import EMBEDDINGS
+from solaris.gateway.endpoints.messages import MESSAGES
+from solaris.gateway.endpoints.responses import RESPONSES
 
 __all__ = ["ENDPOINTS", "Endpoint", "Usage"]
 
 ENDPOINTS: dict[str, Endpoint] = {
-    endpoint.path: endpoint for endpoint in (CHAT, COMPLETIONS, EMBEDDINGS)
+    endpoint.path: endpoint for endpoint in (CHAT, COMPLETIONS, EMBEDDINGS, RESPONSES, MESSAGES)
 }

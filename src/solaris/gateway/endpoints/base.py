@@ -1,21 +1,36 @@
 """What the proxy asks of an API shape, and the OpenAI answers' defaults.
 
 An `Endpoint` is a value: its methods are pure functions of the body or of the upstream's
-payloads, so one instance serves every request. Unknown is never zero: a usage without
+payloads, so one instance serves every request. The proxy, the admission, the body rewriting,
+the relay and the block replies ask it everything that differs between shapes: the body checks,
+the prompt estimate, the completion cap and its field, how to get usage on a stream and where
+to read it, the generated text, the error shape, a stream's error event and the in-chat block. Unknown is never zero: a usage without
 `prompt_tokens` or (for generating endpoints) `completion_tokens` reads as `None` in that field,
 and the proxy completes it from its own count and marks the row estimated.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
+
 from solaris.errors import ApiError, BadRequest
 from solaris.metering import estimate
 
-__all__ = ["Endpoint", "Usage", "count", "openai_text", "openai_usage"]
+__all__ = [
+    "USAGE_OBJECT",
+    "Endpoint",
+    "Usage",
+    "client_wants_usage",
+    "count",
+    "openai_text",
+    "openai_usage",
+    "sse_event",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +43,11 @@ class Usage:
     reasoning_tokens: int = 0
 
 
+# Stream events the relay parses: those holding a usage object (not `"usage": null`, which
+# OpenAI puts on every chunk when usage is on). A shape may add its own (`parsed_events`).
+USAGE_OBJECT = re.compile(rb'"usage"\s*:\s*\{')
+
+
 @dataclass(frozen=True, slots=True)
 class Endpoint:
     """An OpenAI-shaped endpoint; a shape that differs overrides what differs."""
@@ -38,6 +58,7 @@ class Endpoint:
     input_field: str  # the field that must be present besides `model`
     generates: bool  # has a completion (so a completion cap, and maybe a stream)
     in_chat_block: bool = False  # a blocked LibreChat stream gets an assistant message
+    parsed_events: re.Pattern[bytes] = USAGE_OBJECT  # which stream events the relay parses
 
     def check(self, body: Mapping[str, Any]) -> None:
         """Refuse a body the upstream could not serve (`BadRequest`); `model` is checked."""
@@ -50,17 +71,89 @@ class Endpoint:
     def completion_cap(self, body: Mapping[str, Any], default: int) -> int:
         return estimate.completion_cap(body, default) if self.generates else 0
 
+    def choices(self, body: Mapping[str, Any]) -> int:
+        """How many completions share the cap (`n`)."""
+        n = body.get("n")
+        return n if isinstance(n, int) and not isinstance(n, bool) and n > 1 else 1
+
+    def stored_context(self, body: Mapping[str, Any]) -> str | None:
+        """The field by which the provider adds input the body does not carry (a stored
+        conversation), if any."""
+        return None
+
+    def body_user(self, body: Mapping[str, Any]) -> object:
+        """Where the body names its user, for a service key without the user header."""
+        return body.get("user")
+
+    def upstream_headers(self, headers: Mapping[bytes, bytes]) -> dict[str, str]:
+        """Client headers the upstream needs as well (an API version, say)."""
+        return {}
+
+    def upstream_changes(
+        self, body: Mapping[str, Any], upstream_model: str | None, completion_cap: int | None
+    ) -> dict[str, Any]:
+        """What the forwarded body must change: usage asked for on streams, the alias, the cap."""
+        changes: dict[str, Any] = {}
+        if body.get("stream") is True and not client_wants_usage(body):
+            options = body.get("stream_options")
+            changes["stream_options"] = {
+                **(options if isinstance(options, dict) else {}),
+                "include_usage": True,
+            }
+        if upstream_model is not None:
+            changes["model"] = upstream_model
+        if completion_cap is not None:
+            field = "max_completion_tokens" if "max_completion_tokens" in body else "max_tokens"
+            changes[field] = completion_cap
+        return changes
+
+    def hides_usage(self, body: Mapping[str, Any]) -> bool:
+        """Whether the stream's usage event is the gateway's own, to be kept from the client."""
+        return not client_wants_usage(body)
+
     def usage(self, payload: Mapping[str, Any]) -> Usage | None:
         """The provider's usage in an answer or a stream chunk, if it reports one."""
         return openai_usage(payload, self.generates)
+
+    def stream_usage(self, known: Usage | None, payload: Mapping[str, Any]) -> Usage | None:
+        """The usage known after one more stream event (shapes that report it in parts merge)."""
+        return self.usage(payload) or known
 
     def generated_text(self, payload: Mapping[str, Any]) -> Iterator[str]:
         """Text the model generated in an answer or chunk (for counting it offline)."""
         return openai_text(payload)
 
+    def finish_status(self, payload: Mapping[str, Any]) -> str | None:
+        """The usage row's status when an answer or a stream event says it ended short of
+        complete (a Responses `incomplete` or `failed`); None when it says nothing of it."""
+        return None
+
     def error_body(self, error: ApiError) -> bytes:
         """An error in this API's shape (OpenAI's, for these)."""
         return error.body()
+
+    def stream_error(self, error: ApiError) -> bytes:
+        """The event that tells a client the stream broke (SDKs raise it)."""
+        return b"data: " + self.error_body(error) + b"\n\n"
+
+    def block_stream(self, text: str, model: str, body: Mapping[str, Any]) -> bytes:
+        """A whole stream answering `text` as the assistant (shapes with `in_chat_block`)."""
+        raise NotImplementedError
+
+    def notice_event(self, text: str, model: str, request_id: str) -> bytes:
+        """An event appending `text` to a streamed reply; nothing where the shape has no room."""
+        return b""
+
+
+def client_wants_usage(body: Mapping[str, Any]) -> bool:
+    options = body.get("stream_options")
+    return isinstance(options, dict) and options.get("include_usage") is True
+
+
+def sse_event(payload: object, event: str | None = None) -> bytes:
+    """One SSE event; `event` names it (the Responses and Anthropic streams name theirs)."""
+    data = b"data: " + orjson.dumps(payload) + b"\n\n"
+    return b"event: " + event.encode() + b"\n" + data if event else data
 
 
 def count(value: Any) -> int | None:
