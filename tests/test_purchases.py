@@ -16,7 +16,7 @@ import orjson
 import pytest
 
 from tests.conftest import Database, Gateway, gateway_env, start_gateway
-from tests.devpayments import STRIPE_SECRET, fake_server
+from tests.devpayments import MP_SECRET, STRIPE_SECRET, fake_server
 from tests.pgcluster import BIN, PrivateCluster
 from tests.servers import free_port
 from tests.test_web import Visitor, portal_link
@@ -36,7 +36,8 @@ def shop(
     tmp = tmp_path_factory.mktemp("shop")
     port = free_port()
     webhook = f"http://127.0.0.1:{port}/payments/stripe/webhook"
-    with fake_server(webhook, None, tmp / "payments.log") as fake:
+    notices = f"http://127.0.0.1:{port}/payments/mercadopago/webhook"
+    with fake_server(webhook, notices, tmp / "payments.log") as fake:
         for gateway in start_gateway(shop_env(tmp, provider, own_backend, port, fake), tmp):
             yield gateway, fake
 
@@ -52,6 +53,9 @@ def shop_env(tmp: Path, provider: str, backend: Database, port: int, fake: str) 
         SOLARIS_STRIPE_API_KEY="sk_test_solaris",
         SOLARIS_STRIPE_WEBHOOK_SECRET=STRIPE_SECRET,
         SOLARIS_STRIPE_API_BASE=fake,
+        SOLARIS_MERCADOPAGO_ACCESS_TOKEN="TEST-solaris",
+        SOLARIS_MERCADOPAGO_WEBHOOK_SECRET=MP_SECRET,
+        SOLARIS_MERCADOPAGO_API_BASE=fake,
     )
 
 
@@ -73,13 +77,17 @@ def order_status(visitor: Visitor, public_id: str) -> str:
     return found.group(1)
 
 
-def buy(gateway: Gateway, visitor: Visitor, pack: str) -> tuple[str, httpx.Response]:
-    """Order `pack` from the purchase page; the order id and the answer (the checkout)."""
+def buy(
+    gateway: Gateway, visitor: Visitor, pack: str, provider: str = "stripe"
+) -> tuple[str, httpx.Response]:
+    """Order `pack` from the purchase page; the order id and the answer (to the checkout, or
+    to the order's own page for Pix)."""
     csrf = visitor.csrf("/portal/buy")
-    started = visitor.post("/portal/buy", data={"csrf": csrf, "pack": pack, "provider": "stripe"})
+    started = visitor.post("/portal/buy", data={"csrf": csrf, "pack": pack, "provider": provider})
     assert started.status_code == 303, started.text
     checkout = started.headers["location"]
-    assert checkout.startswith("http") and "/c/pay/" in checkout, checkout
+    wanted = "/c/pay/" if provider == "stripe" else "/portal/orders/ord_"
+    assert wanted in checkout, checkout
     orders = visitor.get("/portal/orders").text
     found = ORDER_LINK.search(orders)
     assert found, orders
@@ -216,3 +224,54 @@ def test_a_webhook_while_the_database_is_away_is_refused_then_credited_once(
                 assert "ledger verified" in gateway.cli("ledger", "verify")
     finally:
         cluster.destroy()
+
+
+PIX_CODE = re.compile(r'data-testid="pix-code">([^<]+)<')
+
+
+def test_a_pix_order_shows_its_code_and_credits_once_when_approved(
+    shop: tuple[Gateway, str],
+) -> None:
+    gateway, fake = shop
+    user = "pix-" + uuid.uuid4().hex[:8]
+    with signed_in(gateway, user) as visitor:
+        before = balance(gateway, user)
+        public_id, _started = buy(gateway, visitor, "Básico", "mercadopago")
+        page = visitor.get(f"/portal/orders/{public_id}").text
+        code = PIX_CODE.search(page)
+        assert code and code.group(1).startswith("000201"), page  # a Pix BR Code
+        assert 'data-testid="pix-qr"' in page and 'http-equiv="refresh"' in page
+        payment = _pix_payment(fake, public_id)
+        control(fake, f"/mercadopago/payments/{payment}/approve")
+        assert order_status(visitor, public_id) == "paid"
+        assert balance(gateway, user) == before + 500_000
+        control(fake, "/events/last/send", {"times": 2})
+        for tamper in ({"secret": "wrong"}, {"body": True}, {"unsigned": True}):
+            sent = control(fake, "/events/last/send", {"tamper": tamper})
+            assert [d["status"] for d in sent["sent"]] == [400], (tamper, sent)
+        assert balance(gateway, user) == before + 500_000, "credited once"
+        control(fake, f"/mercadopago/payments/{payment}/refund", {"amount": 12.5})
+        assert balance(gateway, user) == before + 250_000, "half refunded, half taken back"
+    assert "ledger verified" in gateway.cli("ledger", "verify")
+
+
+def test_a_pix_paid_with_another_amount_credits_nothing(shop: tuple[Gateway, str]) -> None:
+    gateway, fake = shop
+    user = "pixless-" + uuid.uuid4().hex[:8]
+    with signed_in(gateway, user) as visitor:
+        before = balance(gateway, user)
+        public_id, _started = buy(gateway, visitor, "Básico", "mercadopago")
+        payment = _pix_payment(fake, public_id)
+        control(fake, f"/mercadopago/payments/{payment}/approve", {"transaction_amount": 2.5})
+        assert balance(gateway, user) == before
+        assert order_status(visitor, public_id) == "pending"
+
+
+def _pix_payment(fake: str, public_id: str) -> int:
+    found = httpx.get(
+        f"{fake}/v1/payments/search",
+        params={"external_reference": public_id},
+        headers={"Authorization": "Bearer TEST-solaris"},
+    ).json()["results"]
+    assert len(found) == 1, found
+    return int(found[0]["id"])

@@ -190,6 +190,15 @@ def _payment_providers(settings: Settings) -> dict[str, Provider]:
             settings.stripe_webhook_secret.get_secret_value(),
             settings.stripe_api_base,
         )
+    if settings.mercadopago_access_token and settings.mercadopago_webhook_secret:
+        from solaris.payments.mercadopago import MercadoPagoPix
+
+        providers["mercadopago"] = MercadoPagoPix(
+            settings.mercadopago_access_token.get_secret_value(),
+            settings.mercadopago_webhook_secret.get_secret_value(),
+            settings.public_base_url.rstrip("/") + "/payments/mercadopago/webhook",
+            settings.mercadopago_api_base,
+        )
     return providers
 
 

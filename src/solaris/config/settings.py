@@ -149,6 +149,10 @@ class Settings(BaseSettings):
     stripe_api_key: SecretStr | None = None
     stripe_webhook_secret: SecretStr | None = None  # the endpoint's signing secret (whsec_…)
     stripe_api_base: str | None = None  # another address for Stripe's API (a local fake)
+    # Pix through Mercado Pago when both are set.
+    mercadopago_access_token: SecretStr | None = None
+    mercadopago_webhook_secret: SecretStr | None = None  # the notifications' signing secret
+    mercadopago_api_base: str | None = None  # another address for its API (a local fake)
     orders_per_minute: int = Field(default=5, ge=1, le=100)  # a user may start this many
     purchase_contact: str = ""  # how to get credits until payments exist (shown on /portal/buy)
 
@@ -218,7 +222,13 @@ class Settings(BaseSettings):
             raise ValueError("thresholds are percentages in 1..100")
         return sorted(set(value))
 
-    @field_validator("upstream_base_url", "public_base_url", "alert_webhook_url", "stripe_api_base")
+    @field_validator(
+        "upstream_base_url",
+        "public_base_url",
+        "alert_webhook_url",
+        "stripe_api_base",
+        "mercadopago_api_base",
+    )
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:
         if value is None:
@@ -247,6 +257,15 @@ class Settings(BaseSettings):
             raise ValueError(
                 "stripe_api_key and stripe_webhook_secret: set both (cards through Stripe) or "
                 "neither"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _mercadopago_keys_together(self) -> Settings:
+        if (self.mercadopago_access_token is None) != (self.mercadopago_webhook_secret is None):
+            raise ValueError(
+                "mercadopago_access_token and mercadopago_webhook_secret: set both (Pix through "
+                "Mercado Pago) or neither"
             )
         return self
 

@@ -29,6 +29,14 @@ PURCHASE_MESSAGES: dict[str, tuple[str, str]] = {
     ),
     "buy.balance_now": ("Seu saldo agora: {tokens} tokens", "Your balance now: {tokens} tokens"),
     "buy.card": ("Pagar com cartão", "Pay by card"),
+    "buy.pix": ("Pagar com Pix", "Pay with Pix"),
+    "order.pix_text": (
+        "Abra o app do seu banco e pague com o QR code ou com o código Pix copia e cola.",
+        "Open your bank's app and pay with the QR code or the Pix copy-and-paste code.",
+    ),
+    "order.pix_qr": ("QR code do Pix", "Pix QR code"),
+    "order.pix_code": ("Pix copia e cola", "Pix copy and paste"),
+    "order.pix_until": ("Válido até {when}", "Valid until {when}"),
     # Orders.
     "orders.title": ("Seus pedidos", "Your orders"),
     "col.order": ("Pedido", "Order"),
