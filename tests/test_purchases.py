@@ -275,3 +275,27 @@ def _pix_payment(fake: str, public_id: str) -> int:
     ).json()["results"]
     assert len(found) == 1, found
     return int(found[0]["id"])
+
+
+def test_a_payment_whose_webhook_is_lost_is_credited_by_reconciliation(
+    shop: tuple[Gateway, str],
+) -> None:
+    gateway, fake = shop
+    user = "lost-" + uuid.uuid4().hex[:8]
+    with signed_in(gateway, user) as visitor:
+        before = balance(gateway, user)
+        public_id, started = buy(gateway, visitor, "Básico")
+        session = started.headers["location"].rsplit("/", 1)[1]
+        control(fake, "/webhooks/hold")  # the webhook never arrives
+        try:
+            control(fake, f"/stripe/sessions/{session}/pay")
+            assert balance(gateway, user) == before
+            assert "orders asked about" in gateway.cli("orders", "reconcile")
+            assert balance(gateway, user) == before + 500_000
+            assert order_status(visitor, public_id) == "paid"
+        finally:
+            control(fake, "/webhooks/release")  # late after all
+            control(fake, "/webhooks/settle")
+        assert balance(gateway, user) == before + 500_000, "the late webhook credits nothing"
+    listed = orjson.loads(gateway.cli("orders", "list", "--user", user, "--json"))
+    assert [(row["public_id"], row["status"]) for row in listed] == [(public_id, "paid")]

@@ -46,7 +46,8 @@ from solaris.observability.metrics import Metrics
 from solaris.observability.requests import RequestLog
 from solaris.operations.failures import SignInFailures
 from solaris.operations.purchases import Purchases
-from solaris.payments.base import Provider
+from solaris.operations.reconciler import reconcile_forever
+from solaris.payments.configured import configured_providers
 from solaris.portal.web import web_error_handlers, web_routes
 from solaris.portal.webhooks import webhook_route
 from solaris.store.cache import IdentityCache
@@ -100,6 +101,8 @@ class Gateway:
         self.settlements = Settlements(self.ledger, journal, self.metrics)
         self._replaying = asyncio.Event()
         self._replayer: asyncio.Task[None] | None = None
+        self._reconciling = asyncio.Event()
+        self._reconciler: asyncio.Task[None] | None = None
         self.users = Users(self.ledger)
         self.identity = Identity(settings, self.users, self.cache)
         self.upstream = Upstream(settings)
@@ -112,7 +115,7 @@ class Gateway:
             self.database,
             self.ledger,
             settings.credit_packs,
-            _payment_providers(settings),
+            configured_providers(settings),
             clock,
             alarm=self.alerting.monitor.alarm,
         )
@@ -138,6 +141,10 @@ class Gateway:
         # Replays what this or a dead process journaled, as soon as the database answers.
         self._replayer = asyncio.create_task(self.settlements.run_forever(self._replaying))
         await self.upstream.start()
+        if self.purchases.providers:  # a lost webhook is credited anyway
+            self._reconciler = asyncio.create_task(
+                reconcile_forever(self.purchases, self._reconciling)
+            )
         if self.settings.metrics_port is not None:
             start_http_server(self.settings.metrics_port, registry=self.metrics.registry)
         self.alerting.start()
@@ -151,6 +158,9 @@ class Gateway:
             await self._replayer
         await self.settlements.close()
         await self.alerting.close()
+        self._reconciling.set()
+        if self._reconciler is not None:
+            await self._reconciler
         for provider in self.purchases.providers.values():
             await provider.close()
         await self.upstream.close()
@@ -177,29 +187,6 @@ def _ledger(settings: Settings, database: Database, clock: Clock, thresholds: Th
     dsn = async_url(settings.database_url).replace("postgresql+asyncpg://", "postgresql://")
     pending = PostgresPending(dsn, settings.database_pool_size, clock, thresholds)
     return Ledger(database, clock, thresholds, pending)
-
-
-def _payment_providers(settings: Settings) -> dict[str, Provider]:
-    """The payment providers whose keys are set (none: the purchase page says whom to ask)."""
-    providers: dict[str, Provider] = {}
-    if settings.stripe_api_key is not None and settings.stripe_webhook_secret is not None:
-        from solaris.payments.stripe import StripeCheckout
-
-        providers["stripe"] = StripeCheckout(
-            settings.stripe_api_key.get_secret_value(),
-            settings.stripe_webhook_secret.get_secret_value(),
-            settings.stripe_api_base,
-        )
-    if settings.mercadopago_access_token and settings.mercadopago_webhook_secret:
-        from solaris.payments.mercadopago import MercadoPagoPix
-
-        providers["mercadopago"] = MercadoPagoPix(
-            settings.mercadopago_access_token.get_secret_value(),
-            settings.mercadopago_webhook_secret.get_secret_value(),
-            settings.public_base_url.rstrip("/") + "/payments/mercadopago/webhook",
-            settings.mercadopago_api_base,
-        )
-    return providers
 
 
 def build_app(settings: Settings, clock: Clock = utcnow) -> SolarisApp:

@@ -23,7 +23,7 @@ import sys
 import typer
 from pydantic import ValidationError
 
-from solaris.cli import accounts, admins, alerts, demo, money, server
+from solaris.cli import accounts, admins, alerts, demo, money, orders, server
 from solaris.errors import SolarisError
 
 __all__ = ["app", "main"]
@@ -39,6 +39,7 @@ money.register(app)
 app.add_typer(money.ledger_app, name="ledger")
 app.add_typer(admins.admins_app, name="admins")
 app.add_typer(alerts.alerts_app, name="alerts")
+app.add_typer(orders.orders_app, name="orders")
 demo.register(app)
 
 

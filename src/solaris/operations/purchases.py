@@ -43,6 +43,9 @@ __all__ = ["Alarm", "OrderView", "Purchases"]
 
 ORDER_PREFIX = "ord_"
 ORDERS_LISTED_MAX = 100
+RECONCILE_BATCH = 200  # orders asked about per run
+RECONCILE_OPEN_FOR = timedelta(days=35)  # orders older than this are left as they are
+RECONCILE_PAID_FOR = timedelta(days=30)  # paid orders are swept for refunds this long
 Alarm = Callable[[str, Mapping[str, Any]], Awaitable[None]]  # a system alert: event, data
 
 
@@ -157,6 +160,33 @@ class Purchases:
         )
         async with self.database.transaction() as conn:
             return [OrderView.of(row) for row in await conn.execute(query)]
+
+    async def reconcile(self) -> int:
+        """Ask the providers again about the orders an event may have missed: those still
+        pending, and those paid lately (a refund or dispute whose event was lost); returns how
+        many were looked at. Converging is idempotent, so two runs at once change nothing."""
+        now = self.clock()
+        settled_since = now - RECONCILE_PAID_FOR
+        query = (
+            select(orders.c.provider, orders.c.provider_ref)
+            .where(
+                orders.c.provider_ref.is_not(None),
+                orders.c.provider.in_(list(self.providers)),
+                (orders.c.status == "pending")
+                | ((orders.c.status == "paid") & (orders.c.paid_at >= settled_since)),
+                orders.c.created_at >= now - RECONCILE_OPEN_FOR,
+            )
+            .order_by(orders.c.updated_at)
+            .limit(RECONCILE_BATCH)
+        )
+        async with self.database.transaction() as conn:
+            due = [(row.provider, row.provider_ref) for row in await conn.execute(query)]
+        for provider, ref in due:
+            try:
+                await self.converge(await self.providers[provider].state(ref))
+            except ProviderUnavailable:
+                continue  # the next run asks again
+        return len(due)
 
     async def take_event(
         self, provider_name: str, body: bytes, headers: dict[str, str], query: dict[str, str]
