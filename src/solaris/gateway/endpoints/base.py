@@ -27,6 +27,7 @@ __all__ = [
     "Usage",
     "client_wants_usage",
     "count",
+    "model_and_cap",
     "openai_text",
     "openai_usage",
     "sse_event",
@@ -100,12 +101,8 @@ class Endpoint:
                 **(options if isinstance(options, dict) else {}),
                 "include_usage": True,
             }
-        if upstream_model is not None:
-            changes["model"] = upstream_model
-        if completion_cap is not None:
-            field = "max_completion_tokens" if "max_completion_tokens" in body else "max_tokens"
-            changes[field] = completion_cap
-        return changes
+        field = "max_completion_tokens" if "max_completion_tokens" in body else "max_tokens"
+        return {**changes, **model_and_cap(upstream_model, field, completion_cap)}
 
     def hides_usage(self, body: Mapping[str, Any]) -> bool:
         """Whether the stream's usage event is the gateway's own, to be kept from the client."""
@@ -154,6 +151,16 @@ def sse_event(payload: object, event: str | None = None) -> bytes:
     """One SSE event; `event` names it (the Responses and Anthropic streams name theirs)."""
     data = b"data: " + orjson.dumps(payload) + b"\n\n"
     return b"event: " + event.encode() + b"\n" + data if event else data
+
+
+def model_and_cap(upstream_model: str | None, cap_field: str, cap: int | None) -> dict[str, Any]:
+    """What every shape changes in a forwarded body: the model's alias, the completion cap."""
+    changes: dict[str, Any] = {}
+    if upstream_model is not None:
+        changes["model"] = upstream_model
+    if cap is not None:
+        changes[cap_field] = cap
+    return changes
 
 
 def count(value: Any) -> int | None:

@@ -22,7 +22,7 @@ from typing import Any
 import orjson
 
 from solaris.errors import ApiError, BadRequest
-from solaris.gateway.endpoints.base import Endpoint, Usage, count, sse_event
+from solaris.gateway.endpoints.base import Endpoint, Usage, count, model_and_cap, sse_event
 from solaris.metering import estimate_apis
 
 __all__ = ["MESSAGES", "anthropic_error_type"]
@@ -117,12 +117,7 @@ class Messages(Endpoint):
     def upstream_changes(
         self, body: Mapping[str, Any], upstream_model: str | None, completion_cap: int | None
     ) -> dict[str, Any]:
-        changes: dict[str, Any] = {}
-        if upstream_model is not None:
-            changes["model"] = upstream_model
-        if completion_cap is not None:
-            changes["max_tokens"] = completion_cap
-        return changes
+        return model_and_cap(upstream_model, "max_tokens", completion_cap)
 
     def hides_usage(self, body: Mapping[str, Any]) -> bool:
         return False

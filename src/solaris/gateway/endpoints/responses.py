@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from solaris.errors import ApiError, BadRequest
-from solaris.gateway.endpoints.base import Endpoint, Usage, count, sse_event
+from solaris.gateway.endpoints.base import Endpoint, Usage, count, model_and_cap, sse_event
 from solaris.metering import estimate_apis
 
 __all__ = ["RESPONSES", "response_object"]
@@ -109,12 +109,7 @@ class Responses(Endpoint):
     def upstream_changes(
         self, body: Mapping[str, Any], upstream_model: str | None, completion_cap: int | None
     ) -> dict[str, Any]:
-        changes: dict[str, Any] = {}
-        if upstream_model is not None:
-            changes["model"] = upstream_model
-        if completion_cap is not None:
-            changes["max_output_tokens"] = completion_cap
-        return changes
+        return model_and_cap(upstream_model, "max_output_tokens", completion_cap)
 
     def hides_usage(self, body: Mapping[str, Any]) -> bool:
         return False
