@@ -22,12 +22,12 @@ from typing import Any, TypeVar
 
 import httpx
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from solaris.ledger.ledger import Ledger
 from solaris.ledger.users import Users
 from solaris.store.database import open_database
-from solaris.store.schema import usage
+from solaris.store.schema import reservations, usage
 from tests.inprocess import prepare_database, serving, settings_of
 from tests.servers import free_port, spawn
 
@@ -159,6 +159,21 @@ class Gateway:
                 await _wait_settled(users, found.id)
             balance, held = await users.ledger.balance(found.id)
             return {"id": found.id, "balance": balance, "held": held}
+
+        return self._with_users(job)
+
+    def pending_reservations(self, user: str) -> int:
+        """How many of the user's requests hold a reservation right now."""
+
+        async def job(users: Users) -> int:
+            found = await users.find(user)
+            if found is None:
+                return 0
+            query = select(func.count()).where(
+                reservations.c.user_id == found.id, reservations.c.state == "pending"
+            )
+            async with users.database.transaction() as conn:
+                return int(await conn.scalar(query) or 0)
 
         return self._with_users(job)
 

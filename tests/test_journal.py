@@ -168,6 +168,9 @@ def test_a_database_outage_under_load_loses_no_answer(
         }
 
 
+STALL_S = 6.0  # the provider holds each answer this long: time to admit them all, then stop
+
+
 def _answers_during_outage(
     gateway: Gateway, cluster: PrivateCluster, user: str, count: int
 ) -> list[Answer]:
@@ -176,10 +179,14 @@ def _answers_during_outage(
     async def scenario() -> list[Answer]:
         async with httpx.AsyncClient(timeout=60) as http:
             calls = [
-                asyncio.create_task(_one(http, gateway.url, user, chat(False, stall_s=2.0)))
+                asyncio.create_task(_one(http, gateway.url, user, chat(False, stall_s=STALL_S)))
                 for _ in range(count)
             ]
-            await asyncio.sleep(1.0)  # every call has its reservation and waits on the provider
+            # Every call has its reservation and waits on the provider (counted, not guessed:
+            # a busy machine takes longer to admit them all).
+            while await asyncio.to_thread(gateway.pending_reservations, user) < count:
+                assert not any(call.done() for call in calls), "a call ended before the outage"
+                await asyncio.sleep(0.05)
             await asyncio.to_thread(cluster.stop)
             return await asyncio.gather(*calls)
 
