@@ -242,15 +242,10 @@ class Purchases:
             )  # fmt: skip
         refunded = max(order.refunded_cents, min(state.refunded_cents, order.amount_cents))
         disputed = state.disputed or order.status == "disputed"
-        if paid_at is not None:
-            taken = _taken_back(order.tokens, order.amount_cents, order.refunded_cents)
-            if order.status == "disputed":
-                taken = order.tokens
-            owed = (
-                order.tokens
-                if disputed
-                else _taken_back(order.tokens, order.amount_cents, refunded)
-            )
+        if paid_at is not None:  # what the order's tokens owe back: before, and now
+            taken = _owed_back(order.tokens, order.amount_cents, order.refunded_cents,
+                               order.status == "disputed")  # fmt: skip
+            owed = _owed_back(order.tokens, order.amount_cents, refunded, disputed)
             if owed > taken:
                 why = "dispute" if disputed else f"refund of {refunded}"
                 await self.ledger.deduct(
@@ -328,9 +323,10 @@ class Purchases:
         return OrderView.of(row)
 
 
-def _taken_back(tokens: int, amount_cents: int, refunded_cents: int) -> int:
-    """The tokens a refund of `refunded_cents` takes back: the same share, rounded down."""
-    return tokens * refunded_cents // amount_cents
+def _owed_back(tokens: int, amount_cents: int, refunded_cents: int, disputed: bool) -> int:
+    """The tokens a refund of `refunded_cents` takes back (the same share, rounded down), or
+    all of them once the payment is disputed."""
+    return tokens if disputed else tokens * refunded_cents // amount_cents
 
 
 def _status(current: str, state: PaymentState, paid: bool, refunded: int, disputed: bool) -> str:
