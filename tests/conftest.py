@@ -28,6 +28,7 @@ from solaris.ledger.ledger import Ledger
 from solaris.ledger.users import Users
 from solaris.store.database import open_database
 from solaris.store.schema import reservations, usage
+from solaris.store.schema import users as users_table
 from tests.inprocess import prepare_database, serving, settings_of
 from tests.servers import free_port, spawn
 
@@ -159,6 +160,17 @@ class Gateway:
                 await _wait_settled(users, found.id)
             balance, held = await users.ledger.balance(found.id)
             return {"id": found.id, "balance": balance, "held": held}
+
+        return self._with_users(job)
+
+    def stored_users(self) -> dict[str, dict[str, Any]]:
+        """Every user as stored, by LibreChat id: what each face (CLI, API, pages) shows of them
+        comes from these rows, read here without starting a `solaris` process per look."""
+
+        async def job(users: Users) -> dict[str, dict[str, Any]]:
+            async with users.database.transaction() as conn:
+                rows = await conn.execute(select(users_table))
+                return {row.external_id: dict(row._mapping) for row in rows}
 
         return self._with_users(job)
 
