@@ -46,6 +46,7 @@ from solaris.observability.metrics import Metrics
 from solaris.observability.requests import RequestLog
 from solaris.operations.failures import SignInFailures
 from solaris.operations.purchases import Purchases
+from solaris.operations.receipts import receipts_of
 from solaris.operations.reconciler import reconcile_forever
 from solaris.payments.configured import configured_providers
 from solaris.portal.web import web_error_handlers, web_routes
@@ -118,6 +119,8 @@ class Gateway:
             configured_providers(settings),
             clock,
             alarm=self.alerting.monitor.alarm,
+            receipts=receipts_of(settings),
+            metrics=self.metrics,
         )
         self.proxy = Proxy(
             settings,

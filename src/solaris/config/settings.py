@@ -154,6 +154,7 @@ class Settings(BaseSettings):
     mercadopago_webhook_secret: SecretStr | None = None  # the notifications' signing secret
     mercadopago_api_base: str | None = None  # another address for its API (a local fake)
     orders_per_minute: int = Field(default=5, ge=1, le=100)  # a user may start this many
+    receipt_emails: bool = True  # a paid order's buyer gets a receipt (with an SMTP host)
     purchase_contact: str = ""  # how to get credits until payments exist (shown on /portal/buy)
 
     # Operations.
