@@ -15,11 +15,12 @@ run: install  ## migrate the database, then serve on the embedded default (SQLit
 	$(UV) run --frozen solaris serve
 
 # Three workers on this 2-core machine: most tests wait on servers, outages and timeouts rather
-# than compute; one file per worker keeps a module's servers started once.
+# than compute; one file per worker keeps a module's servers started once, and files go out in
+# the order tests/conftest.py gives them (the longest first).
 TEST_WORKERS ?= 3
 
 test: install test-tools services lint  ## the whole test suite, as CI runs it
-	$(UV) run --frozen pytest -n $(TEST_WORKERS) --dist loadfile
+	$(UV) run --frozen pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 lint: install
 	$(UV) run --frozen ruff check src tests bench scripts
