@@ -41,7 +41,6 @@ from solaris.ledger.settlements import Settlements
 from solaris.ledger.thresholds import Thresholds
 from solaris.ledger.users import Users
 from solaris.limits import RateLimiter
-from solaris.metering import tokenizer
 from solaris.observability.metrics import Metrics
 from solaris.observability.requests import RequestLog
 from solaris.operations.failures import SignInFailures
@@ -138,7 +137,6 @@ class Gateway:
         namespace = await self.database.deployment_id()
         self.cache.namespace = self.limiter.namespace = namespace
         self.sign_in_failures.namespace = namespace
-        tokenizer.warm()
         await self.ledger.start()
         self.settlements.open(namespace)
         # Replays what this or a dead process journaled, as soon as the database answers.
