@@ -171,3 +171,22 @@ def test_librechat_anthropic_user_without_balance_sees_the_buy_link(
     assert (url.netloc, url.path) == ("chat.example.com", "/portal/buy")
     assert verify_link(SECRET, parse_qs(url.query)["t"][0]).user_id == gateway.user_row(user)["id"]
     assert gateway.usage_rows(user) == []
+
+
+@pytest.mark.parametrize("shape", ["responses", "anthropic"])
+def test_librechat_shows_the_80_percent_notice_on_the_newer_shapes(
+    gateway: Gateway, user: str, shape: str
+) -> None:
+    """The notice travels as the shape's own item or block; LangChain streams it as text."""
+    gateway.fund(user, 36)  # one answer (about 30 tokens) crosses 80% of it
+    if shape == "responses":
+        chat = run_librechat(job(gateway, user, "chat", useResponsesApi=True))
+    else:
+        chat = run_librechat(anthropic_job(gateway, user, "chat"))
+    assert chat["ok"], chat
+    left = gateway.user_row(user)["balance"]
+    notice = f"\n\n⚠️ Você já usou 80% dos seus tokens deste período (restam {left})."
+    assert chat["content"].startswith("This is a deterministic reply")
+    assert chat["content"].endswith(notice), chat["content"]
+    [row] = gateway.usage_rows(user)
+    assert row["status"] == "ok" and not row["estimated"]

@@ -14,6 +14,7 @@ Every error on this path, the gateway's own included, is in Anthropic's shape
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -62,6 +63,11 @@ ERROR_TYPES = {
     529: "overloaded_error",
 }
 TEXT_DELTAS = ("text", "partial_json", "thinking")
+# Parsed besides the usage events: where content blocks open (a notice's block is the next one)
+# and the closing message_delta, with or without usage.
+PARSED_EVENTS = re.compile(
+    rb'"usage"\s*:\s*\{|"type"\s*:\s*"(?:content_block_start|message_delta)"'
+)
 
 
 def anthropic_error_type(status: int) -> str:
@@ -182,6 +188,23 @@ class Messages(Endpoint):
     def stream_error(self, error: ApiError) -> bytes:
         return sse_event(_error(error), "error")
 
+    def closes_stream(self, payload: Mapping[str, Any]) -> bool:
+        return payload.get("type") == "message_delta"
+
+    def opens_output(self, payload: Mapping[str, Any]) -> bool:
+        return payload.get("type") == "content_block_start"
+
+    def with_notice(
+        self, text: str, model: str, request_id: str, closing: bytes, parts: int
+    ) -> bytes:
+        """A text block of its own after the answer's, before the held `message_delta`."""
+        if not closing:
+            return closing  # no message_delta came: nothing to put the block before
+        return (
+            b"".join(sse_event(event, event["type"]) for event in _text_block(parts, "\n\n" + text))
+            + closing
+        )
+
     def block_stream(self, text: str, model: str, body: Mapping[str, Any]) -> bytes:
         zero = {
             "input_tokens": 0, "output_tokens": 0,
@@ -194,17 +217,7 @@ class Messages(Endpoint):
         }  # fmt: skip
         events: list[dict[str, Any]] = [
             {"type": "message_start", "message": message},
-            {
-                "type": "content_block_start",
-                "index": 0,
-                "content_block": {"type": "text", "text": ""},
-            },
-            {
-                "type": "content_block_delta",
-                "index": 0,
-                "delta": {"type": "text_delta", "text": text},
-            },
-            {"type": "content_block_stop", "index": 0},
+            *_text_block(0, text),
             {
                 "type": "message_delta",
                 "delta": {"stop_reason": "end_turn", "stop_sequence": None},
@@ -213,6 +226,23 @@ class Messages(Endpoint):
             {"type": "message_stop"},
         ]
         return b"".join(sse_event(event, event["type"]) for event in events)
+
+
+def _text_block(index: int, text: str) -> list[dict[str, Any]]:
+    """A text content block at `index` saying `text`, as a stream tells it."""
+    return [
+        {
+            "type": "content_block_start",
+            "index": index,
+            "content_block": {"type": "text", "text": ""},
+        },
+        {
+            "type": "content_block_delta",
+            "index": index,
+            "delta": {"type": "text_delta", "text": text},
+        },
+        {"type": "content_block_stop", "index": index},
+    ]
 
 
 def _error(error: ApiError) -> dict[str, Any]:
@@ -267,4 +297,5 @@ MESSAGES = Messages(
     input_field="messages",
     generates=True,
     in_chat_block=True,
+    parsed_events=PARSED_EVENTS,
 )
