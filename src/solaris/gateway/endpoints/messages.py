@@ -7,8 +7,9 @@ The key comes as `x-api-key` or `Authorization: Bearer`; `anthropic-version` and
 lowered when the balance covers less. Usage comes in parts on a stream: the prompt in
 `message_start` (`input_tokens` + `cache_creation_input_tokens` + `cache_read_input_tokens`,
 the cache read kept as `cached_tokens`), the output in the final `message_delta`; a stream cut
-before that is charged its prompt and its text deltas counted offline, marked estimated.
-Every error on this path, the gateway's own included, is in Anthropic's shape
+before that is charged its prompt and its text deltas counted offline, marked estimated. The
+threshold notice is a text block of its own before `message_delta` (held, with what follows it,
+until the request is settled). Every error on this path, the gateway's own included, is in Anthropic's shape
 `{"type": "error", "error": {"type", "message"}}`.
 """
 

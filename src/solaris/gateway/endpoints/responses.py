@@ -2,8 +2,9 @@
 
 The completion cap is `max_output_tokens` (reasoning included), lowered when the balance covers
 less. A stream always reports its usage, in `response.completed` (or `response.incomplete` /
-`response.failed`), which the client needs anyway: nothing is injected and nothing hidden. A
-stream that ends without one (cut, client gone, a failure reported without usage) is charged
+`response.failed`), which the client needs anyway: nothing is injected and nothing hidden,
+but for the threshold notice, a message item of its own before `response.completed` (held until
+the request is settled for that). A stream that ends without one (cut, client gone, a failure reported without usage) is charged
 what its `*.delta` events carried, counted offline and marked estimated; an answer that says it
 is `incomplete` or `failed` leaves its usage row with that status.
 
