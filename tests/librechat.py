@@ -17,7 +17,9 @@ errors and 429s with a short Retry-After up to 6 times with backoff), titleFallb
 (templates replacing the endpoint's X-LibreChat-* header block; for anthropic, the
 `endpoints.anthropic.headers` block, none by default), useResponsesApi (true: the chat's
 "Use Responses API" switch, so POST {baseURL}/responses), provider ("openai" or "anthropic")
-and maxTokens (anthropic: the endpoint's "Max Output Tokens", default 8192).
+maxTokens (anthropic: the endpoint's "Max Output Tokens", default 8192), and thinking /
+thinkingBudget (anthropic: LibreChat's "Thinking" switch, default on, and its budget, default
+2000).
 
 Result: {"ok": true, "content", "chunks", "textChunks", "usage", "responseHeaders",
 "requests", "statuses"} or {"ok": false, "status", "message", "name", "className",

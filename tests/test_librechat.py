@@ -156,6 +156,8 @@ def test_librechat_anthropic_endpoint_is_charged_what_the_provider_reported(
     assert [r["path"] for r in forwarded] == ["/v1/messages", "/v1/messages"]
     assert [r["body"].get("stream") for r in forwarded] == [True, False]
     assert forwarded[0]["headers"]["anthropic-beta"] == "context-1m-2025-08-07"
+    # LibreChat's default reasoning, cut to 90% of the user's 1024 max_tokens.
+    assert forwarded[0]["body"]["thinking"] == {"type": "enabled", "budget_tokens": 921}
 
 
 def test_librechat_anthropic_user_without_balance_sees_the_buy_link(

@@ -19,6 +19,8 @@
  *           mode: "chat" | "title", timeoutMs,
  *           provider?     "openai" (default) | "anthropic"
  *           maxTokens?    anthropic: the endpoint's "Max Output Tokens" (default 8192)
+ *           thinking?, thinkingBudget?  anthropic: the "Thinking" switch (default on) and
+ *                         its budget (default 2000), as LibreChat's Anthropic settings
  *           maxRetries?   LangChain retry budget; LibreChat leaves it unset (=> 6)
  *           titleFallback? false: no second title call after a failure (LibreChat makes one)
  *           headers?      header templates replacing the endpoint's `headers:` block}
@@ -59,7 +61,8 @@
  *    stream: true, maxTokens, invocationKwargs: {metadata: {user_id: user}},
  *    clientOptions: {defaultHeaders: getClaudeHeaders(model), baseURL: reverseProxyUrl},
  *    anthropicApiUrl: reverseProxyUrl}`; getClaudeHeaders gives claude-sonnet-4* (prompt
- *    cache on, its default) `anthropic-beta: context-1m-2025-08-07`.
+ *    cache on, its default) `anthropic-beta: context-1m-2025-08-07`; configureReasoning
+ *    adds `thinking` (on by default, budget 2000; see claudeReasoning).
  *  - since v0.8.7 (PR #13742) `endpoints.anthropic.headers` in librechat.yaml, resolved
  *    as a custom endpoint's, joins clientOptions.defaultHeaders. `headers` in the job
  *    plays that block; without it none is sent, and the user is only `metadata.user_id`.
@@ -237,6 +240,20 @@ function claudeHeaders(model) {
   return {};
 }
 
+/**
+ * configureReasoning (packages/api/src/endpoints/anthropic/helpers.ts) with LibreChat's
+ * defaults (anthropicSettings: thinking on, thinkingBudget 2000): claude-3-7 and claude-*-4+
+ * models think; a budget above max_tokens is cut to 90% of it. `job.thinking: false` is the
+ * user switching thinking off, `job.thinkingBudget` the user's budget.
+ */
+function claudeReasoning(model, maxTokens, job) {
+  const thinks = /claude-3[-.]7/.test(model) || /claude-(?:sonnet|opus|haiku)-[4-9]/.test(model);
+  if (job.thinking === false || !thinks) return {};
+  let budget = job.thinkingBudget ?? 2000;
+  if (budget > maxTokens) budget = Math.min(budget, Math.floor(maxTokens * 0.9));
+  return { thinking: { type: 'enabled', budget_tokens: budget } };
+}
+
 /** The ChatAnthropic fields LibreChat's Anthropic endpoint ends up with (getLLMConfig). */
 function buildAnthropicFields(job, attempts) {
   const endpointHeaders = resolveHeaders(
@@ -256,6 +273,7 @@ function buildAnthropicFields(job, attempts) {
     },
     anthropicApiUrl: job.baseURL,
   };
+  Object.assign(fields, claudeReasoning(job.model, fields.maxTokens, job));
   /* LibreChat sets `stream: true`, which ChatAnthropic does not read: the agent turn
    * streams because it calls `.stream()`, the title is a plain `.invoke()`. */
   if (job.maxRetries != null) {
