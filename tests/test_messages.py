@@ -155,6 +155,36 @@ def test_a_small_balance_lowers_max_tokens(gateway: Gateway, user: str, provider
     assert gateway.user_row(user)["balance"] == HELD_PROMPT - PROMPT_TOKENS
 
 
+@pytest.mark.parametrize(
+    ("room", "thinking"),
+    [
+        (1500, {"type": "enabled", "budget_tokens": 1499}),
+        (600, {"type": "disabled"}),
+    ],
+    ids=["budget-under-the-cap", "no-room-to-think"],
+)
+def test_a_lowered_max_tokens_takes_the_thinking_budget_under_it(
+    gateway: Gateway, user: str, provider: str, room: int, thinking: dict[str, Any]
+) -> None:
+    """LibreChat's Anthropic endpoint thinks by default (budget 2000): a cap lowered under the
+    budget would make Anthropic refuse the request (budget_tokens must be < max_tokens, >= 1024)."""
+    gateway.fund(user, HELD_PROMPT + room)
+    wanted = {"type": "enabled", "budget_tokens": 2000}
+    answer = httpx.post(
+        gateway.url + "/v1/messages",
+        json=body(False, max_tokens=64000, thinking=wanted, metadata={"user_id": user}),
+        headers=headers(user),
+    )
+    assert answer.status_code == 200, answer.text
+    forwarded = [
+        r
+        for r in provider_requests(provider)
+        if ((r["body"] or {}).get("metadata") or {}).get("user_id") == user
+    ]
+    assert forwarded[-1]["body"]["max_tokens"] == room
+    assert forwarded[-1]["body"]["thinking"] == thinking
+
+
 def test_the_stream_that_crosses_80_percent_ends_with_a_notice_block(
     gateway: Gateway, user: str, api: anthropic.Anthropic
 ) -> None:

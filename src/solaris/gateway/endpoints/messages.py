@@ -4,7 +4,8 @@ endpoint with `provider: anthropic`), forwarded to the upstream's /v1/messages (
 The key comes as `x-api-key` or `Authorization: Bearer`; `anthropic-version` and
 `anthropic-beta` go upstream as sent; with the service key and no user header, the user is
 `metadata.user_id`, which LibreChat sets. `max_tokens` is required and is the completion cap,
-lowered when the balance covers less. Usage comes in parts on a stream: the prompt in
+lowered when the balance covers less (and with it a `thinking.budget_tokens` that would no
+longer fit under it). Usage comes in parts on a stream: the prompt in
 `message_start` (`input_tokens` + `cache_creation_input_tokens` + `cache_read_input_tokens`,
 the cache read kept as `cached_tokens`), the output in the final `message_delta`; a stream cut
 before that is charged its prompt and its text deltas counted offline, marked estimated. The
@@ -64,6 +65,7 @@ ERROR_TYPES = {
     529: "overloaded_error",
 }
 TEXT_DELTAS = ("text", "partial_json", "thinking")
+THINKING_BUDGET_MIN = 1024  # Anthropic's smallest `thinking.budget_tokens`
 # Parsed besides the usage events: where content blocks open (a notice's block is the next one)
 # and the closing message_delta, with or without usage.
 PARSED_EVENTS = re.compile(
@@ -124,7 +126,10 @@ class Messages(Endpoint):
     def upstream_changes(
         self, body: Mapping[str, Any], upstream_model: str | None, completion_cap: int | None
     ) -> dict[str, Any]:
-        return model_and_cap(upstream_model, "max_tokens", completion_cap)
+        changes = model_and_cap(upstream_model, "max_tokens", completion_cap)
+        if completion_cap is not None and (thinking := _thinking_within(body, completion_cap)):
+            changes["thinking"] = thinking
+        return changes
 
     def hides_usage(self, body: Mapping[str, Any]) -> bool:
         return False
@@ -244,6 +249,25 @@ def _text_block(index: int, text: str) -> list[dict[str, Any]]:
         },
         {"type": "content_block_stop", "index": index},
     ]
+
+
+def _thinking_within(body: Mapping[str, Any], cap: int) -> dict[str, Any] | None:
+    """The `thinking` a lowered `max_tokens` leaves room for, when the body's has none.
+
+    Anthropic refuses a `budget_tokens` that is not below `max_tokens`, or under 1024;
+    LibreChat's Anthropic endpoint thinks by default (budget 2000), so a cap lowered for a
+    small balance would turn its reply into a 400. The budget goes under the cap; below the
+    smallest budget there is no room to think, and the reply comes without thinking.
+    """
+    thinking = body.get("thinking")
+    if not isinstance(thinking, dict) or thinking.get("type") != "enabled":
+        return None
+    budget = count(thinking.get("budget_tokens"))
+    if budget is None or budget < cap:
+        return None
+    if cap <= THINKING_BUDGET_MIN:
+        return {"type": "disabled"}
+    return {**thinking, "budget_tokens": cap - 1}
 
 
 def _error(error: ApiError) -> dict[str, Any]:
