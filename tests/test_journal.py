@@ -271,10 +271,14 @@ def test_sqlite_locked_by_another_process_journals_and_replays(
         async def scenario() -> list[Answer]:
             async with httpx.AsyncClient(timeout=60) as http:
                 calls = [
-                    asyncio.create_task(_one(http, gateway.url, user, chat(False, stall_s=1.0)))
+                    asyncio.create_task(_one(http, gateway.url, user, chat(False, stall_s=STALL_S)))
                     for _ in range(4)
                 ]
-                await asyncio.sleep(0.5)
+                # Every call holds its reservation before the lock is taken (counted, not
+                # guessed: on a busy machine admitting them takes longer than half a second).
+                while await asyncio.to_thread(gateway.pending_reservations, user) < 4:
+                    assert not any(call.done() for call in calls), "a call ended before the lock"
+                    await asyncio.sleep(0.05)
                 locker = threading.Thread(target=hold_the_lock)
                 locker.start()
                 answers = await asyncio.gather(*calls)
