@@ -3,6 +3,7 @@ YAML file), read and validated once at start, and the things it lists (`items`).
 
 from solaris.config.items import (
     DEFAULT_MODEL_POLICY,
+    HOSTED_TOOLS,
     CreditPack,
     ModelPolicy,
     PlanConfig,
@@ -12,6 +13,7 @@ from solaris.config.settings import Settings, load_settings, missing_setup, sqli
 
 __all__ = [
     "DEFAULT_MODEL_POLICY",
+    "HOSTED_TOOLS",
     "CreditPack",
     "ModelPolicy",
     "PlanConfig",

@@ -59,6 +59,7 @@ class Ticket:
     held: int  # 0: refused
     balance: int  # the account's balance at the reservation, holds aside
     upstream_headers: dict[str, str]  # client headers the upstream needs too (API version)
+    tools_held: int = 0  # of `held`: for the hosted tool calls the request may make
 
     @property
     def request_id(self) -> str:
@@ -117,9 +118,13 @@ class Admission:
         # then rarely passes the hold (what does is still charged, and is debt).
         margin = EXACT if tokenizer.is_exact(model) else self.settings.unknown_tokenizer_margin
         held_prompt = billing.held_prompt_tokens(prompt_tokens, policy, margin)
-        wanted = billing.billable(held_prompt, cap, policy)
+        # Hosted tool calls (web search, …) cost a price each: one request holds the dearest
+        # offered tool's price per call it allows (`max_tool_calls`, else one), in full.
+        offered, calls_max = endpoint.hosted_tools_offered(body)
+        tools_held = billing.held_tool_tokens(offered, calls_max, policy)
+        wanted = billing.billable(held_prompt, cap, policy) + tools_held
         least = min(cap, self.settings.min_completion_tokens)
-        minimum = max(1, billing.billable(held_prompt, least, policy))
+        minimum = max(1, billing.billable(held_prompt, least, policy) + tools_held)
         try:
             hold = await self.ledger.reserve(
                 caller.user_id,
@@ -135,6 +140,7 @@ class Admission:
         return Ticket(
             exchange, endpoint, caller, body, raw, model, policy, prompt_tokens, held_prompt,
             cap, minimum, hold.amount, hold.balance, endpoint.upstream_headers(headers),
+            tools_held,
         )  # fmt: skip
 
     def _stored_context(self, endpoint: Endpoint, body: dict[str, Any]) -> int:

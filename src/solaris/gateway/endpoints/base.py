@@ -38,10 +38,11 @@ __all__ = [
 class Usage:
     """What the provider reported; `None` where it reported nothing."""
 
-    prompt_tokens: int | None
-    completion_tokens: int | None
-    cached_tokens: int = 0
-    reasoning_tokens: int = 0
+    prompt_tokens: int | None  # all of the prompt, the cache's reads and writes included
+    completion_tokens: int | None  # all of the completion, reasoning included
+    cached_tokens: int = 0  # of the prompt: read from the provider's prompt cache
+    reasoning_tokens: int = 0  # of the completion
+    cache_write_tokens: int = 0  # of the prompt: written to the prompt cache (Anthropic)
 
 
 # Stream events the relay parses: those holding a usage object (not `"usage": null`, which
@@ -120,6 +121,21 @@ class Endpoint:
         """Text the model generated in an answer or chunk (for counting it offline)."""
         return openai_text(payload)
 
+    def hosted_tools_offered(self, body: Mapping[str, Any]) -> tuple[set[str], int]:
+        """The `tools` types a request offers that the provider runs itself (and bills per
+        call), and the most calls of them the request allows; none for most shapes."""
+        return set(), 0
+
+    def tool_calls(self, payload: Mapping[str, Any]) -> dict[str, int]:
+        """Hosted tool calls in a whole answer, by output item type."""
+        return {}
+
+    def stream_tool_calls(
+        self, known: dict[str, int], payload: Mapping[str, Any]
+    ) -> dict[str, int]:
+        """The hosted tool calls known after one more stream event."""
+        return known
+
     def finish_status(self, payload: Mapping[str, Any]) -> str | None:
         """The usage row's status when an answer or a stream event says it ended short of
         complete (a Responses `incomplete` or `failed`); None when it says nothing of it."""
@@ -177,11 +193,14 @@ def openai_usage(payload: Mapping[str, Any], generates: bool) -> Usage | None:
         return None
     prompt_details = usage.get("prompt_tokens_details") or {}
     completion_details = usage.get("completion_tokens_details") or {}
+    # `prompt_tokens` includes the cached ones (OpenAI), and for an Anthropic model behind
+    # LiteLLM the cache writes it reports beside them as `cache_creation_input_tokens`.
     return Usage(
         prompt_tokens=prompt,
         completion_tokens=completion if generates else 0,
         cached_tokens=count(prompt_details.get("cached_tokens")) or 0,
         reasoning_tokens=count(completion_details.get("reasoning_tokens")) or 0,
+        cache_write_tokens=count(usage.get("cache_creation_input_tokens")) or 0,
     )
 
 

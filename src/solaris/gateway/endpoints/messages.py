@@ -6,8 +6,9 @@ The key comes as `x-api-key` or `Authorization: Bearer`; `anthropic-version` and
 `metadata.user_id`, which LibreChat sets. `max_tokens` is required and is the completion cap,
 lowered when the balance covers less. Usage comes in parts on a stream: the prompt in
 `message_start` (`input_tokens` + `cache_creation_input_tokens` + `cache_read_input_tokens`,
-the cache read kept as `cached_tokens`), the output in the final `message_delta`; a stream cut
-before that is charged its prompt and its text deltas counted offline, marked estimated.
+the cache read kept as `cached_tokens`, the write as `cache_write_tokens`, each billed at its
+own weight), the output in the final `message_delta`; a stream cut before that is charged its
+prompt and its text deltas counted offline, marked estimated.
 Every error on this path, the gateway's own included, is in Anthropic's shape
 `{"type": "error", "error": {"type", "message"}}`.
 """
@@ -132,6 +133,7 @@ class Messages(Endpoint):
             prompt_tokens=prompt,
             completion_tokens=count(usage.get("output_tokens")),
             cached_tokens=count(usage.get("cache_read_input_tokens")) or 0,
+            cache_write_tokens=count(usage.get("cache_creation_input_tokens")) or 0,
         )
 
     def stream_usage(self, known: Usage | None, payload: Mapping[str, Any]) -> Usage | None:
@@ -143,7 +145,12 @@ class Messages(Endpoint):
             return (
                 None
                 if started is None
-                else Usage(started.prompt_tokens, None, started.cached_tokens)
+                else Usage(
+                    started.prompt_tokens,
+                    None,
+                    started.cached_tokens,
+                    cache_write_tokens=started.cache_write_tokens,
+                )
             )
         if kind != "message_delta":
             return known
@@ -157,6 +164,7 @@ class Messages(Endpoint):
             else final.prompt_tokens,
             completion_tokens=final.completion_tokens,
             cached_tokens=final.cached_tokens or before.cached_tokens,
+            cache_write_tokens=final.cache_write_tokens or before.cache_write_tokens,
         )
 
     def generated_text(self, payload: Mapping[str, Any]) -> Iterator[str]:

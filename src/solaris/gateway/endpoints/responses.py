@@ -24,6 +24,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from solaris.config import HOSTED_TOOLS
 from solaris.errors import ApiError, BadRequest
 from solaris.gateway.endpoints.base import Endpoint, Usage, count, model_and_cap, sse_event
 from solaris.metering import estimate_apis
@@ -55,8 +56,12 @@ ITEM_TYPES = frozenset(
     }
 )
 STORED_CONTEXT_FIELDS = ("previous_response_id", "conversation", "prompt")
-# Parsed besides the usage events: a `response.failed` may carry no usage, yet ends the answer.
-PARSED_EVENTS = re.compile(rb'"usage"\s*:\s*\{|"type"\s*:\s*"response\.failed"')
+# Parsed besides the usage events: a `response.failed` may carry no usage, yet ends the answer;
+# each finished output item, which may be a hosted tool call (billed per call).
+PARSED_EVENTS = re.compile(
+    rb'"usage"\s*:\s*\{|"type"\s*:\s*"response\.(?:failed|output_item\.done)"'
+)
+OFFERED_AS = {kind: tool for tool, kinds in HOSTED_TOOLS.items() for kind in kinds}
 SHORT_ENDINGS = frozenset({"incomplete", "failed"})
 NOT_GENERATED = frozenset({"response.audio.delta"})  # base64 audio, not text
 
@@ -145,6 +150,40 @@ class Responses(Endpoint):
         for item in payload.get("output") or ():  # a whole response
             if isinstance(item, dict):
                 yield from _item_text(item)
+
+    def hosted_tools_offered(self, body: Mapping[str, Any]) -> tuple[set[str], int]:
+        offered = {
+            tool["type"]
+            for tool in body.get("tools") or ()
+            if isinstance(tool, dict) and tool.get("type") in OFFERED_AS
+        }
+        calls_max = count(body.get("max_tool_calls"))
+        return offered, 1 if calls_max is None else calls_max
+
+    def tool_calls(self, payload: Mapping[str, Any]) -> dict[str, int]:
+        response = payload.get("response")
+        output = (response if isinstance(response, dict) else payload).get("output")
+        calls: dict[str, int] = {}
+        for item in output if isinstance(output, list) else ():
+            kind = item.get("type") if isinstance(item, dict) else None
+            if kind in HOSTED_TOOLS:
+                calls[kind] = calls.get(kind, 0) + 1
+        return calls
+
+    def stream_tool_calls(
+        self, known: dict[str, int], payload: Mapping[str, Any]
+    ) -> dict[str, int]:
+        kind = payload.get("type")
+        if kind == "response.output_item.done":
+            item = payload.get("item")
+            tool = item.get("type") if isinstance(item, dict) else None
+            return {**known, tool: known.get(tool, 0) + 1} if tool in HOSTED_TOOLS else known
+        response = payload.get("response")
+        if isinstance(response, dict) and isinstance(response.get("output"), list):
+            # The finished response lists every item; an item event may have gone before it.
+            listed = self.tool_calls(payload)
+            return {tool: max(known.get(tool, 0), listed.get(tool, 0)) for tool in known | listed}
+        return known
 
     def finish_status(self, payload: Mapping[str, Any]) -> str | None:
         response = payload.get("response")
