@@ -30,10 +30,12 @@ from solaris.metering.estimate import chat_prompt_tokens
 from solaris.metering.estimate_apis import messages_prompt_tokens, responses_prompt_tokens
 from solaris.store.database import open_database
 from tests.conftest import SERVICE_KEY, Database, Gateway, gateway_env, start_gateway
+from tests.test_proxy import provider_requests
 
 OPENAI_MODEL = "gpt-4o-mini"
 CLAUDE_MODEL = "claude-sonnet-4-5"
 WEB_SEARCH_PRICE = 1000
+HOSTED_TOOL_CALLS_MAX = 3
 MODELS = {
     OPENAI_MODEL: {
         "input_weight": "2",
@@ -61,7 +63,13 @@ def priced(
     """A gateway whose models price the parts apart (a database of the module's own, so the
     ledger's verification reads only these users)."""
     tmp = tmp_path_factory.mktemp("priced")
-    env = gateway_env(tmp, provider, own_backend, SOLARIS_MODELS=json.dumps(MODELS))
+    env = gateway_env(
+        tmp,
+        provider,
+        own_backend,
+        SOLARIS_MODELS=json.dumps(MODELS),
+        SOLARIS_HOSTED_TOOL_CALLS_MAX=str(HOSTED_TOOL_CALLS_MAX),
+    )
     yield from start_gateway(env, tmp)
 
 
@@ -241,27 +249,37 @@ def test_a_web_search_is_billed_its_price_as_a_statement_line_of_its_own(
     ]
 
 
-def test_a_request_offering_a_priced_tool_holds_one_call_of_it(priced: Gateway, user: str) -> None:
-    """The hold covers the dearest offered tool once per call the request allows
-    (`max_tool_calls`, else one): without that much, the request is refused."""
+def test_hosted_tool_calls_are_held_and_capped_to_what_the_balance_covers(
+    priced: Gateway, user: str, provider: str
+) -> None:
+    """`max_tool_calls` bounds a response's hosted tool calls: the gateway holds the dearest
+    offered tool's price for each call (SOLARIS_HOSTED_TOOL_CALLS_MAX when the request sets
+    none), sends the number held upstream, and lowers it to what the balance covers, as it
+    lowers the completion cap; less than one call's worth is refused."""
+    searches = ["web_search_call"] * 6
     body = {
         "model": OPENAI_MODEL, "input": INPUT, "tools": WEB_SEARCH, "max_output_tokens": 16,
-        "dev_provider": {"hosted_tool_calls": ["web_search_call"], "reply_tokens": 16},
+        "user": user, "dev_provider": {"hosted_tool_calls": searches, "reply_tokens": 16},
     }  # fmt: skip
     prompt = responses_prompt_tokens(body)
     # Each token at the dearest weight it may be billed at: prompt 2, completion 8 (reasoning).
-    needed = prompt * 2 + 16 * 8 + WEB_SEARCH_PRICE
-    priced.fund(user, needed - 1)
+    tokens = prompt * 2 + 16 * 8
+    priced.fund(user, tokens + WEB_SEARCH_PRICE - 1)
     with priced.client(user) as http:
         assert http.post("/v1/responses", json=body).status_code == 402
-        priced.fund(user, 1)
-        served = http.post("/v1/responses", json=body)
-        assert served.status_code == 200, served.text
-        twice = {**body, "max_tool_calls": 2}
-        priced.fund(user, needed + WEB_SEARCH_PRICE - priced.user_row(user)["balance"] - 1)
-        assert http.post("/v1/responses", json=twice).status_code == 402
-    [row] = priced.usage_rows(user)
-    assert row["billable"] <= needed and row["tool_billable"] == WEB_SEARCH_PRICE
+        priced.fund(user, 1)  # one search's worth
+        assert http.post("/v1/responses", json=body).status_code == 200
+        priced.fund(user, 10 * (tokens + WEB_SEARCH_PRICE))
+        assert http.post("/v1/responses", json=body).status_code == 200
+        own = http.post("/v1/responses", json={**body, "max_tool_calls": 2})
+        assert own.status_code == 200
+    sent = [r["body"] for r in provider_requests(provider) if (r["body"] or {}).get("user") == user]
+    assert [b.get("max_tool_calls") for b in sent] == [1, HOSTED_TOOL_CALLS_MAX, 2]
+    rows = priced.usage_rows(user)
+    assert [row["tool_billable"] for row in rows] == [
+        WEB_SEARCH_PRICE, HOSTED_TOOL_CALLS_MAX * WEB_SEARCH_PRICE, 2 * WEB_SEARCH_PRICE,
+    ]  # fmt: skip
+    assert rows[0]["billable"] <= tokens + WEB_SEARCH_PRICE, "the first was held in full"
 
 
 def test_defaults_bill_as_before(gateway: Gateway, user: str) -> None:
@@ -293,15 +311,19 @@ def test_part_weights_default_to_the_ones_they_refine() -> None:
     counts = billing.TokenCounts(1000, 300, cached=400, cache_write=100, reasoning=200)
     assert billing.token_charge(counts, plain) == billing.billable(1000, 300, plain) == 5500
     assert billing.tool_charges({"web_search_call": 3}, plain) == ()
-    assert billing.held_tool_tokens({"web_search_preview"}, 1, plain) == 0
+    assert billing.tool_call_price({"web_search_preview"}, plain) == 0
     # A provider that reports more cached than prompt is held to the prompt.
     priced = ModelPolicy(cached_input_weight=Decimal(0), reasoning_weight=Decimal(3))
     assert billing.token_charge(billing.TokenCounts(10, 5, cached=50, reasoning=9), priced) == 15
     # A hold prices every token at the dearest weight it may be billed at.
     assert billing.billable(10, 5, priced) == 10 + 15
     dear = ModelPolicy(tool_prices={"web_search_call": 7, "file_search_call": 9})
-    offered = {"web_search", "file_search"}
-    assert billing.held_tool_tokens(offered, 2, dear) == 18
+    assert billing.tool_call_price({"web_search", "file_search"}, dear) == 9
+    assert billing.tool_call_price({"web_search", "code_interpreter"}, dear) == 7
+    # After the tokens' share, a hold pays for at least one call and at most those wanted.
+    assert billing.tool_calls_held(100 + 9, 100, 9, 4) == 1
+    assert billing.tool_calls_held(100 + 3 * 9 + 8, 100, 9, 4) == 3
+    assert billing.tool_calls_held(10_000, 100, 9, 4) == 4
 
 
 def test_a_journaled_settlement_keeps_its_weights_and_tool_charges() -> None:

@@ -6,8 +6,8 @@ it, plus `prompt_extra_tokens` (what a stored conversation would add). The strea
 `response.created`, `response.in_progress`, the message's item and part events, one
 `response.output_text.delta` per token, their `*.done` events and `response.completed` (or
 `response.incomplete`) with the usage; `omit_usage` sends `usage: null` there. The hosted tool
-calls a request asks for (`hosted_tool_calls`) come first, as finished output items (their
-`response.output_item.added` and `.done` events on a stream).
+calls a request asks for (`hosted_tool_calls`, at most `max_tool_calls` of them) come first, as
+finished output items (their `response.output_item.added` and `.done` events on a stream).
 """
 
 from __future__ import annotations
@@ -71,7 +71,10 @@ def responses(body: Json, behaviour: Behaviour, model: str) -> bytes | list[byte
     head = _response(shapes.new_id("resp_"), model, body)
     item_id = shapes.new_id("msg_")
     complete = limit >= wanted
-    tools = [_hosted_call(kind) for kind in behaviour.hosted_tool_calls]
+    calls_max = body.get("max_tool_calls")
+    asked = behaviour.hosted_tool_calls
+    runs = asked[:calls_max] if request.is_int(calls_max) and calls_max >= 0 else asked
+    tools = [_hosted_call(kind) for kind in runs]
     if body.get("stream") is True:
         return _events(head, item_id, pieces, usage, complete, tools)
     return orjson.dumps(_finished(head, item_id, "".join(pieces), usage, complete, tools))

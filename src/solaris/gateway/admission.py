@@ -60,6 +60,12 @@ class Ticket:
     balance: int  # the account's balance at the reservation, holds aside
     upstream_headers: dict[str, str]  # client headers the upstream needs too (API version)
     tools_held: int = 0  # of `held`: for the hosted tool calls the request may make
+    tool_calls_cap: int | None = None  # the `max_tool_calls` to send upstream, if changed
+
+    @property
+    def tokens_held(self) -> int:
+        """What the hold has for tokens, the hosted tool calls' share aside."""
+        return self.held - self.tools_held
 
     @property
     def request_id(self) -> str:
@@ -118,13 +124,14 @@ class Admission:
         # then rarely passes the hold (what does is still charged, and is debt).
         margin = EXACT if tokenizer.is_exact(model) else self.settings.unknown_tokenizer_margin
         held_prompt = billing.held_prompt_tokens(prompt_tokens, policy, margin)
-        # Hosted tool calls (web search, …) cost a price each: one request holds the dearest
-        # offered tool's price per call it allows (`max_tool_calls`, else one), in full.
-        offered, calls_max = endpoint.hosted_tools_offered(body)
-        tools_held = billing.held_tool_tokens(offered, calls_max, policy)
-        wanted = billing.billable(held_prompt, cap, policy) + tools_held
+        tokens_wanted = billing.billable(held_prompt, cap, policy)
         least = min(cap, self.settings.min_completion_tokens)
-        minimum = max(1, billing.billable(held_prompt, least, policy) + tools_held)
+        tokens_least = billing.billable(held_prompt, least, policy)
+        price, calls = self._tool_calls(endpoint, body, policy)
+        wanted, minimum = (
+            tokens_wanted + price * calls,
+            max(1, tokens_least + price * min(calls, 1)),
+        )
         try:
             hold = await self.ledger.reserve(
                 caller.user_id,
@@ -137,11 +144,29 @@ class Admission:
             raise self._database_down(exchange, error) from None
         if hold.amount:
             self.metrics.reservations_open.inc()
-        return Ticket(
+        ticket = Ticket(
             exchange, endpoint, caller, body, raw, model, policy, prompt_tokens, held_prompt,
             cap, minimum, hold.amount, hold.balance, endpoint.upstream_headers(headers),
-            tools_held,
         )  # fmt: skip
+        if hold.amount and price and calls:
+            held_calls = billing.tool_calls_held(hold.amount, tokens_wanted, price, calls)
+            ticket.tools_held = price * held_calls
+            if held_calls != endpoint.hosted_tools_offered(body)[1]:
+                ticket.tool_calls_cap = held_calls  # the provider runs no more than are held
+        return ticket
+
+    def _tool_calls(
+        self, endpoint: Endpoint, body: dict[str, Any], policy: ModelPolicy
+    ) -> tuple[int, int]:
+        """Hosted tool calls (web search, …) cost a price each, and `max_tool_calls` bounds
+        them: a request offering a priced one wants the dearest offered price for each call it
+        allows (its own `max_tool_calls`, else `hosted_tool_calls_max`, sent upstream), and
+        needs at least one; the price and the calls wanted (0, 0: nothing priced offered)."""
+        offered, asked = endpoint.hosted_tools_offered(body)
+        price = billing.tool_call_price(offered, policy)
+        if not price:
+            return 0, 0
+        return price, self.settings.hosted_tool_calls_max if asked is None else asked
 
     def _stored_context(self, endpoint: Endpoint, body: dict[str, Any]) -> int:
         """Tokens held for input the provider keeps and the body does not carry (a Responses

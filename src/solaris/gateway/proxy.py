@@ -161,7 +161,8 @@ class Proxy:
         exchange = ticket.exchange
         endpoint = ticket.endpoint
         cap = self._capped_completion(ticket)
-        data = upstream_body(ticket.raw, ticket.body, endpoint, ticket.policy.upstream_name, cap)
+        alias, calls = ticket.policy.upstream_name, ticket.tool_calls_cap
+        data = upstream_body(ticket.raw, ticket.body, endpoint, alias, cap, calls)
         exchange.upstream_sent = time.perf_counter()
         try:
             response = await self.upstream.request(
@@ -192,12 +193,11 @@ class Proxy:
         """A lower completion limit when the balance covers less than the client asked for."""
         if not ticket.endpoint.generates:
             return None
-        tokens_held = ticket.held - ticket.tools_held  # the tools' share is theirs alone
         wanted = billing.billable(ticket.held_prompt, ticket.completion_cap, ticket.policy)
-        if tokens_held >= wanted:
+        if ticket.tokens_held >= wanted:
             return None
         affordable = billing.completion_tokens_affordable(
-            tokens_held, ticket.held_prompt, ticket.policy
+            ticket.tokens_held, ticket.held_prompt, ticket.policy
         )
         return max(1, affordable // ticket.endpoint.choices(ticket.body))
 

@@ -26,8 +26,9 @@ __all__ = [
     "charge",
     "completion_tokens_affordable",
     "held_prompt_tokens",
-    "held_tool_tokens",
     "token_charge",
+    "tool_call_price",
+    "tool_calls_held",
     "tool_charges",
     "weights_json",
 ]
@@ -112,15 +113,23 @@ def tool_charges(calls: Mapping[str, int], policy: ModelPolicy) -> tuple[ToolCha
     )
 
 
-def held_tool_tokens(offered: set[str], calls_max: int, policy: ModelPolicy) -> int:
-    """What a request offering these `tools` types holds for hosted tool calls: the dearest
-    offered priced tool, times the calls the request allows (`max_tool_calls`, else one)."""
+def tool_call_price(offered: set[str], policy: ModelPolicy) -> int:
+    """What one hosted tool call of a request offering these `tools` types may cost: the
+    dearest offered tool's price (0: none of them is priced). `max_tool_calls` bounds the calls
+    of all hosted tools together, so this times it bounds what they cost."""
     prices = [
         policy.tool_prices.get(tool, 0)  # type: ignore[call-overload]
         for tool, offered_as in HOSTED_TOOLS.items()
         if offered.intersection(offered_as)
     ]
-    return max(prices, default=0) * calls_max
+    return max(prices, default=0)
+
+
+def tool_calls_held(held: int, tokens_wanted: int, price: int, calls_wanted: int) -> int:
+    """How many hosted tool calls a hold of `held` covers once the tokens have what they want
+    (at least one: the least hold paid for one; at most `calls_wanted`)."""
+    assert price > 0 and calls_wanted >= 1, (price, calls_wanted)
+    return max(1, min(calls_wanted, (held - tokens_wanted) // price))
 
 
 def weights_json(policy: ModelPolicy) -> str:

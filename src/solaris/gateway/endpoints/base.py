@@ -121,10 +121,11 @@ class Endpoint:
         """Text the model generated in an answer or chunk (for counting it offline)."""
         return openai_text(payload)
 
-    def hosted_tools_offered(self, body: Mapping[str, Any]) -> tuple[set[str], int]:
+    def hosted_tools_offered(self, body: Mapping[str, Any]) -> tuple[set[str], int | None]:
         """The `tools` types a request offers that the provider runs itself (and bills per
-        call), and the most calls of them the request allows; none for most shapes."""
-        return set(), 0
+        call), and the most calls of them the request allows, if it says; none for most
+        shapes."""
+        return set(), None
 
     def tool_calls(self, payload: Mapping[str, Any]) -> dict[str, int]:
         """Hosted tool calls in a whole answer, by output item type."""

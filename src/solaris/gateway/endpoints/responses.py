@@ -85,6 +85,11 @@ class Responses(Endpoint):
             isinstance(tools, list) and all(isinstance(tool, dict) for tool in tools)
         ):
             raise BadRequest("'tools' must be an array of objects.", param="tools")
+        calls = body.get("max_tool_calls")
+        if calls is not None and count(calls) is None:
+            raise BadRequest(
+                "'max_tool_calls' must be a non-negative integer.", param="max_tool_calls"
+            )
         cap = body.get("max_output_tokens")
         if cap is not None and (count(cap) is None or cap < 1):
             raise BadRequest(
@@ -151,14 +156,13 @@ class Responses(Endpoint):
             if isinstance(item, dict):
                 yield from _item_text(item)
 
-    def hosted_tools_offered(self, body: Mapping[str, Any]) -> tuple[set[str], int]:
+    def hosted_tools_offered(self, body: Mapping[str, Any]) -> tuple[set[str], int | None]:
         offered = {
             tool["type"]
             for tool in body.get("tools") or ()
             if isinstance(tool, dict) and tool.get("type") in OFFERED_AS
         }
-        calls_max = count(body.get("max_tool_calls"))
-        return offered, 1 if calls_max is None else calls_max
+        return offered, count(body.get("max_tool_calls"))
 
     def tool_calls(self, payload: Mapping[str, Any]) -> dict[str, int]:
         response = payload.get("response")
