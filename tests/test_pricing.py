@@ -41,6 +41,7 @@ MODELS = {
         "input_weight": "2",
         "output_weight": "4",
         "cached_input_weight": "0.5",
+        "cache_write_weight": "3",
         "reasoning_weight": "8",
         "tool_prices": {"web_search_call": WEB_SEARCH_PRICE, "file_search_call": 300},
     },
@@ -121,16 +122,20 @@ def test_cached_input_is_billed_at_its_weight(priced: Gateway, user: str) -> Non
     )
     weights = json.loads(row["weights"])
     assert weights == {
-        "input": "2", "output": "4", "cached_input": "0.5", "cache_write": "2", "reasoning": "8",
+        "input": "2", "output": "4", "cached_input": "0.5", "cache_write": "3", "reasoning": "8",
     }  # fmt: skip
     assert priced.user_row(user)["balance"] == 100_000 - row["billable"]
     _lines, differences = ledger_of(priced, user)
     assert differences == []
 
 
-def test_reasoning_output_and_cached_input_on_the_responses_api(priced: Gateway, user: str) -> None:
+def test_reasoning_cached_input_and_cache_writes_on_the_responses_api(
+    priced: Gateway, user: str
+) -> None:
     priced.fund(user, 100_000)
-    behaviour = {"reply_tokens": 40, "reasoning_tokens": 10, "cache_read_tokens": 8}
+    behaviour = {
+        "reply_tokens": 40, "reasoning_tokens": 10, "cache_read_tokens": 8, "cache_write_tokens": 5,
+    }  # fmt: skip
     body = {"model": OPENAI_MODEL, "input": INPUT, "stream": True, "dev_provider": behaviour}
     with priced.client(user) as http, http.stream("POST", "/v1/responses", json=body) as reply:
         assert reply.status_code == 200
@@ -138,9 +143,11 @@ def test_reasoning_output_and_cached_input_on_the_responses_api(priced: Gateway,
     assert "response.completed" in events
     [row] = priced.usage_rows(user)
     prompt = responses_prompt_tokens(body)
-    assert (row["prompt_tokens"], row["cached_tokens"]) == (prompt, 8)
+    assert (row["prompt_tokens"], row["cached_tokens"], row["cache_write_tokens"]) == (prompt, 8, 5)
     assert (row["completion_tokens"], row["reasoning_tokens"]) == (40, 10)
-    assert row["billable"] == math.ceil((prompt - 8) * 2 + 8 * Decimal("0.5") + 30 * 4 + 10 * 8)
+    assert row["billable"] == math.ceil(
+        (prompt - 13) * 2 + 8 * Decimal("0.5") + 5 * 3 + 30 * 4 + 10 * 8
+    )
 
 
 def test_anthropic_cache_writes_and_reads_have_their_own_weights(
@@ -262,8 +269,9 @@ def test_hosted_tool_calls_are_held_and_capped_to_what_the_balance_covers(
         "user": user, "dev_provider": {"hosted_tool_calls": searches, "reply_tokens": 16},
     }  # fmt: skip
     prompt = responses_prompt_tokens(body)
-    # Each token at the dearest weight it may be billed at: prompt 2, completion 8 (reasoning).
-    tokens = prompt * 2 + 16 * 8
+    # Each token at the dearest weight it may be billed at: prompt 3 (a cache write),
+    # completion 8 (reasoning).
+    tokens = prompt * 3 + 16 * 8
     priced.fund(user, tokens + WEB_SEARCH_PRICE - 1)
     with priced.client(user) as http:
         assert http.post("/v1/responses", json=body).status_code == 402

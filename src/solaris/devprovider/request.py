@@ -48,8 +48,9 @@ class Behaviour:
     cache_write_tokens, cache_read_tokens
                         /v1/messages: prompt tokens reported as written to / read from the
                         prompt cache, on top of `input_tokens` (as Anthropic counts them);
-                        chat and /v1/responses: `cache_read_tokens` is reported as the
-                        prompt's `cached_tokens`, a part of its count (as OpenAI counts them)
+                        chat and /v1/responses: reported as the prompt's
+                        `cache_write_tokens` and `cached_tokens`, parts of its count (as
+                        OpenAI counts them)
     reasoning_tokens    chat and /v1/responses: this much of the completion's count is
                         reported as `reasoning_tokens` (at most all of it)
     hosted_tool_calls   /v1/responses: output items of these types (web_search_call,

@@ -58,7 +58,11 @@ def responses(body: Json, behaviour: Behaviour, model: str) -> bytes | list[byte
         usage = {
             "input_tokens": prompt_tokens,
             "input_tokens_details": {
-                "cached_tokens": min(behaviour.cache_read_tokens, prompt_tokens)
+                "cached_tokens": min(behaviour.cache_read_tokens, prompt_tokens),
+                "cache_write_tokens": max(
+                    0,
+                    min(behaviour.cache_write_tokens, prompt_tokens - behaviour.cache_read_tokens),
+                ),
             },
             "output_tokens": len(pieces),
             "output_tokens_details": {

@@ -230,6 +230,7 @@ def _reply(
         with_usage=not behaviour.omit_usage,
         without_completion_tokens=behaviour.omit_completion_tokens,
         cached_tokens=behaviour.cache_read_tokens,
+        cache_write_tokens=behaviour.cache_write_tokens,
         reasoning_tokens=behaviour.reasoning_tokens,
     )
 

@@ -103,6 +103,7 @@ class Reply:
     created: int = field(default_factory=lambda: int(time.time()))
     without_completion_tokens: bool = False
     cached_tokens: int = 0  # of the prompt
+    cache_write_tokens: int = 0  # of the prompt
     reasoning_tokens: int = 0  # of the completion
 
     @property
@@ -114,6 +115,9 @@ class Reply:
             **self.text_usage(),
             "prompt_tokens_details": {
                 "cached_tokens": min(self.cached_tokens, self.prompt_tokens),
+                "cache_write_tokens": max(
+                    0, min(self.cache_write_tokens, self.prompt_tokens - self.cached_tokens)
+                ),
                 "audio_tokens": 0,
             },
             "completion_tokens_details": {

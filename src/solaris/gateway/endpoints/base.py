@@ -194,14 +194,16 @@ def openai_usage(payload: Mapping[str, Any], generates: bool) -> Usage | None:
         return None
     prompt_details = usage.get("prompt_tokens_details") or {}
     completion_details = usage.get("completion_tokens_details") or {}
-    # `prompt_tokens` includes the cached ones (OpenAI), and for an Anthropic model behind
-    # LiteLLM the cache writes it reports beside them as `cache_creation_input_tokens`.
+    # `prompt_tokens` includes the cache's reads and writes: OpenAI's details break them out
+    # (`cached_tokens`, `cache_write_tokens`); for an Anthropic model LiteLLM adds both into
+    # `prompt_tokens` and reports the write beside it as `cache_creation_input_tokens`.
+    written = count(prompt_details.get("cache_write_tokens"))
     return Usage(
         prompt_tokens=prompt,
         completion_tokens=completion if generates else 0,
         cached_tokens=count(prompt_details.get("cached_tokens")) or 0,
         reasoning_tokens=count(completion_details.get("reasoning_tokens")) or 0,
-        cache_write_tokens=count(usage.get("cache_creation_input_tokens")) or 0,
+        cache_write_tokens=written or count(usage.get("cache_creation_input_tokens")) or 0,
     )
 
 

@@ -139,6 +139,7 @@ class Responses(Endpoint):
             completion_tokens=completion,
             cached_tokens=count(input_details.get("cached_tokens")) or 0,
             reasoning_tokens=count(output_details.get("reasoning_tokens")) or 0,
+            cache_write_tokens=count(input_details.get("cache_write_tokens")) or 0,
         )
 
     def generated_text(self, payload: Mapping[str, Any]) -> Iterator[str]:
