@@ -14,12 +14,14 @@ import math
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import openai
 import pytest
 from openai.types.responses import ResponseOutputItemDoneEvent
 
+from solaris.admin.inputs import PlanBody
 from solaris.config import ModelPolicy
 from solaris.ledger import journal
 from solaris.ledger.records import UsageRecord
@@ -344,3 +346,33 @@ def test_a_journaled_settlement_keeps_its_weights_and_tool_charges() -> None:
     )  # fmt: skip
     again = journal.decode(journal.encode(record))
     assert again == record and again.tool_billable == 1000 and again.token_billable == 300
+
+
+def test_a_plans_weights_price_the_parts_too(
+    fresh_backend: Database, provider: str, tmp_path: Path, user: str
+) -> None:
+    """A plan's `weights:` take the same keys (YAML, or the admin API's plan body)."""
+    house = {
+        "allowance_tokens": 0,
+        "default": True,
+        "weights": {
+            OPENAI_MODEL: {"cached_input_weight": "0", "tool_prices": {"web_search_call": 50}}
+        },
+    }
+    body = PlanBody.model_validate(house)
+    policy = body.config().weights[OPENAI_MODEL]
+    assert policy.cached_weight == Decimal(0) and policy.tool_prices["web_search_call"] == 50
+    env = gateway_env(tmp_path, provider, fresh_backend, SOLARIS_PLANS=json.dumps({"house": house}))
+    for gateway in start_gateway(env, tmp_path):
+        gateway.fund(user, 10_000)
+        behaviour = {"cache_read_tokens": 6, "hosted_tool_calls": ["web_search_call"]}
+        request = {
+            "model": OPENAI_MODEL,
+            "input": INPUT,
+            "tools": WEB_SEARCH,
+            "dev_provider": behaviour,
+        }
+        post(gateway, user, "/v1/responses", request)
+        [row] = gateway.usage_rows(user)
+        assert row["billable"] == row["prompt_tokens"] - 6 + row["completion_tokens"] + 50
+        assert json.loads(row["weights"])["cached_input"] == "0"

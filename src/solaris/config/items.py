@@ -12,7 +12,9 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 __all__ = [
     "DEFAULT_MODEL_POLICY",
     "HOSTED_TOOLS",
+    "TOOL_PRICE_MAX",
     "CreditPack",
+    "HostedTool",
     "ModelPolicy",
     "PlanConfig",
     "ServiceAccount",
