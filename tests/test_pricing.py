@@ -11,6 +11,7 @@ import csv
 import io
 import json
 import math
+import re
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -241,6 +242,12 @@ def test_a_web_search_is_billed_its_price_as_a_statement_line_of_its_own(
         "web_search_call": {"calls": 1, "price": WEB_SEARCH_PRICE}
     }
     assert priced.user_row(user)["balance"] == 100_000 - row["billable"]
+    with priced.client() as http:
+        metrics = http.get("/metrics").text
+    charged = re.search(
+        rf'solaris_tool_billable_tokens_total{{model="{OPENAI_MODEL}"}} (\S+)', metrics
+    )
+    assert charged is not None and float(charged.group(1)) >= WEB_SEARCH_PRICE
     result, differences = ledger_of(priced, user)
     assert differences == []
     used = [line for line in result.lines if line.kind == "usage"]
