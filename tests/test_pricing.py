@@ -39,6 +39,8 @@ OPENAI_MODEL = "gpt-4o-mini"
 CLAUDE_MODEL = "claude-sonnet-4-5"
 WEB_SEARCH_PRICE = 1000
 HOSTED_TOOL_CALLS_MAX = 3
+CLAUDE_SEARCH_PRICE = 10
+ANTHROPIC_SEARCH = [{"type": "web_search_20250305", "name": "web_search"}]
 MODELS = {
     OPENAI_MODEL: {
         "input_weight": "2",
@@ -53,6 +55,7 @@ MODELS = {
         "output_weight": "5",
         "cache_write_weight": "1.25",
         "cached_input_weight": "0.1",
+        "tool_prices": {"web_search_call": CLAUDE_SEARCH_PRICE},
     },
 }
 MESSAGES = [{"role": "user", "content": "Olá! Quanto é 2 + 2?"}]
@@ -297,6 +300,46 @@ def test_hosted_tool_calls_are_held_and_capped_to_what_the_balance_covers(
         WEB_SEARCH_PRICE, HOSTED_TOOL_CALLS_MAX * WEB_SEARCH_PRICE, 2 * WEB_SEARCH_PRICE,
     ]  # fmt: skip
     assert rows[0]["billable"] <= tokens + WEB_SEARCH_PRICE, "the first was held in full"
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_anthropic_web_searches_are_billed_from_server_tool_use_and_capped_by_max_uses(
+    priced: Gateway, user: str, provider: str, stream: bool
+) -> None:
+    """Anthropic's web search tool bills per search (`usage.server_tool_use`); its `max_uses`
+    bounds them, so it is held and sent as `max_tool_calls` is on the Responses API."""
+    behaviour = {"hosted_tool_calls": ["web_search_call"] * 5, "reply_tokens": 8}
+    body = {
+        "model": CLAUDE_MODEL, "messages": MESSAGES, "max_tokens": 16, "stream": stream,
+        "tools": ANTHROPIC_SEARCH, "metadata": {"user_id": user}, "dev_provider": behaviour,
+    }  # fmt: skip
+    held_prompt = math.ceil(messages_prompt_tokens(body) * Decimal("1.3"))  # a stand-in tokenizer
+    tokens = math.ceil(held_prompt * Decimal("1.25") + 16 * 5)  # the dearest input weight
+    priced.fund(user, tokens + CLAUDE_SEARCH_PRICE)  # one search's worth
+    headers = {"anthropic-version": "2023-06-01"}
+    with priced.client(user, **headers) as http:
+        assert http.post("/v1/messages", json=body).status_code == 200
+        priced.fund(user, 100_000)
+        assert http.post("/v1/messages", json=body).status_code == 200
+    sent = [
+        r["body"]
+        for r in provider_requests(provider)
+        if ((r["body"] or {}).get("metadata") or {}).get("user_id") == user
+    ]
+    assert [b["tools"][0]["max_uses"] for b in sent] == [1, HOSTED_TOOL_CALLS_MAX]
+    rows = priced.usage_rows(user)
+    assert [row["tool_billable"] for row in rows] == [
+        CLAUDE_SEARCH_PRICE, HOSTED_TOOL_CALLS_MAX * CLAUDE_SEARCH_PRICE,
+    ]  # fmt: skip
+    for row in rows:
+        tokens_charged = row["billable"] - row["tool_billable"]
+        assert tokens_charged == math.ceil(row["prompt_tokens"] + row["completion_tokens"] * 5)
+    result, differences = ledger_of(priced, user)
+    assert differences == []
+    tool_lines = [line for line in result.lines if line.tool]
+    assert [(line.tool, line.tool_calls) for line in tool_lines] == [
+        ("web_search_call", 1), ("web_search_call", HOSTED_TOOL_CALLS_MAX),
+    ]  # fmt: skip
 
 
 def test_defaults_bill_as_before(gateway: Gateway, user: str) -> None:

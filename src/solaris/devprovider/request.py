@@ -55,7 +55,9 @@ class Behaviour:
                         reported as `reasoning_tokens` (at most all of it)
     hosted_tool_calls   /v1/responses: output items of these types (web_search_call,
                         file_search_call, image_generation_call, code_interpreter_call), one
-                        each, before the message, as OpenAI runs a hosted tool
+                        each, before the message, as OpenAI runs a hosted tool (at most
+                        `max_tool_calls`); /v1/messages: its web_search_calls are the
+                        searches of Anthropic's web search tool (at most its `max_uses`)
     """
 
     reply_tokens: int = 16

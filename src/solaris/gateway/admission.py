@@ -160,7 +160,7 @@ class Admission:
     ) -> tuple[int, int]:
         """Hosted tool calls (web search, …) cost a price each, and `max_tool_calls` bounds
         them: a request offering a priced one wants the dearest offered price for each call it
-        allows (its own `max_tool_calls`, else `hosted_tool_calls_max`, sent upstream), and
+        allows (its own limit, else `hosted_tool_calls_max`, sent upstream), and
         needs at least one; the price and the calls wanted (0, 0: nothing priced offered)."""
         offered, asked = endpoint.hosted_tools_offered(body)
         price = billing.tool_call_price(offered, policy)

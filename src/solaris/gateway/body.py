@@ -79,10 +79,10 @@ def upstream_body(
     tool_calls_cap: int | None = None,
 ) -> bytes:
     """The bytes to forward: `raw` itself unless the endpoint says something must change, or
-    the hosted tool calls must be capped to what is held (`max_tool_calls`, Responses)."""
+    the hosted tool calls must be capped to what is held."""
     changes = endpoint.upstream_changes(body, upstream_model, completion_cap)
     if tool_calls_cap is not None:
-        changes["max_tool_calls"] = tool_calls_cap
+        changes |= endpoint.tool_calls_cap(body, tool_calls_cap)
     if not changes:
         return raw
     return orjson.dumps({**body, **changes})

@@ -127,8 +127,14 @@ class Endpoint:
         shapes."""
         return set(), None
 
+    def tool_calls_cap(self, body: Mapping[str, Any], calls: int) -> dict[str, Any]:
+        """What the forwarded body changes so the provider runs at most `calls` hosted tool
+        calls (shapes whose `hosted_tools_offered` can offer some)."""
+        raise NotImplementedError
+
     def tool_calls(self, payload: Mapping[str, Any]) -> dict[str, int]:
-        """Hosted tool calls in a whole answer, by output item type."""
+        """Hosted tool calls in a whole answer, by the Responses output item type that names
+        the tool (`web_search_call`, …)."""
         return {}
 
     def stream_tool_calls(

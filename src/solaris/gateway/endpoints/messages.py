@@ -63,6 +63,7 @@ ERROR_TYPES = {
     529: "overloaded_error",
 }
 TEXT_DELTAS = ("text", "partial_json", "thinking")
+WEB_SEARCH_TOOL = "web_search_"  # the type's prefix: web_search_20250305, web_search_20260209, …
 
 
 def anthropic_error_type(status: int) -> str:
@@ -166,6 +167,38 @@ class Messages(Endpoint):
             cached_tokens=final.cached_tokens or before.cached_tokens,
             cache_write_tokens=final.cache_write_tokens or before.cache_write_tokens,
         )
+
+    def hosted_tools_offered(self, body: Mapping[str, Any]) -> tuple[set[str], int | None]:
+        """Anthropic's web search tool (`web_search_20250305`, …; one per request, its name
+        is fixed) runs at the provider and is billed per search, at most `max_uses`."""
+        for tool in body.get("tools") or ():
+            if isinstance(tool, dict) and str(tool.get("type")).startswith(WEB_SEARCH_TOOL):
+                return {"web_search"}, count(tool.get("max_uses"))
+        return set(), None
+
+    def tool_calls_cap(self, body: Mapping[str, Any], calls: int) -> dict[str, Any]:
+        tools = [
+            {**tool, "max_uses": calls}
+            if isinstance(tool, dict) and str(tool.get("type")).startswith(WEB_SEARCH_TOOL)
+            else tool
+            for tool in body.get("tools") or ()
+        ]
+        return {"tools": tools}
+
+    def tool_calls(self, payload: Mapping[str, Any]) -> dict[str, int]:
+        """Searches in `usage.server_tool_use` (a whole message, or a stream's message_start
+        or message_delta, which counts them all so far)."""
+        message = payload.get("message")
+        usage = (message if isinstance(message, dict) else payload).get("usage")
+        used = usage.get("server_tool_use") if isinstance(usage, dict) else None
+        searches = count(used.get("web_search_requests")) if isinstance(used, dict) else None
+        return {"web_search_call": searches} if searches else {}
+
+    def stream_tool_calls(
+        self, known: dict[str, int], payload: Mapping[str, Any]
+    ) -> dict[str, int]:
+        reported = self.tool_calls(payload)
+        return {tool: max(known.get(tool, 0), reported.get(tool, 0)) for tool in known | reported}
 
     def generated_text(self, payload: Mapping[str, Any]) -> Iterator[str]:
         if payload.get("type") == "content_block_delta":

@@ -165,6 +165,9 @@ class Responses(Endpoint):
         }
         return offered, count(body.get("max_tool_calls"))
 
+    def tool_calls_cap(self, body: Mapping[str, Any], calls: int) -> dict[str, Any]:
+        return {"max_tool_calls": calls}  # all hosted tools of the response together
+
     def tool_calls(self, payload: Mapping[str, Any]) -> dict[str, int]:
         response = payload.get("response")
         output = (response if isinstance(response, dict) else payload).get("output")
