@@ -15,11 +15,12 @@ run: install  ## migrate the database, then serve on the embedded default (SQLit
 	$(UV) run --frozen solaris serve
 
 # Three workers on this 2-core machine: most tests wait on servers, outages and timeouts rather
-# than compute; one file per worker keeps a module's servers started once.
+# than compute; one file per worker keeps a module's servers started once, and files go out in
+# the order tests/conftest.py gives them (the longest first).
 TEST_WORKERS ?= 3
 
 test: install test-tools services lint  ## the whole test suite, as CI runs it
-	$(UV) run --frozen pytest -n $(TEST_WORKERS) --dist loadfile
+	$(UV) run --frozen pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 lint: install
 	$(UV) run --frozen ruff check src tests bench scripts
@@ -45,8 +46,9 @@ $(UV):
 # ── LiteLLM proxy and nginx for tests/test_litellm.py and tests/test_scale_out.py ────────────
 # LiteLLM lives in its own virtualenv so its pinned dependencies never meet ours; the stamp
 # file names the version, so a new LITELLM_VERSION reinstalls and an unchanged one is skipped.
+# Bytecode is compiled at install, as for our own .venv: PYTHONDONTWRITEBYTECODE=1 here.
 LITELLM_VERSION := 1.106.2
-LITELLM_STAMP := .tools/litellm/.installed-$(LITELLM_VERSION)
+LITELLM_STAMP := .tools/litellm/.installed-$(LITELLM_VERSION)-compiled
 
 .PHONY: litellm nginx
 test-tools: $(LITELLM_STAMP)
@@ -57,7 +59,8 @@ litellm: $(LITELLM_STAMP)  ## the LiteLLM proxy in .tools/litellm (the real upst
 $(LITELLM_STAMP): | $(UV)
 	rm -rf .tools/litellm
 	$(UV) venv --quiet --python python3 .tools/litellm
-	$(UV) pip install --quiet --python .tools/litellm/bin/python "litellm[proxy]==$(LITELLM_VERSION)"
+	$(UV) pip install --quiet --compile-bytecode --python .tools/litellm/bin/python \
+	  "litellm[proxy]==$(LITELLM_VERSION)"  # compiled: its start (a test's setup) halves
 	touch $@
 
 nginx:  ## nginx for tests/test_scale_out.py (installed with apt when missing and run as root)

@@ -46,7 +46,10 @@ async def check_accounting(bench: Bench, runs: list[Run]) -> Accounting:
     for r in gateway_runs:
         rows = r.rows or 0
         status.update(r.row_status)
-        label = f"round {r.round} {r.target} {MODE_LABEL[r.mode]} c={r.connections} users={r.users}"
+        label = (
+            f"round {r.round} {r.target} {r.api} {MODE_LABEL[r.mode]} c={r.connections} "
+            f"users={r.users}"
+        )
         if rows < r.ok:
             short.append(f"{label}: {r.ok} 2xx but {rows} usage rows")
         elif rows > r.ok + r.connections + r.non_2xx:

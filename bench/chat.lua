@@ -1,6 +1,9 @@
--- wrk script for bench/run.py: POST /v1/chat/completions as LibreChat sends it.
+-- wrk script for bench/run.py: POST /v1/chat/completions as LibreChat sends it (or, with
+-- BENCH_API, /v1/responses or /v1/messages: the same short question in that API's body).
 --
 -- Settings come from the environment (run.py sets them):
+--   BENCH_API           "chat" (default), "responses" or "messages": which body to send (the
+--                       URL wrk is given names the path)
 --   BENCH_STREAM        "1" for "stream": true, otherwise "stream": false
 --   BENCH_USERS         how many distinct X-LibreChat-User-Id values to rotate over (default 100)
 --   BENCH_USER_PREFIX   user ids are <prefix>000, <prefix>001, ... (default "bench-user-")
@@ -13,6 +16,7 @@
 -- Every request is formatted once in init(); request() only picks the next one, so wrk spends
 -- no time in Lua per request. done() prints one machine-readable line, "BENCH {json}".
 
+local api = os.getenv("BENCH_API") or "chat"
 local stream = os.getenv("BENCH_STREAM") == "1"
 local users = tonumber(os.getenv("BENCH_USERS") or "100")
 local prefix = os.getenv("BENCH_USER_PREFIX") or "bench-user-"
@@ -22,10 +26,17 @@ local tag = os.getenv("BENCH_TAG") or "bench"
 local prepared = {}
 local next_index = 0
 
+local question = '"Say hello to the benchmark in one short sentence."'
+local bodies = {
+   chat = '{"model":"gpt-4o-mini","messages":[{"role":"user","content":' .. question .. '}],',
+   responses = '{"model":"gpt-4o-mini","input":' .. question .. ',',
+   messages = '{"model":"claude-sonnet-4-5","max_tokens":64,'
+      .. '"messages":[{"role":"user","content":' .. question .. '}],',
+}
+
 function init(args)
-   local body = '{"model":"gpt-4o-mini","messages":[{"role":"user","content":'
-      .. '"Say hello to the benchmark in one short sentence."}],"stream":'
-      .. (stream and "true" or "false") .. "}"
+   local body = assert(bodies[api], "BENCH_API must be chat, responses or messages")
+      .. '"stream":' .. (stream and "true" or "false") .. "}"
    for i = 1, users do
       local headers = {
          ["Content-Type"] = "application/json",
@@ -33,6 +44,9 @@ function init(args)
          ["X-LibreChat-User-Id"] = string.format("%s%03d", prefix, i - 1),
          ["X-LibreChat-Conversation-Id"] = tag,
       }
+      if api == "messages" then
+         headers["anthropic-version"] = "2023-06-01"
+      end
       prepared[i] = wrk.format("POST", nil, headers, body)
    end
 end

@@ -30,6 +30,15 @@ PATHS = {
 }
 TARGET_LABEL = {"direct": "direct", "gateway": "gateway", "litellm": "LiteLLM", "chain": "chain"}
 USERS = 100
+# The API shapes besides chat (chat.lua's BENCH_API), measured streamed against direct beside
+# chat's streamed runs at these connections: LibreChat's Responses switch and Anthropic endpoint.
+API_PATHS = {
+    "chat": "/v1/chat/completions",
+    "responses": "/v1/responses",
+    "messages": "/v1/messages",
+}
+SHAPES = ("responses", "messages")
+SHAPE_CONNECTIONS = (1, 16)
 ROUND_LABEL = {0: "profile", -1: "diagnostic 1", -2: "diagnostic 2", -3: "diagnostic 3"}
 ADMIN_URL = os.environ.get(
     "BENCH_ADMIN_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -39,7 +48,7 @@ REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
 # started the way tests/test_litellm.py starts it.
 LITELLM_DIR = REPO / ".tools" / "litellm"
 LITELLM_BIN = LITELLM_DIR / "bin" / "litellm"
-FULL_RUN_MINUTES = 8  # what a full run takes without LiteLLM (with it: ~12)
+FULL_RUN_MINUTES = 11  # what a full run takes without LiteLLM (with it: ~15)
 PACKAGES = (
     "uvicorn",
     "uvloop",
@@ -81,6 +90,7 @@ class Options:
     wal_diagnostic: bool
     litellm_skipped: str  # why the litellm and chain targets are not measured, if they aren't
     wrk: str
+    shapes_only: bool = False  # only the streamed chat / responses / messages rows (shapes.py)
 
 
 def log(message: str) -> None:

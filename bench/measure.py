@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from common import GATEWAYS, LUA, MODE_LABEL, append, log
+from common import API_PATHS, GATEWAYS, LUA, MODE_LABEL, append, log
 from servers import Servers
 from solaris.cli.processes import process_cpu_s
 
@@ -110,6 +110,7 @@ class Run:
     rows: int | None = None  # gateway and chain: usage rows written for this run
     row_status: dict[str, int] = field(default_factory=dict)
     note: str = ""
+    api: str = "chat"  # "chat" | "responses" | "messages" (API_PATHS)
 
     @property
     def ok(self) -> int:
@@ -155,8 +156,8 @@ class Bench:
             counter=counter,
         )
 
-    def url(self, target: str) -> str:
-        return f"http://127.0.0.1:{self.servers.port(target)}/v1/chat/completions"
+    def url(self, target: str, api: str = "chat") -> str:
+        return f"http://127.0.0.1:{self.servers.port(target)}{API_PATHS[api]}"
 
     def cpu_now(self, target: str) -> dict[str, float]:
         """CPU seconds used so far by each process this script started (and the machine)."""
@@ -178,10 +179,18 @@ class Bench:
         }
 
     async def wrk_run(
-        self, target: str, mode: str, connections: int, users: int, seconds: float, tag: str
+        self,
+        target: str,
+        mode: str,
+        connections: int,
+        users: int,
+        seconds: float,
+        tag: str,
+        api: str = "chat",
     ) -> tuple[dict[str, Any], dict[str, float]]:
         env = {
             **os.environ,
+            "BENCH_API": api,
             "BENCH_STREAM": "1" if mode == "stream" else "0",
             "BENCH_USERS": str(users),
             "BENCH_USER_PREFIX": self.user_prefix if users > 1 else self.solo_prefix,
@@ -198,7 +207,7 @@ class Bench:
             "--latency",
             "-s",
             str(LUA),
-            self.url(target),
+            self.url(target, api),
         ]
         before = self.cpu_now(target)
         process = await asyncio.create_subprocess_exec(
@@ -209,7 +218,7 @@ class Bench:
         text = output.decode(errors="replace")
         append(
             self.workdir / "wrk.log",
-            f"\n=== {tag} {target} {mode} c={connections} users={users}\n{text}",
+            f"\n=== {tag} {target} {api} {mode} c={connections} users={users}\n{text}",
         )
         line = next((ln for ln in text.splitlines() if ln.startswith("BENCH ")), None)
         if process.returncode != 0 or line is None:
@@ -220,11 +229,19 @@ class Bench:
         return json.loads(line[6:]), cpu
 
     async def measure(
-        self, target: str, mode: str, connections: int, users: int, seconds: float, rnd: int
+        self,
+        target: str,
+        mode: str,
+        connections: int,
+        users: int,
+        seconds: float,
+        rnd: int,
+        api: str = "chat",
     ) -> Run:
         self.counter += 1
-        tag = f"run{self.counter:03d}-{target}-{mode}-c{connections}-u{users}"
-        data, cpu = await self.wrk_run(target, mode, connections, users, seconds, tag)
+        shape = "" if api == "chat" else f"-{api}"
+        tag = f"run{self.counter:03d}-{target}{shape}-{mode}-c{connections}-u{users}"
+        data, cpu = await self.wrk_run(target, mode, connections, users, seconds, tag, api)
         duration = data["duration_us"] / 1e6
         run = Run(
             target=target,
@@ -244,6 +261,7 @@ class Bench:
             p90_ms=data["p90_us"] / 1000,
             p99_ms=data["p99_us"] / 1000,
             cpu=cpu,
+            api=api,
         )
         if target == "litellm":
             await self.litellm_idle()
@@ -257,7 +275,7 @@ class Bench:
             run.rows = sum(run.row_status.values())
         through_litellm = target in ("litellm", "chain")
         log(
-            f"  {target:7} {MODE_LABEL[mode]:12} c={connections:<3} users={users:<3} "
+            f"  {target:7} {api:9} {MODE_LABEL[mode]:12} c={connections:<3} users={users:<3} "
             f"{run.rps:8,.0f} req/s  p50 {run.p50_ms:7.3f} ms  p99 {run.p99_ms:7.3f} ms"
             + (
                 f"  CPU {run.cpu_ms_per_request('gateway'):.3f} ms/req"

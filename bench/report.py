@@ -23,6 +23,7 @@ from ledger_paths import table as paths_table
 from measure import Run
 from profiling import Profile, profile_text
 from servers import litellm_version
+from shapes import shapes_text
 from tables import build_rows, cores_table, raw_table, results_table
 
 
@@ -70,6 +71,7 @@ def render(outcome: Outcome, options: Options) -> str:
         commands="\n".join(outcome.commands),
         results=results_table(rows),
         results_note=results_note(skipped),
+        shapes=shapes_text(outcome.runs),
         litellm=litellm_text(skipped),
         cores=cores_table(rows),
         rss=outcome.rss_mib,
@@ -214,6 +216,10 @@ uv run python bench/run.py{args}
 {results}
 
 {results_note}
+
+### Streamed /v1/responses and /v1/messages beside chat (gateway vs direct)
+
+{shapes}
 
 ### Where the cores went (median CPU cores busy during the runs of each path)
 

@@ -1,14 +1,17 @@
 """Benchmark: what the SOLARIS gateway adds on top of talking to the provider directly.
 
-    uv run python bench/run.py            # full run (3 rounds, ~12 minutes), writes bench/REPORT.md
+    uv run python bench/run.py            # full run (3 rounds, ~15 minutes), writes bench/REPORT.md
     uv run python bench/run.py --quick    # 1 round of short runs, writes bench/REPORT.quick.md
     uv run python bench/run.py --profile  # also a py-spy profile of the gateway (py-spy on PATH
                                           # or --py-spy BIN; e.g. pip install --target /tmp/pyspy)
+    uv run python bench/run.py --shapes-only  # only streamed chat, /v1/responses, /v1/messages
+                                              # (gateway vs direct), writes bench/REPORT.shapes.md
 
 It starts the dev provider and one gateway (PostgreSQL in a fresh database, Redis, accounting on),
 warms both up, then measures every setting with wrk (bench/chat.lua): target ∈ {direct, gateway},
 mode ∈ {non-streamed, streamed}, connections ∈ {1, 16, 64}, plus single-user gateway rows (the
-hot balance row). When the LiteLLM proxy is installed (`make litellm`) it also starts LiteLLM in
+hot balance row), and streamed /v1/responses and /v1/messages at 1 and 16 connections beside
+chat's (`shapes`). When the LiteLLM proxy is installed (`make litellm`) it also starts LiteLLM in
 front of the provider and a second gateway in front of LiteLLM, and measures two more targets at 1
 and 16 connections: litellm (wrk → LiteLLM → provider) and chain (wrk → gateway → LiteLLM →
 provider). Within a round the targets of a setting run back to back, in alternating order; each
@@ -47,6 +50,7 @@ from common import (
     MODES,
     REDIS_URL,
     REPO,
+    SHAPES,
     SOLO,
     TARGETS,
     USERS,
@@ -60,7 +64,8 @@ from prerequisites import ensure_services, ensure_wrk
 from profiling import Profile, profile
 from report import Outcome, accounting_text, machine_info, write
 from servers import Servers, litellm_version, servers
-from tables import build_rows, results_table
+from shapes import measure_shapes, shape_rounds, shapes_report, warm_shapes
+from tables import build_rows, raw_table, results_table
 
 
 async def main_async(options: Options) -> int:
@@ -85,9 +90,12 @@ async def main_async(options: Options) -> int:
     }
     started = time.monotonic()
     try:
-        with servers(env, workdir, with_litellm=not options.litellm_skipped) as srv:
+        with_litellm = not options.litellm_skipped and not options.shapes_only
+        with servers(env, workdir, with_litellm=with_litellm) as srv:
             db = await asyncpg.connect(db_url)
             bench = Bench.of_run(run_id, options.wrk, srv, db, key, workdir)
+            if options.shapes_only:
+                return await shapes_only(bench, options)
             runs = await measure_rounds(bench, options)
             prof = await profiled(bench, options, runs)
             rss = rss_mib(srv.gateway.pid)
@@ -122,6 +130,17 @@ async def main_async(options: Options) -> int:
     return 0 if accounting.passed else 1
 
 
+async def shapes_only(bench: Bench, options: Options) -> int:
+    """`--shapes-only`: streamed chat, /v1/responses and /v1/messages rows, and their report."""
+    runs = await shape_rounds(bench, options)
+    accounting = await check_accounting(bench, runs)
+    commands = measured_commands(bench.servers, options, None)
+    text = accounting_text(accounting)
+    options.report.write_text(shapes_report(runs, options, text, commands, raw_table(runs)))
+    log(f"wrote {options.report}")
+    return 0 if accounting.passed else 1
+
+
 async def postgres_version(admin: Any) -> str:
     """The server's version and the settings that decide what a commit costs."""
     pg_version = str(await admin.fetchval("SHOW server_version"))
@@ -143,6 +162,7 @@ async def measure_rounds(bench: Bench, options: Options) -> list[Run]:
     for target in targets:
         for mode in MODES:
             await bench.wrk_run(target, mode, 16, USERS, options.warmup, "warmup")
+    await warm_shapes(bench, SHAPES, options.warmup)
     await bench.wrk_run("gateway", "json", 4, 1, 1, "warmup")
     await bench.settled()
     settings = [(m, c, USERS) for m in MODES for c in CONNECTIONS]
@@ -163,6 +183,7 @@ async def measure_rounds(bench: Bench, options: Options) -> list[Run]:
                 )
         for mode, connections in SOLO:
             runs.append(await bench.measure("gateway", mode, connections, 1, options.duration, rnd))
+        runs += await measure_shapes(bench, options, SHAPES, rnd)
     return runs
 
 
@@ -192,6 +213,8 @@ def measured_commands(srv: Servers, options: Options, prof: Profile | None) -> l
         "BENCH_KEY=<service key> BENCH_TAG=<run tag> \\\n"
         f"  wrk -t1 -c1|16|64 -d{options.duration:g}s --timeout 10s --latency "
         f"-s bench/chat.lua http://127.0.0.1:{port}/v1/chat/completions",
+        "# the other API shapes (streamed, -c1|16): BENCH_API=responses|messages BENCH_STREAM=1 "
+        f"... -s bench/chat.lua http://127.0.0.1:{port}/v1/responses|/v1/messages",
     ]
     if srv.litellm is not None:
         commands.append(
@@ -223,6 +246,11 @@ def parse_options() -> Options:
         help="skip the LiteLLM and gateway → LiteLLM targets",
     )
     parser.add_argument(
+        "--shapes-only",
+        action="store_true",
+        help="only streamed chat, /v1/responses and /v1/messages (gateway vs direct)",
+    )
+    parser.add_argument(
         "--no-wal-diagnostic",
         dest="wal_diagnostic",
         action="store_false",
@@ -230,6 +258,8 @@ def parse_options() -> Options:
     )
     args = parser.parse_args()
     quick: bool = args.quick
+    shapes: bool = args.shapes_only
+    default_report = "REPORT.shapes.md" if shapes else "REPORT.quick.md" if quick else "REPORT.md"
     return Options(
         quick=quick,
         rounds=args.rounds or (1 if quick else 3),
@@ -238,11 +268,12 @@ def parse_options() -> Options:
         profile=args.profile,
         py_spy=args.py_spy,
         profile_seconds=args.profile_seconds or (5.0 if quick else 15.0),
-        report=args.report or BENCH_DIR / ("REPORT.quick.md" if quick else "REPORT.md"),
+        report=args.report or BENCH_DIR / default_report,
         diagnostic_rounds=args.diagnostic_rounds or (1 if quick else 2),
         wal_diagnostic=args.wal_diagnostic,
-        litellm_skipped=litellm_skipped(args.litellm),
+        litellm_skipped=litellm_skipped(args.litellm and not shapes),
         wrk=ensure_wrk(),  # once the arguments are valid (`--help` needs no wrk)
+        shapes_only=shapes,
     )
 
 

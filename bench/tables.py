@@ -7,6 +7,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 
 from common import (
+    API_PATHS,
     CONNECTIONS,
     GATEWAYS,
     MODE_LABEL,
@@ -62,7 +63,7 @@ def build_rows(runs: list[Run]) -> list[Row]:
     the chain (gateway → LiteLLM) against LiteLLM; then the single-user gateway rows."""
     grouped: dict[tuple[str, str, int, int], list[Run]] = defaultdict(list)
     for run in runs:
-        if run.round > 0:
+        if run.round > 0 and run.api == "chat":  # the other shapes have a table of their own
             grouped[(run.target, run.mode, run.connections, run.users)].append(run)
     rows = []
     for mode in MODES:
@@ -147,7 +148,8 @@ def raw_table(runs: list[Run]) -> str:
             for w in ("gateway", "provider", "postgres", "litellm")
         )
         lines.append(
-            f"| {ROUND_LABEL.get(r.round, r.round)}{' ' + r.note if r.note else ''} | {r.target} | {MODE_LABEL[r.mode]} | {r.connections} "
+            f"| {ROUND_LABEL.get(r.round, r.round)}{' ' + r.note if r.note else ''} | {r.target} "
+            f"| {MODE_LABEL[r.mode]}{'' if r.api == 'chat' else ' ' + API_PATHS[r.api]} | {r.connections} "
             f"| {r.users} | {r.rps:,.0f} | {r.p50_ms:.3f} | {r.p90_ms:.3f} | {r.p99_ms:.3f} "
             f"| {r.non_2xx} | {r.socket_errors} | {cpu} | {r.cpu['other'] / r.duration_s:.2f} "
             f"| {r.ok if r.target in GATEWAYS else ''} "

@@ -28,6 +28,7 @@ from solaris.ledger.ledger import Ledger
 from solaris.ledger.users import Users
 from solaris.store.database import open_database
 from solaris.store.schema import reservations, usage
+from solaris.store.schema import users as users_table
 from tests.inprocess import prepare_database, serving, settings_of
 from tests.servers import free_port, spawn
 
@@ -36,6 +37,24 @@ SETTLE_WAIT_S = 10.0
 PG_ADMIN_URL = os.environ.get("SOLARIS_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("SOLARIS_TEST_REDIS", "redis://127.0.0.1:6379/0")
 SERVICE_KEY = "sk-librechat-test-service-key"
+
+
+# The files that take longest, longest first: xdist hands files to workers in collection order
+# (`--dist loadfile --no-loadscope-reorder`), and a long file started last keeps the run going
+# on one worker after the others are done. The rest keep their order; a stale list costs only
+# time. (Measured with `pytest --durations=0`, summed per file.)
+LONGEST_FIRST = (
+    "test_journal.py", "test_orders_admin.py", "test_web.py", "test_scale_out.py",
+    "test_faults.py", "test_litellm.py", "test_operations.py", "test_alert_flow.py",
+    "test_default_plan.py", "test_plans.py", "test_ledger_differential.py", "test_admin_api.py",
+    "test_config_cli.py", "test_purchases.py", "test_money.py", "test_identity.py",
+)  # fmt: skip
+
+
+@pytest.hookimpl(trylast=True)  # after pytest has grouped tests by their fixtures
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    rank = {name: place for place, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
 
 
 def _service_missing(what: str, error: Exception) -> None:
@@ -159,6 +178,17 @@ class Gateway:
                 await _wait_settled(users, found.id)
             balance, held = await users.ledger.balance(found.id)
             return {"id": found.id, "balance": balance, "held": held}
+
+        return self._with_users(job)
+
+    def stored_users(self) -> dict[str, dict[str, Any]]:
+        """Every user as stored, by LibreChat id: what each face (CLI, API, pages) shows of them
+        comes from these rows, read here without starting a `solaris` process per look."""
+
+        async def job(users: Users) -> dict[str, dict[str, Any]]:
+            async with users.database.transaction() as conn:
+                rows = await conn.execute(select(users_table))
+                return {row.external_id: dict(row._mapping) for row in rows}
 
         return self._with_users(job)
 

@@ -3,7 +3,10 @@
 LibreChat cannot run here (it needs MongoDB), so `tests/e2e/librechat/client.mjs` builds
 the chat model the way LibreChat v0.8.x does for a `librechat.yaml` custom endpoint
 (LangChain `ChatOpenAI` over the `openai` SDK, with LibreChat's options and resolved
-`X-LibreChat-*` headers) and sends one request through it. This module installs that
+`X-LibreChat-*` headers) or, with `"provider": "anthropic"`, for its native Anthropic endpoint
+behind `ANTHROPIC_REVERSE_PROXY` (LangChain `ChatAnthropic` over `@anthropic-ai/sdk`, the user
+in `metadata.user_id`; baseURL is then the gateway's root, without /v1) and sends one request
+through it. This module installs that
 npm project when needed and runs one job per call.
 
 Job keys: baseURL, apiKey, model, userId, userEmail, conversationId,
@@ -11,8 +14,12 @@ messages [{role, content}], mode ("chat": streamed, "title": non-streamed), time
 optional maxRetries (LibreChat leaves it unset: LangChain then retries 5xx, connection
 errors and 429s with a short Retry-After up to 6 times with backoff), titleFallback
 (false: skip the second title call LibreChat makes after a failed one), headers
-(templates replacing the endpoint's X-LibreChat-* header block) and useResponsesApi (true:
-the chat's "Use Responses API" switch, so POST {baseURL}/responses).
+(templates replacing the endpoint's X-LibreChat-* header block; for anthropic, the
+`endpoints.anthropic.headers` block, none by default), useResponsesApi (true: the chat's
+"Use Responses API" switch, so POST {baseURL}/responses), provider ("openai" or "anthropic")
+maxTokens (anthropic: the endpoint's "Max Output Tokens", default 8192), and thinking /
+thinkingBudget (anthropic: LibreChat's "Thinking" switch, default on, and its budget, default
+2000).
 
 Result: {"ok": true, "content", "chunks", "textChunks", "usage", "responseHeaders",
 "requests", "statuses"} or {"ok": false, "status", "message", "name", "className",
@@ -49,8 +56,8 @@ INSTALL_TIMEOUT_S = 600.0
 
 _LOCK_FILES = ("package.json", "package-lock.json")
 _STAMP = NODE_DIR / "node_modules" / ".solaris-install-stamp"
-# Settings LangChain or the openai SDK would pick up from the environment.
-_AMBIENT_ENV = re.compile(r"^(LANGCHAIN_|LANGSMITH_|OPENAI_)")
+# Settings LangChain or the provider SDKs would pick up from the environment.
+_AMBIENT_ENV = re.compile(r"^(LANGCHAIN_|LANGSMITH_|OPENAI_|ANTHROPIC_)")
 
 
 class LibreChatClientUnavailable(RuntimeError):

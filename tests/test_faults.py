@@ -158,7 +158,8 @@ HOLD_S = 5
 
 @pytest.fixture
 def pair(backend: Database, provider: str, tmp_path: Path) -> Iterator[tuple[Gateway, Gateway]]:
-    """Two gateways on one database whose reservations expire after HOLD_S."""
+    """Two gateways on one database whose reservations expire after HOLD_S: a process to kill,
+    and one served in this process that lives on."""
     env = gateway_env(
         tmp_path,
         provider,
@@ -166,7 +167,7 @@ def pair(backend: Database, provider: str, tmp_path: Path) -> Iterator[tuple[Gat
         SOLARIS_STREAM_SECONDS_MAX="2",
         SOLARIS_RESERVATION_TIMEOUT_S=str(HOLD_S),
     )
-    doomed, survivor = start_process(env, tmp_path), start_process(env, tmp_path)
+    doomed, survivor = start_process(env, tmp_path), start_gateway(env, tmp_path)
     yield next(doomed), next(survivor)
     for process in (doomed, survivor):
         next(process, None)

@@ -9,6 +9,12 @@ LiteLLM rewrites streams: it answers every stream with its own chunks and sends 
 final chunk that carries `choices: [{"index": 0, "delta": {}}]`, not OpenAI's `choices: []`.
 What these tests check is what a user would notice: they are charged exactly the usage the
 provider reported to LiteLLM, streamed or not, and they see no usage chunk they did not ask for.
+
+LiteLLM forwards a Responses call for an `openai/` model to the provider's /v1/responses and
+serves /v1/messages by translating it to a chat completion; either way the test finds the request
+LiteLLM sent the provider (by a marker in the prompt), sends it again unstreamed (the dev
+provider is deterministic) and compares the provider's own report with the usage row. One
+LiteLLM serves every test here: it takes some ten CPU-seconds to start.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import anthropic
 import httpx
 import openai
 import pytest
@@ -107,37 +114,32 @@ def _question(marker: str) -> list[ChatCompletionMessageParam]:
     ]
 
 
-def _provider_report(provider: str, marker: str) -> dict[str, int]:
-    """The usage the dev provider reports for the request LiteLLM sent it (found by `marker`).
-
-    The recorded body is sent to the provider again, unstreamed: its reply and count are
-    deterministic, so this is exactly the usage it reported to LiteLLM the first time.
+def _provider_report(provider: str, marker: str) -> tuple[int, int]:
+    """(prompt, completion) the dev provider reported for the request LiteLLM sent it (found by
+    `marker`). The recorded body is sent to the provider again, unstreamed: its reply and count
+    are deterministic, so this is exactly the usage it reported to LiteLLM the first time.
     """
     recorded = httpx.get(provider.removesuffix("/v1") + "/_dev/requests", timeout=10).json()
-    bodies = [
-        entry["body"]
-        for entry in recorded
-        if entry["path"] == "/v1/chat/completions" and marker in json.dumps(entry["body"])
-    ]
-    assert len(bodies) == 1, f"LiteLLM should have called the provider once, not {len(bodies)}"
-    body = {k: v for k, v in bodies[0].items() if k not in ("stream", "stream_options")}
-    answer = httpx.post(provider + "/chat/completions", json=body, timeout=30)
+    found = [entry for entry in recorded if marker in json.dumps(entry["body"])]
+    assert len(found) == 1, f"LiteLLM should have called the provider once, not {len(found)}"
+    path: str = found[0]["path"]
+    body: dict[str, Any] = {
+        k: v for k, v in found[0]["body"].items() if k not in ("stream", "stream_options")
+    }
+    answer = httpx.post(provider.removesuffix("/v1") + path, json=body, timeout=30)
     assert answer.status_code == 200, answer.text
     usage = answer.json()["usage"]
-    return {
-        "prompt_tokens": usage["prompt_tokens"],
-        "completion_tokens": usage["completion_tokens"],
-    }
+    if path == "/v1/responses":
+        return usage["input_tokens"], usage["output_tokens"]
+    return usage["prompt_tokens"], usage["completion_tokens"]
 
 
-def _assert_charged(gateway: Gateway, user: str, report: dict[str, int]) -> None:
+def _assert_charged(gateway: Gateway, user: str, endpoint: str, report: tuple[int, int]) -> None:
     """One exact (not estimated) usage row with the provider's numbers, and the balance to match."""
-    rows = gateway.usage_rows(user)
-    assert len(rows) == 1, rows
-    row = rows[0]
-    assert {k: row[k] for k in report} == report
-    assert row["estimated"] is False
-    assert row["billable"] == report["prompt_tokens"] + report["completion_tokens"]
+    [row] = gateway.usage_rows(user)
+    assert row["endpoint"] == endpoint and row["estimated"] is False
+    assert (row["prompt_tokens"], row["completion_tokens"]) == report
+    assert row["billable"] == sum(report)
     shown = gateway.user_row(user)
     assert (shown["balance"], shown["held"]) == (FUNDS - row["billable"], 0)
 
@@ -164,9 +166,8 @@ def test_a_non_streamed_chat_is_charged_what_the_provider_reported(
     report = _provider_report(provider, marker)
     assert answer.choices[0].message.content
     assert answer.usage is not None
-    assert answer.usage.prompt_tokens == report["prompt_tokens"]
-    assert answer.usage.completion_tokens == report["completion_tokens"]
-    _assert_charged(metered, user, report)
+    assert (answer.usage.prompt_tokens, answer.usage.completion_tokens) == report
+    _assert_charged(metered, user, "chat", report)
 
 
 @pytest.mark.parametrize("client_asks_usage", [False, True], ids=["librechat", "usage"])
@@ -190,11 +191,10 @@ def test_a_streamed_chat_is_charged_what_the_provider_reported(
     usages = [c.usage for c in chunks if c.usage is not None]
     if client_asks_usage:
         assert len(usages) == 1
-        assert usages[0].prompt_tokens == report["prompt_tokens"]
-        assert usages[0].completion_tokens == report["completion_tokens"]
+        assert (usages[0].prompt_tokens, usages[0].completion_tokens) == report
     else:
         assert usages == [], "a client that did not ask for usage never sees it"
-    _assert_charged(metered, user, report)
+    _assert_charged(metered, user, "chat", report)
 
 
 def test_librechat_lists_the_models_litellm_serves(metered: Gateway, user: str) -> None:
@@ -241,3 +241,58 @@ def test_the_rag_apis_token_id_embeddings_are_charged_what_the_provider_reported
     assert row["endpoint"] == "embeddings" and row["estimated"] is False
     assert row["prompt_tokens"] == result.usage.prompt_tokens == 6
     assert row["billable"] == 6 and metered.user_row(user)["balance"] == FUNDS - 6
+
+
+def test_responses_through_litellm_are_charged_what_the_provider_reported(
+    metered: Gateway, provider: str, user: str
+) -> None:
+    for stream in (False, True):
+        person = f"{user}-{stream}"
+        metered.fund(person, FUNDS)
+        marker = uuid.uuid4().hex
+        with _openai(metered, person) as client:
+            prompt = f"Resuma a história do Brasil em uma frase. ({marker})"
+            if stream:
+                events = list(
+                    client.responses.create(
+                        model="gpt-4o-mini", input=prompt, max_output_tokens=16, stream=True
+                    )
+                )
+                assert events[-1].type in ("response.completed", "response.incomplete")
+            else:
+                answer = client.responses.create(
+                    model="gpt-4o-mini", input=prompt, max_output_tokens=16
+                )
+                assert answer.output_text
+        _assert_charged(metered, person, "responses", _provider_report(provider, marker))
+
+
+def test_messages_through_litellm_are_charged_what_the_provider_reported(
+    metered: Gateway, provider: str, user: str
+) -> None:
+    for stream in (False, True):
+        person = f"{user}-{stream}"
+        metered.fund(person, FUNDS)
+        marker = uuid.uuid4().hex
+        question = f"Resuma a história do Brasil em uma frase. ({marker})"
+        with anthropic.Anthropic(
+            api_key=SERVICE_KEY,
+            base_url=metered.url,
+            default_headers={"X-LibreChat-User-Id": person},
+            max_retries=0,
+        ) as client:
+            if stream:
+                with client.messages.stream(
+                    model="gpt-4o-mini",
+                    max_tokens=16,
+                    messages=[{"role": "user", "content": question}],
+                ) as events:
+                    assert "".join(events.text_stream)
+            else:
+                answer = client.messages.create(
+                    model="gpt-4o-mini",
+                    max_tokens=16,
+                    messages=[{"role": "user", "content": question}],
+                )
+                assert answer.content
+        _assert_charged(metered, person, "messages", _provider_report(provider, marker))

@@ -155,6 +155,62 @@ def test_a_small_balance_lowers_max_tokens(gateway: Gateway, user: str, provider
     assert gateway.user_row(user)["balance"] == HELD_PROMPT - PROMPT_TOKENS
 
 
+@pytest.mark.parametrize(
+    ("room", "thinking"),
+    [
+        (1500, {"type": "enabled", "budget_tokens": 1499}),
+        (600, {"type": "disabled"}),
+    ],
+    ids=["budget-under-the-cap", "no-room-to-think"],
+)
+def test_a_lowered_max_tokens_takes_the_thinking_budget_under_it(
+    gateway: Gateway, user: str, provider: str, room: int, thinking: dict[str, Any]
+) -> None:
+    """LibreChat's Anthropic endpoint thinks by default (budget 2000): a cap lowered under the
+    budget would make Anthropic refuse the request (budget_tokens must be < max_tokens, >= 1024)."""
+    gateway.fund(user, HELD_PROMPT + room)
+    wanted = {"type": "enabled", "budget_tokens": 2000}
+    answer = httpx.post(
+        gateway.url + "/v1/messages",
+        json=body(False, max_tokens=64000, thinking=wanted, metadata={"user_id": user}),
+        headers=headers(user),
+    )
+    assert answer.status_code == 200, answer.text
+    forwarded = [
+        r
+        for r in provider_requests(provider)
+        if ((r["body"] or {}).get("metadata") or {}).get("user_id") == user
+    ]
+    assert forwarded[-1]["body"]["max_tokens"] == room
+    assert forwarded[-1]["body"]["thinking"] == thinking
+
+
+def test_the_stream_that_crosses_80_percent_ends_with_a_notice_block(
+    gateway: Gateway, user: str, api: anthropic.Anthropic
+) -> None:
+    """SOLARIS_ALERT_CHAT_NOTICE (on by default): a text block of its own before the held
+    message_delta; the SDK's message has both blocks and the provider's usage."""
+    gateway.fund(user, HELD_PROMPT + 40)
+    assert PROMPT_TOKENS + 35 >= 0.8 * (HELD_PROMPT + 40), "35 tokens of reply cross 80%"
+    with api.messages.stream(
+        model=MODEL,
+        system=SYSTEM,
+        messages=MESSAGES,
+        max_tokens=64,
+        extra_body={"dev_provider": {"reply_tokens": 35}},
+    ) as stream:
+        text = "".join(stream.text_stream)
+        final = stream.get_final_message()
+    left = gateway.user_row(user)["balance"]
+    notice = f"\n\n⚠️ Você já usou 80% dos seus tokens deste período (restam {left})."
+    assert text.startswith("This is a deterministic reply") and text.endswith(notice)
+    assert [block.type for block in final.content] == ["text", "text"]
+    assert final.content[1].type == "text" and final.content[1].text == notice
+    assert final.stop_reason == "end_turn" and final.usage.output_tokens == 35
+    [row] = gateway.usage_rows(user)
+    assert row["completion_tokens"] == 35 and row["estimated"] is False
+
+
 def test_a_blocked_stream_is_an_anthropic_stream_with_a_buy_link(
     gateway: Gateway, user: str, api: anthropic.Anthropic
 ) -> None:

@@ -4,6 +4,8 @@ the balance — credited exactly once whatever the provider sends, on SQLite and
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import re
 import time
 import uuid
@@ -14,9 +16,10 @@ from typing import Any
 import httpx
 import orjson
 import pytest
+import stripe
 
 from tests.conftest import Database, Gateway, gateway_env, start_gateway
-from tests.devpayments import MP_SECRET, STRIPE_SECRET, fake_server
+from tests.devpayments import MP_SECRET, STRIPE_SECRET, fake_server, session_params
 from tests.pgcluster import BIN, PrivateCluster
 from tests.servers import free_port
 from tests.test_web import Visitor, portal_link
@@ -193,6 +196,48 @@ def test_no_form_buys_for_another_user_or_without_its_token(shop: tuple[Gateway,
         assert anonymous.post("/portal/buy", data={"pack": "Básico"}).status_code == 303
         hook = anonymous.post("/payments/stripe/webhook", content=b"{}")
         assert hook.status_code == 400 and hook.json()["error"]["code"] == "invalid_event"
+
+
+def test_events_out_of_order_and_payments_not_ours(shop: tuple[Gateway, str]) -> None:
+    """The refund's event before the payment's; a signed event about another deployment's
+    payment; a signed notification of a payment the provider does not know."""
+    gateway, fake = shop
+    user = "reorder-" + uuid.uuid4().hex[:8]
+    with signed_in(gateway, user) as visitor:
+        before = balance(gateway, user)
+        public_id, started = buy(gateway, visitor, "Pro")
+        session = started.headers["location"].rsplit("/", 1)[1]
+        control(fake, "/webhooks/hold")
+        try:
+            control(fake, f"/stripe/sessions/{session}/pay")
+            control(fake, f"/stripe/sessions/{session}/refund", {"amount": 2250})  # a quarter
+            released = control(fake, "/webhooks/release", {"reverse": True})  # refund first
+        finally:
+            control(fake, "/webhooks/release")
+        control(fake, "/webhooks/settle")
+        statuses = [d["status"] for e in released["events"] for d in e["deliveries"]]
+        assert statuses and set(statuses) == {200}, released
+        assert balance(gateway, user) == before + 1_500_000, "paid, then a quarter taken back"
+        assert order_status(visitor, public_id) == "paid"
+    orders_before = gateway.cli("orders", "list", "--json")
+
+    other = stripe.StripeClient("sk_test_elsewhere", base_addresses={"api": fake})
+    elsewhere = other.v1.checkout.sessions.create(params=session_params("ord_" + "0" * 32))
+    paid = control(fake, f"/stripe/sessions/{elsewhere.id}/pay")
+    assert [d["status"] for d in paid["events"][0]["deliveries"]] == [200], "acknowledged"
+
+    ts, request_id, unknown = str(int(time.time() * 1000)), uuid.uuid4().hex, "987654321"
+    manifest = f"id:{unknown};request-id:{request_id};ts:{ts};".encode()
+    v1 = hmac.new(MP_SECRET.encode(), manifest, hashlib.sha256).hexdigest()
+    notice = httpx.post(
+        f"{gateway.url}/payments/mercadopago/webhook",
+        params={"data.id": unknown, "type": "payment"},
+        headers={"x-signature": f"ts={ts},v1={v1}", "x-request-id": request_id},
+        json={"id": 1, "type": "payment", "data": {"id": unknown}},
+    )
+    assert notice.status_code == 400 and notice.json()["error"]["code"] == "invalid_event"
+    assert gateway.cli("orders", "list", "--json") == orders_before, "no order changed"
+    assert "ledger verified" in gateway.cli("ledger", "verify")
 
 
 @pytest.mark.skipif(BIN is None, reason="PostgreSQL server binaries are not installed")

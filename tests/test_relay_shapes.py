@@ -45,7 +45,10 @@ def test_a_responses_stream_passes_untouched_and_its_usage_is_read() -> None:
     for size in (1, 13, 100, len(RESPONSES_STREAM)):
         relay = SseRelay(RESPONSES, hide_usage=RESPONSES.hides_usage({"stream": True}))
         pieces = [RESPONSES_STREAM[i : i + size] for i in range(0, len(RESPONSES_STREAM), size)]
-        assert b"".join(relay.feed(piece) for piece in pieces) == RESPONSES_STREAM
+        forwarded = b"".join(relay.feed(piece) for piece in pieces)
+        # response.completed waits until the request is settled (a notice may go before it)
+        assert relay.closing.startswith(b"event: response.completed\n")
+        assert forwarded + relay.closing == RESPONSES_STREAM
         assert relay.usage == Usage(20, 5, cached_tokens=8, reasoning_tokens=2)
         assert not relay.done, "a Responses stream has no [DONE]"
 
@@ -72,7 +75,7 @@ def test_hosted_tool_calls_are_counted_once_each_from_items_or_the_finished_resp
     completed = event("response.completed", {"type": "response.completed", "response": finished})
     relay = SseRelay(RESPONSES, hide_usage=False)
     stream = searches + item_done("message") + item_done("file_search_call") + completed
-    assert relay.feed(stream) == stream
+    assert relay.feed(stream) + relay.closing == stream, "response.completed waits to be settled"
     assert relay.tool_calls == {"web_search_call": 2, "file_search_call": 1}
     cut = SseRelay(RESPONSES, hide_usage=False)
     cut.feed(searches + delta("Bom"))
@@ -109,7 +112,9 @@ FINAL = anthropic(
 def test_anthropic_usage_is_merged_from_message_start_and_message_delta() -> None:
     relay = SseRelay(MESSAGES, hide_usage=MESSAGES.hides_usage({"stream": True}))
     stream = START + TEXT + FINAL + anthropic({"type": "message_stop"})
-    assert relay.feed(stream) == stream
+    assert relay.feed(stream) == START + TEXT, "message_delta on waits for the settlement"
+    assert relay.closing == FINAL + anthropic({"type": "message_stop"})
+    assert relay.parts == 0, "TEXT opened no block"
     assert relay.usage == Usage(17, 6, cached_tokens=4, cache_write_tokens=3)
 
 
@@ -133,6 +138,18 @@ def test_errors_take_each_api_s_shape() -> None:
     assert (payload["type"], payload["message"]) == ("error", "down")
 
 
+def test_anthropic_closing_is_held_without_usage_too_and_blocks_are_counted() -> None:
+    """Where a notice's block would go: after the blocks opened, before message_delta."""
+    block = anthropic(
+        {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}
+    )
+    bare = anthropic({"type": "message_delta", "delta": {"stop_reason": "end_turn"}})
+    stop = anthropic({"type": "message_stop"})
+    relay = SseRelay(MESSAGES, hide_usage=False)
+    assert relay.feed(START + block + TEXT + bare + stop) == START + block + TEXT
+    assert relay.closing == bare + stop and relay.parts == 1
+
+
 def test_a_failed_response_without_usage_is_marked_failed_and_counted() -> None:
     failed = event(
         "response.failed",
@@ -140,7 +157,8 @@ def test_a_failed_response_without_usage_is_marked_failed_and_counted() -> None:
     )
     relay = SseRelay(RESPONSES, hide_usage=False)
     stream = delta("Bom ") + failed
-    assert relay.feed(stream) == stream
+    assert relay.feed(stream) + relay.closing == stream
+    assert relay.closing == failed
     assert relay.finish == "failed" and relay.usage is None
     assert relay.text() == "Bom "
 

@@ -104,6 +104,35 @@ def test_a_streamed_response_is_charged_what_response_completed_reported(
     assert forwarded[-1]["path"] == "/v1/responses"
 
 
+def test_the_stream_that_crosses_80_percent_ends_with_a_notice_item(
+    gateway: Gateway, user: str, api: openai.OpenAI
+) -> None:
+    """SOLARIS_ALERT_CHAT_NOTICE (on by default): a message item of its own before
+    response.completed, which lists it; the SDK's stream stays whole and numbered."""
+    gateway.fund(user, PROMPT_TOKENS + 40)  # 35 tokens of reply cross 80% of it
+    with api.responses.stream(
+        model=MODEL,
+        input=INPUT,
+        instructions=INSTRUCTIONS,
+        max_output_tokens=64,
+        extra_body={"dev_provider": {"reply_tokens": 35}},
+    ) as stream:
+        events = list(stream)
+        final = stream.get_final_response()
+    left = gateway.user_row(user)["balance"]
+    assert left == 5
+    notice = f"\n\n⚠️ Você já usou 80% dos seus tokens deste período (restam {left})."
+    text = "".join(e.delta for e in events if e.type == "response.output_text.delta")
+    assert text.startswith("This is a deterministic reply") and text.endswith(notice)
+    assert events[-1].type == "response.completed"
+    assert [e.sequence_number for e in events] == list(range(len(events)))
+    assert [item.type for item in final.output] == ["message", "message"]
+    assert final.output_text.endswith(notice)
+    assert final.usage is not None and final.usage.output_tokens == 35
+    [row] = gateway.usage_rows(user)
+    assert row["completion_tokens"] == 35 and row["estimated"] is False
+
+
 def test_a_small_balance_lowers_max_output_tokens(
     gateway: Gateway, user: str, api: openai.OpenAI, provider: str
 ) -> None:

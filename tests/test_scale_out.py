@@ -42,8 +42,8 @@ from tests.conftest import (
 )
 from tests.test_balance import COST, MESSAGES, _check_hard_balance, chat
 
-RESERVATION_TIMEOUT_S = 30  # short enough to wait for, long enough for a loaded CI machine
-STREAM_SECONDS_MAX = 10  # must stay below RESERVATION_TIMEOUT_S (the gateway checks it)
+RESERVATION_TIMEOUT_S = 16  # short enough to wait for, long enough for a loaded CI machine
+STREAM_SECONDS_MAX = 8  # streams here last ~1 s; below RESERVATION_TIMEOUT_S (the gateway checks)
 UPSTREAM_HEADER = "x-upstream-addr"
 NGINX_STOP_S = 10.0
 

@@ -41,11 +41,11 @@ from solaris.ledger.settlements import Settlements
 from solaris.ledger.thresholds import Thresholds
 from solaris.ledger.users import Users
 from solaris.limits import RateLimiter
-from solaris.metering import tokenizer
 from solaris.observability.metrics import Metrics
 from solaris.observability.requests import RequestLog
 from solaris.operations.failures import SignInFailures
 from solaris.operations.purchases import Purchases
+from solaris.operations.receipts import receipts_of
 from solaris.operations.reconciler import reconcile_forever
 from solaris.payments.configured import configured_providers
 from solaris.portal.web import web_error_handlers, web_routes
@@ -118,6 +118,8 @@ class Gateway:
             configured_providers(settings),
             clock,
             alarm=self.alerting.monitor.alarm,
+            receipts=receipts_of(settings),
+            metrics=self.metrics,
         )
         self.proxy = Proxy(
             settings,
@@ -135,7 +137,6 @@ class Gateway:
         namespace = await self.database.deployment_id()
         self.cache.namespace = self.limiter.namespace = namespace
         self.sign_in_failures.namespace = namespace
-        tokenizer.warm()
         await self.ledger.start()
         self.settlements.open(namespace)
         # Replays what this or a dead process journaled, as soon as the database answers.

@@ -23,6 +23,7 @@ from starlette.exceptions import HTTPException
 
 from solaris.admin.auth import REFRESH_COOKIE, REFRESH_PATH, Admin, AdminAuth, current_admin
 from solaris.admin.inputs import Credentials
+from solaris.admin.order_routes import order_routes
 from solaris.admin.routes import admin_routes
 from solaris.errors import (
     ApiError,
@@ -37,6 +38,7 @@ from solaris.errors import (
 from solaris.operations.admins import Admins
 from solaris.operations.clients import client_address
 from solaris.operations.core import Operations
+from solaris.operations.orders import Orders
 from solaris.operations.resources import Running
 from solaris.operations.sessions import Sessions
 from solaris.operations.signin import AdminSignIn
@@ -178,7 +180,7 @@ def admin_api(gateway: Running) -> FastAPI:
         title="SOLARIS Gateway admin API",
         version=version,
         description=(
-            "Users, credits, plans, usage and audit of a SOLARIS Gateway. Authenticate with "
+            "Users, credits, plans, usage, orders and audit of a SOLARIS Gateway. Authenticate with "
             "`Authorization: Bearer <token>`: the `access_token` of `POST /api/admin/login`, "
             "or an admin API key (`solaris admins key create`). Errors use OpenAI's shape."
         ),
@@ -275,4 +277,5 @@ def admin_api(gateway: Running) -> FastAPI:
 
     app.state.admin_auth = auth
     app.include_router(admin_routes(operations))
+    app.include_router(order_routes(Orders(gateway.purchases)))
     return app

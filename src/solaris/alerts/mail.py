@@ -10,23 +10,26 @@ from __future__ import annotations
 import asyncio
 import smtplib
 import ssl
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid, parseaddr
-from typing import Literal
+from typing import Any, Literal
 
 from solaris.alerts.channels import Delivery, DeliveryError
 from solaris.alerts.model import SystemEvent, ThresholdAlert
 from solaris.config import Settings
 from solaris.errors import ConfigError
-from solaris.store.outbox import KIND_USER_THRESHOLD
-from solaris.texts import Language
+from solaris.store.outbox import KIND_RECEIPT, KIND_USER_THRESHOLD
+from solaris.texts import Language, language_of
 from solaris.texts.alerts import (
     EmailText,
     operator_email,
     system_sentence,
     threshold_email,
 )
+from solaris.texts.receipt import receipt_email
 
 __all__ = ["EmailChannel", "SmtpSettings", "build_email", "smtp_from"]
 
@@ -102,9 +105,28 @@ def _words(delivery: Delivery, operator_language: Language) -> EmailText:
             portal_url=crossing.portal_url,
             timezone=alert.timezone,
         )
+    if delivery.kind == KIND_RECEIPT:
+        return _receipt(delivery.payload)
     event = SystemEvent.from_payload(delivery.payload)
     sentence = system_sentence(operator_language, event.event, event.data)
     return operator_email(operator_language, event.severity, sentence)
+
+
+def _receipt(payload: Mapping[str, Any]) -> EmailText:
+    data, expires = payload["data"], payload["data"]["credits_expire_at"]
+    return receipt_email(
+        language_of(payload["language"]),
+        name=payload["user"].get("name"),
+        order=str(data["order"]),
+        pack=str(data["pack"]),
+        tokens=int(data["tokens"]),
+        amount_cents=int(data["amount_cents"]),
+        currency=str(data["currency"]),
+        provider=str(data["provider"]),
+        paid_at=datetime.fromisoformat(data["paid_at"]),
+        credits_expire_at=datetime.fromisoformat(expires) if expires else None,
+        order_url=str(data["order_url"]),
+    )
 
 
 class EmailChannel:

@@ -1,26 +1,50 @@
-"""`solaris orders …`: credit purchases as the operator sees them."""
+"""`solaris orders …`: credit purchases as the operator sees them, through the same
+`solaris.operations.orders.Orders` as the admin API and the dashboard (a refund here is audited
+as `cli`)."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+import json
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import Annotated, Any, TypeVar
 
 import typer
-from sqlalchemy import select
 
 from solaris.cli._common import JsonOption, print_rows, run_job
-from solaris.clock import utcnow
+from solaris.clock import as_utc, utcnow
 from solaris.config import Settings
 from solaris.ledger.ledger import Ledger
+from solaris.operations.core import CLI_ACTOR
+from solaris.operations.orders import LISTED_MAX, OrderFilter, Orders
 from solaris.operations.purchases import Purchases
+from solaris.operations.receipts import receipts_of
 from solaris.operations.reconciler import reconcile_once
 from solaris.payments.configured import configured_providers
 from solaris.store.database import Database
-from solaris.store.schema import orders, users
 
 __all__ = ["orders_app"]
 
 orders_app = typer.Typer(no_args_is_help=True, help="Credit purchases (orders).")
-LISTED_MAX = 1000
+T = TypeVar("T")
+
+
+def _with_purchases(job: Callable[[Purchases], Awaitable[T]]) -> T:
+    """Run `job` with the purchases of the configured providers, closed afterwards."""
+
+    async def run(settings: Settings, database: Database) -> T:
+        providers = configured_providers(settings)
+        purchases = Purchases(
+            database, Ledger(database), settings.credit_packs, providers, utcnow,
+            receipts=receipts_of(settings),
+        )  # fmt: skip
+        try:
+            return await job(purchases)
+        finally:
+            for provider in providers.values():
+                await provider.close()
+
+    return run_job(run)
 
 
 @orders_app.command("reconcile")
@@ -30,17 +54,7 @@ def orders_reconcile() -> None:
 
     Example: solaris orders reconcile
     """
-
-    async def job(settings: Settings, database: Database) -> int | None:
-        providers = configured_providers(settings)
-        purchases = Purchases(database, Ledger(database), settings.credit_packs, providers, utcnow)
-        try:
-            return await reconcile_once(purchases)
-        finally:
-            for provider in providers.values():
-                await provider.close()
-
-    looked_at = run_job(job)
+    looked_at = _with_purchases(reconcile_once)
     if looked_at is None:
         typer.echo("another gateway is reconciling right now; nothing done")
     else:
@@ -51,30 +65,56 @@ def orders_reconcile() -> None:
 def orders_list(
     user: Annotated[str | None, typer.Option(help="Only this user's (LibreChat id).")] = None,
     status: Annotated[str | None, typer.Option(help="Only orders in this state.")] = None,
+    provider: Annotated[str | None, typer.Option(help="stripe or mercadopago.")] = None,
+    since: Annotated[datetime | None, typer.Option(help="Created at or after (UTC).")] = None,
+    until: Annotated[datetime | None, typer.Option(help="Created before (UTC).")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=LISTED_MAX)] = 100,
     as_json: JsonOption = False,
 ) -> None:
     """The newest orders first.
 
-    Example: solaris orders list --status pending
+    Example: solaris orders list --status pending --since 2026-01-01
     """
+    wanted = OrderFilter(
+        status, provider, user, since and as_utc(since), until and as_utc(until), limit
+    )
 
-    async def job(_settings: Settings, database: Database) -> list[dict[str, Any]]:
-        query = (
-            select(
-                orders.c.public_id, users.c.external_id.label("user"), orders.c.pack_name,
-                orders.c.tokens, orders.c.amount_cents, orders.c.currency, orders.c.provider,
-                orders.c.status, orders.c.refunded_cents, orders.c.created_at, orders.c.paid_at,
-            )
-            .join(users, users.c.id == orders.c.user_id)
-            .order_by(orders.c.created_at.desc(), orders.c.id.desc())
-            .limit(LISTED_MAX)
-        )  # fmt: skip
-        if user is not None:
-            query = query.where(users.c.external_id == user)
-        if status is not None:
-            query = query.where(orders.c.status == status)
-        async with database.transaction() as conn:
-            return [dict(row._mapping) for row in await conn.execute(query)]
+    async def job(purchases: Purchases) -> list[dict[str, Any]]:
+        return [line.model_dump() for line in await Orders(purchases).find(wanted)]
 
     columns = ["public_id", "user", "pack_name", "tokens", "amount_cents", "currency", "status"]
-    print_rows(run_job(job), as_json, columns)
+    print_rows(_with_purchases(job), as_json, columns)
+
+
+@orders_app.command("show")
+def orders_show(order: Annotated[str, typer.Argument(help="The order's id (ord_…).")]) -> None:
+    """One order in full, as JSON: its provider events and audit lines.
+
+    Example: solaris orders show ord_0123…
+    """
+
+    async def job(purchases: Purchases) -> dict[str, Any]:
+        return (await Orders(purchases).detail(order)).model_dump(mode="json")
+
+    typer.echo(json.dumps(_with_purchases(job), indent=2, ensure_ascii=False))
+
+
+@orders_app.command("refund")
+def orders_refund(
+    order: Annotated[str, typer.Argument(help="The order's id (ord_…).")],
+    amount: Annotated[
+        int | None,
+        typer.Option(min=1, help="In the currency's minor unit (centavos); default all left."),
+    ] = None,
+) -> None:
+    """Ask the order's payment provider to refund it, in full or in part. The tokens are taken
+    back (in proportion) when the provider confirms it; audited as `cli`.
+
+    Example: solaris orders refund ord_0123… --amount 1250
+    """
+
+    async def job(purchases: Purchases) -> str:
+        asked = await Orders(purchases).refund(order, amount, CLI_ACTOR)
+        return f"refund of {asked.amount_cents} {asked.currency} requested for {asked.order}"
+
+    typer.echo(_with_purchases(job))

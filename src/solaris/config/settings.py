@@ -158,7 +158,9 @@ class Settings(BaseSettings):
     mercadopago_webhook_secret: SecretStr | None = None  # the notifications' signing secret
     mercadopago_api_base: str | None = None  # another address for its API (a local fake)
     orders_per_minute: int = Field(default=5, ge=1, le=100)  # a user may start this many
+    receipt_emails: bool = True  # a paid order's buyer gets a receipt (with an SMTP host)
     purchase_contact: str = ""  # how to get credits until payments exist (shown on /portal/buy)
+    chat_url: str | None = None  # LibreChat's address: a paid order's page links back to it
 
     # Operations.
     log_format: Literal["auto", "json", "console"] = "auto"  # auto: console on a terminal
@@ -212,6 +214,7 @@ class Settings(BaseSettings):
         "smtp_username",
         "alert_operator_email",
         "alert_webhook_url",
+        "chat_url",
         mode="before",
     )
     @classmethod
@@ -230,6 +233,7 @@ class Settings(BaseSettings):
         "upstream_base_url",
         "public_base_url",
         "alert_webhook_url",
+        "chat_url",
         "stripe_api_base",
         "mercadopago_api_base",
     )

@@ -113,6 +113,7 @@ class Admission:
             message = refusal(self.language, "model", model=model, plan=caller.plan.name)
             raise Forbidden(message, param="model")
         policy = caller.plan.policy(model, self.settings)
+        await tokenizer.prepare(model)
         if len(raw) > ESTIMATE_INLINE_BYTES_MAX:  # tokenizing megabytes would stall the loop
             prompt_tokens = await asyncio.to_thread(endpoint.prompt_tokens, body)
         else:

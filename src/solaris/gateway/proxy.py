@@ -244,12 +244,9 @@ class Proxy:
         endpoint = ticket.endpoint
         status = endpoint.finish_status(parsed) or "ok"
         record = self._record(
-            ticket,
-            endpoint.usage(parsed),
-            lambda: "".join(endpoint.generated_text(parsed)),
-            status,
-            endpoint.tool_calls(parsed),
-        )
+            ticket, endpoint.usage(parsed), lambda: "".join(endpoint.generated_text(parsed)),
+            status, endpoint.tool_calls(parsed),
+        )  # fmt: skip
         # Settled (or journaled) before the answer leaves: a crash can then cost the user an
         # answer they paid for, but never give one away unrecorded.
         try:
@@ -309,19 +306,23 @@ class Proxy:
                 settled, status = None, "unrecorded"
                 exchange.record, exchange.error = None, "settlement_lost"
             broke = STREAM_ENDINGS.get(status)
-            ending = b"" if broke is None else endpoint.stream_error(broke)
+            ending = relay.closing + (b"" if broke is None else endpoint.stream_error(broke))
             if status == "ok" and settled is not None and settled.crossed:
-                ending = self._notice(ticket, settled) + ending
+                ending = self._notice(ticket, settled, relay)
             if relay.done and status != "unrecorded":
                 ending += DONE
             await send({"type": "http.response.body", "body": ending})
 
-    def _notice(self, ticket: Ticket, settled: SettleOutcome) -> bytes:
-        """The in-chat line for a reply that crossed a threshold (shapes that have room)."""
+    def _notice(self, ticket: Ticket, settled: SettleOutcome, relay: SseRelay) -> bytes:
+        """The held closing events, with the in-chat line for a reply that crossed a threshold
+        before them (shapes that have room)."""
         if not (self.settings.alert_chat_notice and ticket.endpoint.in_chat_block):
-            return b""
+            return relay.closing
         line = chat_notice(self.settings.language, max(settled.crossed), settled.balance or 0)
-        return ticket.endpoint.notice_event(line, ticket.model, ticket.request_id)
+        endpoint = ticket.endpoint
+        return endpoint.with_notice(
+            line, ticket.model, ticket.request_id, relay.closing, relay.parts
+        )
 
     def _record(
         self, ticket: Ticket, usage: Usage | None, generated: Callable[[], str], status: str,

@@ -2,7 +2,9 @@
 
 `SseRelay.feed` takes the bytes as they arrive and returns what can go to the client now: every
 complete event, as received, except the usage chunk that the gateway itself asked for, which is
-removed for clients that did not ask. Only events that carry a usage object (or others the
+removed for clients that did not ask, and the answer's closing events (`[DONE]`, or what the
+endpoint names in `closes_stream`), which are held until the request is settled so a notice can
+go before them. Only events that carry a usage object (or others the
 endpoint names, `parsed_events`) are parsed; the other
 payloads are kept (by reference) and parsed only if the stream ends without usage, to count what
 was generated with the offline tokenizer.
@@ -18,6 +20,7 @@ import orjson
 from starlette.types import Receive
 
 from solaris.gateway.endpoints import Endpoint, Usage
+from solaris.gateway.endpoints.base import event_data
 
 __all__ = ["ClientWatch", "SseRelay"]
 
@@ -36,6 +39,9 @@ class SseRelay:
         self.finish: str | None = None  # the stream said it ended short (endpoint's word)
         self._parsed = endpoint.parsed_events
         self.done = False  # the upstream said [DONE]; held back until the request is settled
+        self.closing = b""  # the closing events (`closes_stream` on), held back as [DONE] is
+        self.parts = 0  # output parts the stream opened (`opens_output`)
+        self._closed = False
         self.events = 0
         self._tail = b""
         self._kept: list[bytes] = []
@@ -56,8 +62,9 @@ class SseRelay:
             self.done = True
         if self._parsed.search(complete) is None:
             self._keep_payloads(complete)
-            return complete
-        return b"".join(self._event(event + b"\n\n") for event in complete[:-2].split(b"\n\n"))
+            return self._hold(complete)
+        events = complete[:-2].split(b"\n\n")
+        return b"".join([self._hold(self._event(event + b"\n\n")) for event in events])
 
     def text(self) -> str:
         """Everything generated so far (only called when the stream reported no usage)."""
@@ -68,7 +75,9 @@ class SseRelay:
         if self._parsed.search(event) is None:
             self._keep_payloads(event)
             return event
-        payload = orjson.loads(_data_of(event))
+        payload = orjson.loads(event_data(event))
+        self._closed = self._closed or self.endpoint.closes_stream(payload)
+        self.parts += self.endpoint.opens_output(payload)
         self.usage = self.endpoint.stream_usage(self.usage, payload)
         self.tool_calls = self.endpoint.stream_tool_calls(self.tool_calls, payload)
         self.finish = self.endpoint.finish_status(payload) or self.finish
@@ -79,6 +88,12 @@ class SseRelay:
             return b""  # the usage-only chunk the client did not ask for
         payload.pop("usage", None)
         return b"data: " + orjson.dumps(payload) + b"\n\n"
+
+    def _hold(self, events: bytes) -> bytes:
+        if not self._closed:
+            return events
+        self.closing += events
+        return b""
 
     def _keep_payloads(self, events: bytes) -> None:
         self.events += events.count(b"data:")
@@ -100,10 +115,6 @@ class SseRelay:
                         continue  # a broken line from a cut stream counts as nothing
         self._kept.clear()
         self._kept_bytes = 0
-
-
-def _data_of(event: bytes) -> bytes:
-    return b"".join(line[5:].strip() for line in event.split(b"\n") if line.startswith(b"data:"))
 
 
 class ClientWatch:

@@ -103,6 +103,20 @@ class Metrics:
             "solaris_identity_cache_lookups", "Identity cache lookups by result (hit, miss).",
             ["result"], registry=r,
         )  # fmt: skip
+        # Credit purchases: each order transition once (by the process that made it), and money
+        # in the currency's minor unit (centavos), counted once when paid and once per refund.
+        self.orders = Counter(
+            "solaris_orders", "Orders reaching a status, by payment provider and status.",
+            ["provider", "status"], registry=r,
+        )  # fmt: skip
+        self.revenue = Counter(
+            "solaris_revenue_minor_units", "Money paid for orders, in the currency's minor unit.",
+            ["provider", "currency"], registry=r,
+        )  # fmt: skip
+        self.refunded = Counter(
+            "solaris_refunded_minor_units", "Money refunded, in the currency's minor unit.",
+            ["provider", "currency"], registry=r,
+        )  # fmt: skip
         self._models: set[str] = set()
         self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
 

@@ -18,7 +18,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select, update
 from sqlalchemy.engine import Row
@@ -28,6 +28,7 @@ from solaris.clock import Clock
 from solaris.config import CreditPack
 from solaris.errors import BadRequest, NotFound
 from solaris.ledger.ledger import Ledger
+from solaris.operations.receipts import Receipts
 from solaris.payments.base import (
     Event,
     OrderToPay,
@@ -38,6 +39,9 @@ from solaris.payments.base import (
 from solaris.store.audit import Actor, record
 from solaris.store.database import Database, insert
 from solaris.store.schema import orders, payment_events, users
+
+if TYPE_CHECKING:  # the CLI starts faster without Prometheus' client
+    from solaris.observability.metrics import Metrics
 
 __all__ = ["Alarm", "OrderView", "Purchases"]
 
@@ -80,6 +84,8 @@ class Purchases:
         providers: Mapping[str, Provider],
         clock: Clock,
         alarm: Alarm | None = None,
+        receipts: Receipts | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.database = database
         self.ledger = ledger
@@ -87,6 +93,8 @@ class Purchases:
         self.providers = providers
         self.clock = clock
         self.alarm = alarm
+        self.receipts = receipts  # None: no e-mail channel, no receipts
+        self.metrics = metrics
 
     async def start(
         self,
@@ -114,7 +122,7 @@ class Purchases:
                     tokens=pack.tokens, credit_days=pack.expires_in_days,
                     amount_cents=pack.price_cents, currency=pack.currency,
                     provider=provider.name, status="open", refunded_cents=0,
-                    created_at=now, updated_at=now,
+                    created_at=now, updated_at=now, language=language,
                 )
             )  # fmt: skip
         success_url, cancel_url = return_url(public_id)
@@ -122,11 +130,14 @@ class Purchases:
             public_id, pack.name, pack.price_cents, pack.currency, email, language,
             success_url, cancel_url,
         )  # fmt: skip
+        self._count(provider.name, "open")
         try:
             checkout = await provider.start(to_pay, key=f"solaris-{public_id}")
         except ProviderUnavailable:
             await self._set(public_id, status="failed")
+            self._count(provider.name, "failed")
             raise
+        self._count(provider.name, "pending")
         return await self._set(
             public_id,
             status="pending",
@@ -210,12 +221,11 @@ class Purchases:
             await self._note(state.provider, event, order, conn)
             if order is None:  # another deployment's payment, or none of ours
                 return None
-            if (state.amount_cents, state.currency) != (order.amount_cents, order.currency):
-                mismatch = True
-            else:
-                mismatch = False
+            mismatch = (state.amount_cents, state.currency) != (order.amount_cents, order.currency)
+            if not mismatch:
                 await self._apply(conn, order, state, now)
             after = (await conn.execute(select(orders).where(orders.c.id == order.id))).one()
+        self._count_change(order, after)
         if mismatch and self.alarm is not None:
             await self.alarm(
                 "payment_mismatch",
@@ -240,6 +250,8 @@ class Purchases:
                 conn, order.user_id, "purchase", order.tokens, f"order:{public_id}",
                 actor.label, f"{order.pack_name} ({public_id})", expires,
             )  # fmt: skip
+            if self.receipts is not None:  # in this transaction: sent iff credited, once
+                await self.receipts.enqueue(conn, self.database.dialect, order, now, expires)
         refunded = max(order.refunded_cents, min(state.refunded_cents, order.amount_cents))
         disputed = state.disputed or order.status == "disputed"
         if paid_at is not None:  # what the order's tokens owe back: before, and now
@@ -268,6 +280,23 @@ class Purchases:
             {"status": order.status, "refunded_cents": order.refunded_cents},
             {"status": status, "refunded_cents": refunded}, now,
         )  # fmt: skip
+
+    def _count(self, provider: str, status: str) -> None:
+        if self.metrics is not None:
+            self.metrics.child(self.metrics.orders, provider, status).inc()
+
+    def _count_change(self, before: Row[Any], after: Row[Any]) -> None:
+        """Count what this transaction changed (committed: it happened once, here)."""
+        if self.metrics is None:
+            return
+        labels = (after.provider, after.currency)
+        if after.status != before.status:
+            self._count(after.provider, after.status)
+        if after.paid_at is not None and before.paid_at is None:
+            self.metrics.child(self.metrics.revenue, *labels).inc(after.amount_cents)
+        if after.refunded_cents > before.refunded_cents:
+            refunded = after.refunded_cents - before.refunded_cents
+            self.metrics.child(self.metrics.refunded, *labels).inc(refunded)
 
     async def _locked(self, conn: AsyncConnection, state: PaymentState) -> Row[Any] | None:
         query = select(orders).where(

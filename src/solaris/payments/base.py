@@ -86,6 +86,7 @@ class Event:
 
 class Provider(Protocol):
     name: str
+    checkout_origin: str | None  # where its `pay_url`s lead (the purchase form redirects there)
 
     async def start(self, order: OrderToPay, key: str) -> Checkout:
         """Start the payment; `key` makes a retry start the same one (idempotency)."""

@@ -52,6 +52,7 @@ STATUSES: dict[str, PaymentStatus] = {
 
 class MercadoPagoPix:
     name = "mercadopago"
+    checkout_origin: str | None = None  # the portal shows the Pix code itself: nowhere to be sent
 
     def __init__(
         self, access_token: str, webhook_secret: str, notification_url: str, api_base: str | None

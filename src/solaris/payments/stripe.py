@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 import stripe as sdk
 
@@ -29,6 +30,7 @@ from solaris.payments.base import (
 __all__ = ["StripeCheckout"]
 
 SIGNATURE_TOLERANCE_S = 300
+CHECKOUT_ORIGIN = "https://checkout.stripe.com"  # Stripe's hosted page (a fake serves its own)
 # Events about a Checkout Session, and about the charge behind one (refunds, disputes).
 SESSION_EVENTS = frozenset(
     {
@@ -49,6 +51,7 @@ class StripeCheckout:
 
     def __init__(self, api_key: str, webhook_secret: str, api_base: str | None = None) -> None:
         addresses: Any = {"api": api_base} if api_base else {}
+        self.checkout_origin: str | None = _origin(api_base) if api_base else CHECKOUT_ORIGIN
         self._http = sdk.AIOHTTPClient()
         self._client = sdk.StripeClient(
             api_key, base_addresses=addresses, http_client=self._http, max_network_retries=2
@@ -141,6 +144,11 @@ class StripeCheckout:
 
     async def close(self) -> None:
         await self._http.close_async()  # type: ignore[no-untyped-call]
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
 
 
 def _field(item: Any, name: str) -> Any:

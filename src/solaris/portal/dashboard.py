@@ -1,5 +1,5 @@
 """The admin dashboard (/admin): sign-in, overview, users (search, detail and changes), plans,
-alerts and the audit log, over the same `Operations` the admin API uses (so every change is
+alerts and the audit log (orders: `order_pages`), over the same `Operations` the admin API uses (so every change is
 audited the same way).
 
 Every page wants a live admin session of an enabled admin; every POST also wants the session's
@@ -44,7 +44,7 @@ from solaris.portal.security import (
 from solaris.portal.templating import Renderer
 from solaris.portal.user_actions import ACTIONS, DONE, UserAction
 
-__all__ = ["Dashboard"]
+__all__ = ["Dashboard", "page_number", "pager"]
 
 USERS_PAGE = 50
 AUDIT_PAGE = 100
@@ -69,7 +69,8 @@ class Dashboard:
             self.settings.login_attempts_per_minute,
         )
 
-    def routes(self) -> list[BaseRoute]:
+    def routes(self, *more: BaseRoute) -> list[BaseRoute]:
+        """The dashboard's pages, `more` (other modules' /admin pages) before the catch-all."""
         return [
             page_route("/admin", self.overview),
             page_route("/admin/login", self.login, ("GET", "POST")),
@@ -81,10 +82,11 @@ class Dashboard:
             page_route("/admin/alerts", self.alerts),
             page_route("/admin/audit", self.audit),
             page_route("/admin/lang/{code}", language_switch("admin")),
+            *more,
             page_route("/admin/{rest:path}", self.not_found, ("GET", "POST")),
         ]
 
-    async def _admin(self, request: Request) -> Signed | None:
+    async def admin(self, request: Request) -> Signed | None:
         """The signed-in, enabled admin; their pages also show the sign-ins that failed on
         their account since their previous sign-in."""
         signed = await self.auth.current(request)
@@ -94,11 +96,11 @@ class Dashboard:
         request.state.failed_sign_ins = failed if failed.count else None
         return signed
 
-    def _to_login(self, request: Request) -> Response:
+    def to_login(self, request: Request) -> Response:
         here = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         return redirect("/admin/login?next=" + quote(here, safe=""))
 
-    def _page(self, request: Request, signed: Signed, template: str, **context: Any) -> Response:
+    def page(self, request: Request, signed: Signed, template: str, **context: Any) -> Response:
         status_code = context.pop("status_code", 200)
         context["failed_sign_ins"] = getattr(request.state, "failed_sign_ins", None)
         return self.renderer.page(
@@ -127,7 +129,7 @@ class Dashboard:
 
     async def login(self, request: Request) -> Response:
         if request.method == "GET":
-            if await self._admin(request) is not None:
+            if await self.admin(request) is not None:
                 return redirect("/admin")
             return self._login_page(request)
         t = self.renderer.translator(request)
@@ -156,8 +158,8 @@ class Dashboard:
     # Pages.
 
     async def overview(self, request: Request) -> Response:
-        if (signed := await self._admin(request)) is None:
-            return self._to_login(request)
+        if (signed := await self.admin(request)) is None:
+            return self.to_login(request)
         t = self.renderer.translator(request)
         view = await self.operations.overview()
         days = await self.operations.daily_usage(None, CHART_DAYS)
@@ -167,18 +169,18 @@ class Dashboard:
             t("col.tokens"),
             [row.billable for row in days],
         )
-        return self._page(
+        return self.page(
             request, signed, "admin/overview.html", section="overview", view=view, days_chart=chart
         )
 
     async def users(self, request: Request) -> Response:
-        if (signed := await self._admin(request)) is None:
-            return self._to_login(request)
+        if (signed := await self.admin(request)) is None:
+            return self.to_login(request)
         query = request.query_params.get("q", "").strip()
-        page = _page_number(request)
+        page = page_number(request)
         found = await self.operations.find_users(query, USERS_PAGE + 1, (page - 1) * USERS_PAGE)
-        previous_url, next_url = _pager("/admin/users", {"q": query}, page, len(found) > USERS_PAGE)
-        return self._page(
+        previous_url, next_url = pager("/admin/users", {"q": query}, page, len(found) > USERS_PAGE)
+        return self.page(
             request,
             signed,
             "admin/users.html",
@@ -190,8 +192,8 @@ class Dashboard:
         )
 
     async def user(self, request: Request) -> Response:
-        if (signed := await self._admin(request)) is None:
-            return self._to_login(request)
+        if (signed := await self.admin(request)) is None:
+            return self.to_login(request)
         done = request.query_params.get("done", "")
         return await self._user_page(
             request, signed, request.path_params["user_id"], done=done if done in DONE else ""
@@ -225,7 +227,7 @@ class Dashboard:
         }
         labels = [f"{since + timedelta(hours=k):%H:%M}" for k in range(24)]
         statement = await self.operations.statement(user_id, user.period_start, user.period_end)
-        return self._page(
+        return self.page(
             request,
             signed,
             "admin/user.html",
@@ -250,7 +252,7 @@ class Dashboard:
 
     async def change(self, request: Request) -> Response:
         """POST /admin/users/{id}/{action}: one change, audited as this admin."""
-        signed = await self._admin(request)
+        signed = await self.admin(request)
         form = await read_form(request)
         if signed is None or not csrf_matches(form.get(CSRF_FIELD), signed.session.csrf):
             return error_page(self.renderer, request, 403, "error.csrf")
@@ -272,24 +274,24 @@ class Dashboard:
         return redirect(f"/admin/users/{user_id}?done={request.path_params['action']}")
 
     async def plans(self, request: Request) -> Response:
-        if (signed := await self._admin(request)) is None:
-            return self._to_login(request)
+        if (signed := await self.admin(request)) is None:
+            return self.to_login(request)
         plans = await self.operations.plans()
-        return self._page(request, signed, "admin/plans.html", section="plans", plans=plans)
+        return self.page(request, signed, "admin/plans.html", section="plans", plans=plans)
 
     async def alerts(self, request: Request) -> Response:
-        if (signed := await self._admin(request)) is None:
-            return self._to_login(request)
+        if (signed := await self.admin(request)) is None:
+            return self.to_login(request)
         alerts = await self.operations.alerts(ALERTS_SHOWN)
-        return self._page(request, signed, "admin/alerts.html", section="alerts", alerts=alerts)
+        return self.page(request, signed, "admin/alerts.html", section="alerts", alerts=alerts)
 
     async def audit(self, request: Request) -> Response:
-        if (signed := await self._admin(request)) is None:
-            return self._to_login(request)
-        page = _page_number(request)
+        if (signed := await self.admin(request)) is None:
+            return self.to_login(request)
+        page = page_number(request)
         entries = await self.operations.audit(AUDIT_PAGE + 1, (page - 1) * AUDIT_PAGE)
-        previous_url, next_url = _pager("/admin/audit", {}, page, len(entries) > AUDIT_PAGE)
-        return self._page(
+        previous_url, next_url = pager("/admin/audit", {}, page, len(entries) > AUDIT_PAGE)
+        return self.page(
             request,
             signed,
             "admin/audit.html",
@@ -305,12 +307,12 @@ class Dashboard:
         return error_page(self.renderer, request, 404, "error.not_found_text")
 
 
-def _page_number(request: Request) -> int:
+def page_number(request: Request) -> int:
     value = request.query_params.get("page", "1")
     return max(1, min(int(value), 10_000)) if value.isdigit() else 1
 
 
-def _pager(
+def pager(
     path: str, params: dict[str, str], page: int, more: bool
 ) -> tuple[str | None, str | None]:
     def url(number: int) -> str:

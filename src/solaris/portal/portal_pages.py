@@ -39,9 +39,7 @@ from solaris.portal.routing import (
     redirect,
     sign_out,
 )
-from solaris.portal.security import (
-    too_many,
-)
+from solaris.portal.security import content_security_policy, too_many
 from solaris.portal.signin_mail import plausible_email, send_signin_links
 from solaris.portal.templating import Renderer
 from solaris.texts.formats import format_month
@@ -163,7 +161,10 @@ class PortalPages:
             "available": max(0, balance - held),
             "owed": max(0, -balance),
         }
-        return self.renderer.page(request, "portal/buy.html", context, csrf=csrf)
+        providers = self.gateway.purchases.providers.values()
+        checkouts = sorted({p.checkout_origin for p in providers if p.checkout_origin})
+        policy = {"content-security-policy": content_security_policy(checkouts)}
+        return self.renderer.page(request, "portal/buy.html", context, csrf=csrf, headers=policy)
 
     async def _redeem(self, request: Request, target: str) -> Response:
         """Spend the link in `?t=` for a session and go to `target` without it."""

@@ -98,6 +98,7 @@ class PurchasePages:
             "available": max(0, balance - held),
             "refresh_s": REFRESH_S if order.status in ("open", "pending") else None,
             "cancelled": request.query_params.get("cancelled") == "1",
+            "chat_url": self.gateway.settings.chat_url,
         }
         return self.renderer.page(request, "portal/order.html", context, csrf=csrf)
 

@@ -10,8 +10,9 @@
   becoming a way to lock its owner out is the sign-in's own business (`solaris.operations.signin`,
   and the portal's link form, which sends an inbox no more than its share of links). A client's
   address is the connection's, or what a trusted proxy says (`SOLARIS_FORWARDED_ALLOW_IPS`).
-- Pages get a strict Content-Security-Policy (scripts only from /static), no caching, no
-  referrer (a link's token never leaks) and no framing.
+- Pages get a strict Content-Security-Policy (scripts only from /static; forms post to this
+  site only, and the purchase page's also to the providers' hosted checkout it redirects to), no
+  caching, no referrer (a link's token never leaks) and no framing.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from __future__ import annotations
 import hmac
 import math
 import secrets
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -30,6 +31,7 @@ __all__ = [
     "LOGIN_CSRF_COOKIE",
     "LOGIN_CSRF_TTL_S",
     "SecurityHeaders",
+    "content_security_policy",
     "csrf_matches",
     "login_csrf",
     "safe_next",
@@ -40,11 +42,20 @@ __all__ = [
 CSRF_FIELD = "csrf"
 LOGIN_CSRF_COOKIE = "solaris_login_csrf"
 LOGIN_CSRF_TTL_S = 3600
-CONTENT_SECURITY_POLICY = (
-    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-    "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "
-    "frame-ancestors 'none'"
-)
+
+
+def content_security_policy(form_targets: Iterable[str] = ()) -> str:
+    """The pages' policy; `form_targets` are other origins a form may lead to (a browser checks
+    the redirect that answers a form against `form-action` too)."""
+    form_action = " ".join(("'self'", *form_targets))
+    return (
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        f"connect-src 'self'; object-src 'none'; base-uri 'none'; form-action {form_action}; "
+        "frame-ancestors 'none'"
+    )
+
+
+CONTENT_SECURITY_POLICY = content_security_policy()
 PAGE_HEADERS: tuple[tuple[bytes, bytes], ...] = (
     (b"content-security-policy", CONTENT_SECURITY_POLICY.encode()),
     (b"x-content-type-options", b"nosniff"),

@@ -20,9 +20,11 @@ from starlette.staticfiles import StaticFiles
 from solaris.errors import StoreUnavailable
 from solaris.operations.admins import Admins
 from solaris.operations.core import Operations
+from solaris.operations.orders import Orders
 from solaris.operations.resources import Running
 from solaris.operations.sessions import Sessions
 from solaris.portal.dashboard import Dashboard
+from solaris.portal.order_pages import OrderPages
 from solaris.portal.portal_pages import PortalPages
 from solaris.portal.routing import error_page
 from solaris.portal.security import PAGE_HEADERS
@@ -41,9 +43,10 @@ def web_routes(gateway: Running) -> list[BaseRoute]:
     clock = gateway.ledger.clock
     sessions = Sessions(gateway.database, clock)
     dashboard = Dashboard(gateway, sessions, Admins(gateway.database, clock), Operations(gateway))
+    order_pages = OrderPages(dashboard, Orders(gateway.purchases))
     return [
         Mount("/static", app=StaticFiles(directory=STATIC_DIR), name="static"),
-        *dashboard.routes(),
+        *dashboard.routes(*order_pages.routes()),
         *PortalPages(gateway, sessions).routes(),
     ]
 

@@ -24,6 +24,7 @@ from solaris.store.schema import ALERT_STATES, alert_outbox
 
 __all__ = [
     "CHANNELS",
+    "KIND_RECEIPT",
     "KIND_SYSTEM",
     "KIND_USER_THRESHOLD",
     "OPERATOR",
@@ -41,6 +42,7 @@ ERROR_CHARS_MAX = 1000
 LIST_ROWS_MAX = 1000
 KIND_USER_THRESHOLD = "user_threshold"
 KIND_SYSTEM = "system"
+KIND_RECEIPT = "receipt"  # a paid order's receipt, e-mailed to its buyer
 CHANNELS = ("email", "webhook")
 OPERATOR = "operator"  # the recipient of webhooks: the configured URL, looked up at delivery
 

@@ -359,6 +359,7 @@ orders = Table(
     Column("updated_at", Timestamp, nullable=False),
     Column("paid_at", Timestamp),
     Column("expires_at", Timestamp),  # when the provider stops taking this payment
+    Column("language", String(8)),  # the buyer's ("pt-BR", "en"): the receipt's language
     CheckConstraint(
         "status IN ('open', 'pending', 'paid', 'failed', 'expired', 'refunded', 'disputed')",
         name="status_known",

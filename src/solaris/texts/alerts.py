@@ -15,7 +15,10 @@ from solaris.texts import Language
 from solaris.texts.formats import format_tokens, moment_in_words
 
 __all__ = [
+    "FOOTER",
+    "GREETING",
     "EmailText",
+    "email_html",
     "operator_email",
     "system_sentence",
     "threshold_email",
@@ -107,11 +110,12 @@ def threshold_email(
     if balance < 0:  # the provider billed more than was held: the debt, as the portal says it
         lines[1] = OWED[language].format(owed=format_tokens(language, -balance))
     text = "\n\n".join([greeting, *lines[:3], f"{lines[3]}\n{portal_url}", FOOTER[language]])
-    html = _html([greeting, *lines], portal_url, BUTTON[language], FOOTER[language])
+    html = email_html([greeting, *lines], portal_url, BUTTON[language], FOOTER[language])
     return EmailText(words["subject"].format(**values), text + "\n", html)
 
 
-def _html(paragraphs: list[str], url: str, button: str, footer: str) -> str:
+def email_html(paragraphs: list[str], url: str, button: str, footer: str) -> str:
+    """An e-mail's HTML part: the paragraphs, one button to `url`, the footer; all escaped."""
     body = "".join(f"<p>{escape(p)}</p>\n" for p in paragraphs)
     link = (
         f'<p><a href="{escape(url)}" style="display:inline-block;padding:10px 18px;'

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from starlette.requests import Request
 
 from solaris.texts import LANGUAGES, Language
+from solaris.texts.order_admin import ORDER_ADMIN_MESSAGES
 from solaris.texts.purchase import PURCHASE_MESSAGES
 
 __all__ = [
@@ -31,6 +32,7 @@ Translator = Callable[..., str]
 
 MESSAGES: dict[str, tuple[str, str]] = {
     **PURCHASE_MESSAGES,
+    **ORDER_ADMIN_MESSAGES,
     # Chrome shared by every page.
     "lang.switch": ("English", "Português"),
     "lang.switch_title": ("Switch to English", "Mudar para português"),

@@ -68,6 +68,7 @@ PURCHASE_MESSAGES: dict[str, tuple[str, str]] = {
         "Payment confirmed: {tokens} tokens were added to your balance. You can go back to the "
         "chat and carry on.",
     ),
+    "order.back_to_chat": ("Voltar ao chat", "Back to the chat"),
     "order.failed_text": (
         "O pagamento não foi aprovado e nada foi cobrado. Tente de novo com outro meio.",
         "The payment was not approved and nothing was charged. Try again another way.",

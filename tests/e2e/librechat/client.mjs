@@ -3,16 +3,24 @@
  * LibreChat's client stack, driven from the end-to-end tests.
  *
  * LibreChat itself cannot run here (it needs MongoDB), so this script builds the
- * chat model exactly the way LibreChat v0.8.x does for a `librechat.yaml` custom
- * endpoint and talks to the gateway through it: LangChain's `ChatOpenAI`
- * (@langchain/openai 1.5.8 on @langchain/core 1.2.8) over the `openai` 6.49.0 SDK,
- * the versions @librechat/agents 3.9.x pins.
+ * chat model exactly the way LibreChat v0.8.x does and talks to the gateway through
+ * it, in one of two shapes (`job.provider`):
+ *  - "openai" (default): a `librechat.yaml` custom endpoint, LangChain's `ChatOpenAI`
+ *    (@langchain/openai 1.5.8 on @langchain/core 1.2.8) over the `openai` 6.49.0 SDK;
+ *  - "anthropic": the native Anthropic endpoint with `ANTHROPIC_REVERSE_PROXY` set to
+ *    the gateway, LangChain's `ChatAnthropic` (@langchain/anthropic 1.5.2) over the
+ *    `@anthropic-ai/sdk` 0.115.0 SDK: POST {baseURL}/v1/messages.
+ * These are the versions @librechat/agents 3.9.x pins.
  *
  * Protocol: ONE JSON job on stdin, ONE JSON result line on stdout.
  *
  *   job    {baseURL, apiKey, model, userId, userEmail, conversationId,
  *           messages: [{role: "system"|"user"|"assistant", content}],
  *           mode: "chat" | "title", timeoutMs,
+ *           provider?     "openai" (default) | "anthropic"
+ *           maxTokens?    anthropic: the endpoint's "Max Output Tokens" (default 8192)
+ *           thinking?, thinkingBudget?  anthropic: the "Thinking" switch (default on) and
+ *                         its budget (default 2000), as LibreChat's Anthropic settings
  *           maxRetries?   LangChain retry budget; LibreChat leaves it unset (=> 6)
  *           titleFallback? false: no second title call after a failure (LibreChat makes one)
  *           headers?      header templates replacing the endpoint's `headers:` block}
@@ -45,10 +53,26 @@
  *    titleConvo drops `streaming` (omitTitleOptions), so ChatOpenAI's default
  *    `streaming: false` applies and the title request is a non-streamed completion;
  *    generateTitle retries a failed title chain once.
+ *
+ * The Anthropic endpoint (provider "anthropic"):
+ *  - packages/api/src/endpoints/anthropic/initialize.ts: `reverseProxyUrl:
+ *    ANTHROPIC_REVERSE_PROXY`, `modelOptions = {...model_parameters, user: req.user.id}`.
+ *  - packages/api/src/endpoints/anthropic/llm.ts (getLLMConfig): `{apiKey, model,
+ *    stream: true, maxTokens, invocationKwargs: {metadata: {user_id: user}},
+ *    clientOptions: {defaultHeaders: getClaudeHeaders(model), baseURL: reverseProxyUrl},
+ *    anthropicApiUrl: reverseProxyUrl}`; getClaudeHeaders gives claude-sonnet-4* (prompt
+ *    cache on, its default) `anthropic-beta: context-1m-2025-08-07`; configureReasoning
+ *    adds `thinking` (on by default, budget 2000; see claudeReasoning).
+ *  - since v0.8.7 (PR #13742) `endpoints.anthropic.headers` in librechat.yaml, resolved
+ *    as a custom endpoint's, joins clientOptions.defaultHeaders. `headers` in the job
+ *    plays that block; without it none is sent, and the user is only `metadata.user_id`.
+ *  - the agent turn is `model.stream(messages)`; the title an `.invoke()` (streaming
+ *    off), as for the custom endpoint.
  */
 
 import process from 'node:process';
 
+import { ChatAnthropic } from '@langchain/anthropic';
 import { AIMessage, HumanMessage, SystemMessage } from '@langchain/core/messages';
 import { ChatOpenAI } from '@langchain/openai';
 
@@ -202,6 +226,69 @@ function buildModelFields(job, mode, attempts) {
   return fields;
 }
 
+/** getClaudeHeaders (packages/api/src/endpoints/anthropic/helpers.ts), prompt cache on. */
+function claudeHeaders(model) {
+  if (/claude-3[-.]5-sonnet/.test(model)) {
+    return { 'anthropic-beta': 'max-tokens-3-5-sonnet-2024-07-15' };
+  }
+  if (/claude-3[-.]7/.test(model)) {
+    return { 'anthropic-beta': 'token-efficient-tools-2025-02-19,output-128k-2025-02-19' };
+  }
+  if (/claude-sonnet-4/.test(model)) {
+    return { 'anthropic-beta': 'context-1m-2025-08-07' };
+  }
+  return {};
+}
+
+/**
+ * configureReasoning (packages/api/src/endpoints/anthropic/helpers.ts) with LibreChat's
+ * defaults (anthropicSettings: thinking on, thinkingBudget 2000): claude-3-7 and claude-*-4+
+ * models think; a budget above max_tokens is cut to 90% of it. `job.thinking: false` is the
+ * user switching thinking off, `job.thinkingBudget` the user's budget.
+ */
+function claudeReasoning(model, maxTokens, job) {
+  const thinks = /claude-3[-.]7/.test(model) || /claude-(?:sonnet|opus|haiku)-[4-9]/.test(model);
+  if (job.thinking === false || !thinks) return {};
+  let budget = job.thinkingBudget ?? 2000;
+  if (budget > maxTokens) budget = Math.min(budget, Math.floor(maxTokens * 0.9));
+  return { thinking: { type: 'enabled', budget_tokens: budget } };
+}
+
+/** The ChatAnthropic fields LibreChat's Anthropic endpoint ends up with (getLLMConfig). */
+function buildAnthropicFields(job, attempts) {
+  const endpointHeaders = resolveHeaders(
+    job.headers ?? {},
+    { id: job.userId, email: job.userEmail },
+    { conversationId: job.conversationId },
+  );
+  const fields = {
+    apiKey: job.apiKey,
+    model: job.model,
+    maxTokens: job.maxTokens ?? 8192,
+    invocationKwargs: { metadata: { user_id: job.userId } },
+    clientOptions: {
+      defaultHeaders: { ...claudeHeaders(job.model), ...endpointHeaders },
+      baseURL: job.baseURL,
+      fetch: recordingFetch(attempts), // not LibreChat's: see buildModelFields
+    },
+    anthropicApiUrl: job.baseURL,
+  };
+  Object.assign(fields, claudeReasoning(job.model, fields.maxTokens, job));
+  /* LibreChat sets `stream: true`, which ChatAnthropic does not read: the agent turn
+   * streams because it calls `.stream()`, the title is a plain `.invoke()`. */
+  if (job.maxRetries != null) {
+    fields.maxRetries = job.maxRetries;
+  }
+  return fields;
+}
+
+function buildModel(job, mode, attempts) {
+  const provider = job.provider ?? 'openai';
+  if (provider === 'anthropic') return new ChatAnthropic(buildAnthropicFields(job, attempts));
+  if (provider === 'openai') return new ChatOpenAI(buildModelFields(job, mode, attempts));
+  throw new TypeError('job.provider must be "openai" or "anthropic"');
+}
+
 /** A chunk's text: a string, or (Responses API) the text of its content blocks. */
 function contentText(content) {
   if (typeof content === 'string') return content;
@@ -250,7 +337,7 @@ async function run(job, signal, attempts, progress) {
     }
   }
   const messages = toLangChainMessages(job.messages);
-  const model = new ChatOpenAI(buildModelFields(job, mode, attempts));
+  const model = buildModel(job, mode, attempts);
 
   if (mode === 'title') {
     const invoke = () => model.invoke(messages, { signal });
@@ -286,9 +373,9 @@ async function run(job, signal, attempts, progress) {
 }
 
 async function main() {
-  // No tracing or ambient OpenAI settings: LangChain would otherwise pick them up.
+  // No tracing or ambient OpenAI/Anthropic settings: LangChain would otherwise pick them up.
   for (const name of Object.keys(process.env)) {
-    if (/^(LANGCHAIN_|LANGSMITH_|OPENAI_)/.test(name)) delete process.env[name];
+    if (/^(LANGCHAIN_|LANGSMITH_|OPENAI_|ANTHROPIC_)/.test(name)) delete process.env[name];
   }
 
   let job;

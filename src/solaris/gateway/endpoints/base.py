@@ -27,6 +27,7 @@ __all__ = [
     "Usage",
     "client_wants_usage",
     "count",
+    "event_data",
     "model_and_cap",
     "openai_text",
     "openai_usage",
@@ -160,9 +161,23 @@ class Endpoint:
         """A whole stream answering `text` as the assistant (shapes with `in_chat_block`)."""
         raise NotImplementedError
 
-    def notice_event(self, text: str, model: str, request_id: str) -> bytes:
-        """An event appending `text` to a streamed reply; nothing where the shape has no room."""
-        return b""
+    def closes_stream(self, payload: Mapping[str, Any]) -> bool:
+        """Whether this stream event starts the answer's closing events (Responses'
+        `response.completed`, Anthropic's `message_delta`): the relay holds them, and all after
+        them, until the request is settled, so a notice can still go before them."""
+        return False
+
+    def opens_output(self, payload: Mapping[str, Any]) -> bool:
+        """Whether this stream event opens an output part (an Anthropic content block), so the
+        relay knows the index a notice's own part takes."""
+        return False
+
+    def with_notice(
+        self, text: str, model: str, request_id: str, closing: bytes, parts: int
+    ) -> bytes:
+        """The stream's held `closing` events with an event appending `text` before them (`parts`
+        output parts opened so far); `closing` alone where the shape has no room."""
+        return closing
 
 
 def client_wants_usage(body: Mapping[str, Any]) -> bool:
@@ -174,6 +189,11 @@ def sse_event(payload: object, event: str | None = None) -> bytes:
     """One SSE event; `event` names it (the Responses and Anthropic streams name theirs)."""
     data = b"data: " + orjson.dumps(payload) + b"\n\n"
     return b"event: " + event.encode() + b"\n" + data if event else data
+
+
+def event_data(event: bytes) -> bytes:
+    """The payload of one SSE event: its `data:` lines joined."""
+    return b"".join(line[5:].strip() for line in event.split(b"\n") if line.startswith(b"data:"))
 
 
 def model_and_cap(upstream_model: str | None, cap_field: str, cap: int | None) -> dict[str, Any]:

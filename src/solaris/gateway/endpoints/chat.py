@@ -46,10 +46,14 @@ class Chat(Endpoint):
             events.append(sse_event({**head, "choices": [], "usage": zero}))
         return b"".join(events) + DONE
 
-    def notice_event(self, text: str, model: str, request_id: str) -> bytes:
+    def with_notice(
+        self, text: str, model: str, request_id: str, closing: bytes, parts: int
+    ) -> bytes:
+        """One more content delta after the finish chunk, before [DONE] (which the relay holds)."""
         delta = {"content": "\n\n" + text}
         choice = {"index": 0, "delta": delta, "finish_reason": None}
-        return sse_event({**_head("chatcmpl-" + request_id, model), "choices": [choice]})
+        head = _head("chatcmpl-" + request_id, model)
+        return sse_event({**head, "choices": [choice]}) + closing
 
 
 def _head(id_: str, model: str) -> dict[str, Any]:

@@ -4,17 +4,20 @@ endpoint with `provider: anthropic`), forwarded to the upstream's /v1/messages (
 The key comes as `x-api-key` or `Authorization: Bearer`; `anthropic-version` and
 `anthropic-beta` go upstream as sent; with the service key and no user header, the user is
 `metadata.user_id`, which LibreChat sets. `max_tokens` is required and is the completion cap,
-lowered when the balance covers less. Usage comes in parts on a stream: the prompt in
+lowered when the balance covers less (and with it a `thinking.budget_tokens` that would no
+longer fit under it). Usage comes in parts on a stream: the prompt in
 `message_start` (`input_tokens` + `cache_creation_input_tokens` + `cache_read_input_tokens`,
 the cache read kept as `cached_tokens`, the write as `cache_write_tokens`, each billed at its
 own weight), the output in the final `message_delta`; a stream cut before that is charged its
-prompt and its text deltas counted offline, marked estimated.
-Every error on this path, the gateway's own included, is in Anthropic's shape
+prompt and its text deltas counted offline, marked estimated. The threshold notice is a text
+block of its own before `message_delta` (held, with what follows it, until the request is
+settled). Every error on this path, the gateway's own included, is in Anthropic's shape
 `{"type": "error", "error": {"type", "message"}}`.
 """
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -64,6 +67,12 @@ ERROR_TYPES = {
 }
 TEXT_DELTAS = ("text", "partial_json", "thinking")
 WEB_SEARCH_TOOL = "web_search_"  # the type's prefix: web_search_20250305, web_search_20260209, …
+THINKING_BUDGET_MIN = 1024  # Anthropic's smallest `thinking.budget_tokens`
+# Parsed besides the usage events: where content blocks open (a notice's block is the next one)
+# and the closing message_delta, with or without usage.
+PARSED_EVENTS = re.compile(
+    rb'"usage"\s*:\s*\{|"type"\s*:\s*"(?:content_block_start|message_delta)"'
+)
 
 
 def anthropic_error_type(status: int) -> str:
@@ -119,7 +128,10 @@ class Messages(Endpoint):
     def upstream_changes(
         self, body: Mapping[str, Any], upstream_model: str | None, completion_cap: int | None
     ) -> dict[str, Any]:
-        return model_and_cap(upstream_model, "max_tokens", completion_cap)
+        changes = model_and_cap(upstream_model, "max_tokens", completion_cap)
+        if completion_cap is not None and (thinking := _thinking_within(body, completion_cap)):
+            changes["thinking"] = thinking
+        return changes
 
     def hides_usage(self, body: Mapping[str, Any]) -> bool:
         return False
@@ -223,6 +235,23 @@ class Messages(Endpoint):
     def stream_error(self, error: ApiError) -> bytes:
         return sse_event(_error(error), "error")
 
+    def closes_stream(self, payload: Mapping[str, Any]) -> bool:
+        return payload.get("type") == "message_delta"
+
+    def opens_output(self, payload: Mapping[str, Any]) -> bool:
+        return payload.get("type") == "content_block_start"
+
+    def with_notice(
+        self, text: str, model: str, request_id: str, closing: bytes, parts: int
+    ) -> bytes:
+        """A text block of its own after the answer's, before the held `message_delta`."""
+        if not closing:
+            return closing  # no message_delta came: nothing to put the block before
+        return (
+            b"".join(sse_event(event, event["type"]) for event in _text_block(parts, "\n\n" + text))
+            + closing
+        )
+
     def block_stream(self, text: str, model: str, body: Mapping[str, Any]) -> bytes:
         zero = {
             "input_tokens": 0, "output_tokens": 0,
@@ -235,17 +264,7 @@ class Messages(Endpoint):
         }  # fmt: skip
         events: list[dict[str, Any]] = [
             {"type": "message_start", "message": message},
-            {
-                "type": "content_block_start",
-                "index": 0,
-                "content_block": {"type": "text", "text": ""},
-            },
-            {
-                "type": "content_block_delta",
-                "index": 0,
-                "delta": {"type": "text_delta", "text": text},
-            },
-            {"type": "content_block_stop", "index": 0},
+            *_text_block(0, text),
             {
                 "type": "message_delta",
                 "delta": {"stop_reason": "end_turn", "stop_sequence": None},
@@ -254,6 +273,42 @@ class Messages(Endpoint):
             {"type": "message_stop"},
         ]
         return b"".join(sse_event(event, event["type"]) for event in events)
+
+
+def _text_block(index: int, text: str) -> list[dict[str, Any]]:
+    """A text content block at `index` saying `text`, as a stream tells it."""
+    return [
+        {
+            "type": "content_block_start",
+            "index": index,
+            "content_block": {"type": "text", "text": ""},
+        },
+        {
+            "type": "content_block_delta",
+            "index": index,
+            "delta": {"type": "text_delta", "text": text},
+        },
+        {"type": "content_block_stop", "index": index},
+    ]
+
+
+def _thinking_within(body: Mapping[str, Any], cap: int) -> dict[str, Any] | None:
+    """The `thinking` a lowered `max_tokens` leaves room for, when the body's has none.
+
+    Anthropic refuses a `budget_tokens` that is not below `max_tokens`, or under 1024;
+    LibreChat's Anthropic endpoint thinks by default (budget 2000), so a cap lowered for a
+    small balance would turn its reply into a 400. The budget goes under the cap; below the
+    smallest budget there is no room to think, and the reply comes without thinking.
+    """
+    thinking = body.get("thinking")
+    if not isinstance(thinking, dict) or thinking.get("type") != "enabled":
+        return None
+    budget = count(thinking.get("budget_tokens"))
+    if budget is None or budget < cap:
+        return None
+    if cap <= THINKING_BUDGET_MIN:
+        return {"type": "disabled"}
+    return {**thinking, "budget_tokens": cap - 1}
 
 
 def _error(error: ApiError) -> dict[str, Any]:
@@ -308,4 +363,5 @@ MESSAGES = Messages(
     input_field="messages",
     generates=True,
     in_chat_block=True,
+    parsed_events=PARSED_EVENTS,
 )

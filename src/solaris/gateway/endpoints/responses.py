@@ -2,8 +2,9 @@
 
 The completion cap is `max_output_tokens` (reasoning included), lowered when the balance covers
 less. A stream always reports its usage, in `response.completed` (or `response.incomplete` /
-`response.failed`), which the client needs anyway: nothing is injected and nothing hidden. A
-stream that ends without one (cut, client gone, a failure reported without usage) is charged
+`response.failed`), which the client needs anyway: nothing is injected and nothing hidden,
+but for the threshold notice, a message item of its own before `response.completed` (held until
+the request is settled for that). A stream that ends without one (cut, client gone, a failure reported without usage) is charged
 what its `*.delta` events carried, counted offline and marked estimated; an answer that says it
 is `incomplete` or `failed` leaves its usage row with that status.
 
@@ -24,9 +25,18 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
+
 from solaris.config import HOSTED_TOOLS
 from solaris.errors import ApiError, BadRequest
-from solaris.gateway.endpoints.base import Endpoint, Usage, count, model_and_cap, sse_event
+from solaris.gateway.endpoints.base import (
+    Endpoint,
+    Usage,
+    count,
+    event_data,
+    model_and_cap,
+    sse_event,
+)
 from solaris.metering import estimate_apis
 
 __all__ = ["RESPONSES", "response_object"]
@@ -63,6 +73,7 @@ PARSED_EVENTS = re.compile(
 )
 OFFERED_AS = {kind: tool for tool, kinds in HOSTED_TOOLS.items() for kind in kinds}
 SHORT_ENDINGS = frozenset({"incomplete", "failed"})
+CLOSING_EVENTS = frozenset({"response.completed", "response.incomplete", "response.failed"})
 NOT_GENERATED = frozenset({"response.audio.delta"})  # base64 audio, not text
 
 
@@ -210,35 +221,70 @@ class Responses(Endpoint):
 
     def block_stream(self, text: str, model: str, body: Mapping[str, Any]) -> bytes:
         response = response_object("resp_" + uuid.uuid4().hex, model, "in_progress")
-        item_id = "msg_" + uuid.uuid4().hex
-        part: dict[str, Any] = {"type": "output_text", "text": "", "annotations": []}
-        item: dict[str, Any] = {
-            "id": item_id, "type": "message", "status": "in_progress", "role": "assistant",
-            "content": [],
-        }  # fmt: skip
-        where = {"item_id": item_id, "output_index": 0, "content_index": 0}
-        done_part = {**part, "text": text}
-        done_item = {**item, "status": "completed", "content": [done_part]}
+        message = _message_events(0, text)
         zero = {
             "input_tokens": 0, "input_tokens_details": {"cached_tokens": 0}, "output_tokens": 0,
             "output_tokens_details": {"reasoning_tokens": 0}, "total_tokens": 0,
         }  # fmt: skip
-        completed = {**response, "status": "completed", "output": [done_item], "usage": zero}
+        output = [message[-1][1]["item"]]
+        completed = {**response, "status": "completed", "output": output, "usage": zero}
         events: list[tuple[str, dict[str, Any]]] = [
             ("response.created", {"response": response}),
             ("response.in_progress", {"response": response}),
-            ("response.output_item.added", {"output_index": 0, "item": item}),
-            ("response.content_part.added", {**where, "part": part}),
-            ("response.output_text.delta", {**where, "delta": text, "logprobs": []}),
-            ("response.output_text.done", {**where, "text": text, "logprobs": []}),
-            ("response.content_part.done", {**where, "part": done_part}),
-            ("response.output_item.done", {"output_index": 0, "item": done_item}),
+            *message,
             ("response.completed", {"response": completed}),
         ]
-        return b"".join(
-            sse_event({"type": kind, "sequence_number": number, **fields}, kind)
-            for number, (kind, fields) in enumerate(events)
-        )
+        return _numbered(events, 0)
+
+    def closes_stream(self, payload: Mapping[str, Any]) -> bool:
+        return payload.get("type") in CLOSING_EVENTS
+
+    def with_notice(
+        self, text: str, model: str, request_id: str, closing: bytes, parts: int
+    ) -> bytes:
+        """A message item of its own after the answer's, before `response.completed`, which
+        then lists it in its output and is numbered after it."""
+        first, _, rest = closing.partition(b"\n\n")
+        payload = orjson.loads(event_data(first)) if first else None
+        response = payload.get("response") if isinstance(payload, dict) else None
+        if not isinstance(payload, dict) or payload.get("type") != "response.completed":
+            return closing
+        if not isinstance(response, dict) or not isinstance(response.get("output"), list):
+            return closing
+        message = _message_events(len(response["output"]), "\n\n" + text)
+        number = count(payload.get("sequence_number")) or 0
+        output = [*response["output"], message[-1][1]["item"]]
+        completed = {**payload, "response": {**response, "output": output}}
+        completed["sequence_number"] = number + len(message)
+        return _numbered(message, number) + sse_event(completed, "response.completed") + rest
+
+
+def _message_events(index: int, text: str) -> list[tuple[str, dict[str, Any]]]:
+    """An assistant message item at output `index` saying `text`, as a stream tells it."""
+    item_id = "msg_" + uuid.uuid4().hex
+    part: dict[str, Any] = {"type": "output_text", "text": "", "annotations": []}
+    item: dict[str, Any] = {
+        "id": item_id, "type": "message", "status": "in_progress", "role": "assistant",
+        "content": [],
+    }  # fmt: skip
+    where = {"item_id": item_id, "output_index": index, "content_index": 0}
+    done_part = {**part, "text": text}
+    done_item = {**item, "status": "completed", "content": [done_part]}
+    return [
+        ("response.output_item.added", {"output_index": index, "item": item}),
+        ("response.content_part.added", {**where, "part": part}),
+        ("response.output_text.delta", {**where, "delta": text, "logprobs": []}),
+        ("response.output_text.done", {**where, "text": text, "logprobs": []}),
+        ("response.content_part.done", {**where, "part": done_part}),
+        ("response.output_item.done", {"output_index": index, "item": done_item}),
+    ]
+
+
+def _numbered(events: list[tuple[str, dict[str, Any]]], first: int) -> bytes:
+    return b"".join(
+        sse_event({"type": kind, "sequence_number": first + offset, **fields}, kind)
+        for offset, (kind, fields) in enumerate(events)
+    )
 
 
 def response_object(id_: str, model: str, status: str) -> dict[str, Any]:

@@ -8,7 +8,7 @@ before have 0, NULL, NULL, 0. On PostgreSQL `solaris_settle` takes them, and wri
 ledger entry and one entry per hosted tool (`tool:<request>:<tool>`), each a statement line.
 
 Revision ID: 0012
-Revises: 0010 (to be re-chained after 0011 when both are on main)
+Revises: 0011
 """
 
 import importlib.util
@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0012"
-down_revision: str | None = "0010"
+down_revision: str | None = "0011"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
