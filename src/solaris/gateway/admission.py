@@ -60,7 +60,7 @@ class Ticket:
     balance: int  # the account's balance at the reservation, holds aside
     upstream_headers: dict[str, str]  # client headers the upstream needs too (API version)
     tools_held: int = 0  # of `held`: for the hosted tool calls the request may make
-    tool_calls_cap: int | None = None  # the `max_tool_calls` to send upstream, if changed
+    tool_calls_cap: int | None = None  # hosted tool calls the upstream may run, if changed
 
     @property
     def tokens_held(self) -> int:
@@ -128,7 +128,7 @@ class Admission:
         tokens_wanted = billing.billable(held_prompt, cap, policy)
         least = min(cap, self.settings.min_completion_tokens)
         tokens_least = billing.billable(held_prompt, least, policy)
-        price, calls = self._tool_calls(endpoint, body, policy)
+        price, calls, asked = self._tool_calls(endpoint, body, policy)
         wanted, minimum = (
             tokens_wanted + price * calls,
             max(1, tokens_least + price * min(calls, 1)),
@@ -152,22 +152,23 @@ class Admission:
         if hold.amount and price and calls:
             held_calls = billing.tool_calls_held(hold.amount, tokens_wanted, price, calls)
             ticket.tools_held = price * held_calls
-            if held_calls != endpoint.hosted_tools_offered(body)[1]:
+            if held_calls != asked:
                 ticket.tool_calls_cap = held_calls  # the provider runs no more than are held
         return ticket
 
     def _tool_calls(
         self, endpoint: Endpoint, body: dict[str, Any], policy: ModelPolicy
-    ) -> tuple[int, int]:
-        """Hosted tool calls (web search, …) cost a price each, and `max_tool_calls` bounds
-        them: a request offering a priced one wants the dearest offered price for each call it
-        allows (its own limit, else `hosted_tool_calls_max`, sent upstream), and
-        needs at least one; the price and the calls wanted (0, 0: nothing priced offered)."""
+    ) -> tuple[int, int, int | None]:
+        """Hosted tool calls (web search, …) cost a price each, and a limit the provider keeps
+        (`max_tool_calls`, a tool's `max_uses`) bounds them: a request offering a priced one
+        wants the dearest offered price for each call it allows (its own limit, else
+        `hosted_tool_calls_max`, sent upstream), and needs at least one. The price, the calls
+        wanted (0, 0: nothing priced offered) and the request's own limit."""
         offered, asked = endpoint.hosted_tools_offered(body)
         price = billing.tool_call_price(offered, policy)
         if not price:
-            return 0, 0
-        return price, self.settings.hosted_tool_calls_max if asked is None else asked
+            return 0, 0, asked
+        return price, self.settings.hosted_tool_calls_max if asked is None else asked, asked
 
     def _stored_context(self, endpoint: Endpoint, body: dict[str, Any]) -> int:
         """Tokens held for input the provider keeps and the body does not carry (a Responses
