@@ -28,9 +28,10 @@ from solaris.ledger.plans import Plans
 from solaris.ledger.postgres import PostgresPending
 from solaris.ledger.thresholds import Thresholds
 from solaris.ledger.users import Users
+from solaris.metering.billing import ToolCharge
 from solaris.store.database import Database, migrate, open_database
 from solaris.store.outbox import list_alerts
-from solaris.store.schema import accounts, ledger_entries, lots, reservations
+from solaris.store.schema import accounts, ledger_entries, lots, reservations, usage
 from tests.conftest import new_postgres_database
 
 START = datetime(2026, 3, 30, 23, 59, 58, 900_000, tzinfo=UTC)  # .9 s: rounding shows
@@ -113,8 +114,9 @@ class Side:
             held = await self._held(request_id)
             billable = max(0, held + second)  # the provider may report more than was held
             record = UsageRecord(
-                request_id, user, "chat", "gpt-4o-mini", billable, 0, 0, 0, billable, False,
-                "ok", 1,
+                request_id, user, "responses", "gpt-4o-mini", billable, 0, 0, 0, billable, False,
+                "ok", 1, cache_write_tokens=second % 7, weights='{"input": "1.25"}',
+                tool_charges=_tools(billable, second),
             )  # fmt: skip
             outcome = await ledger.settle(record)
             again = await ledger.settle(record)  # a retry charges nothing more
@@ -149,11 +151,29 @@ class Side:
         user = self.user_id
         async with self.database.transaction() as conn:
             entries = [
-                (row.kind, int(row.amount), row.note, _moment(row.created_at))
+                (
+                    row.kind,
+                    int(row.amount),
+                    row.note,
+                    _moment(row.created_at),
+                    _settle_key(row.idempotency_key),
+                )
                 for row in await conn.execute(
                     select(ledger_entries)
                     .where(ledger_entries.c.user_id == user)
                     .order_by(ledger_entries.c.id)
+                )
+            ]
+            usage_rows = [
+                (
+                    int(row.billable),
+                    int(row.cache_write_tokens),
+                    row.weights,
+                    row.tool_calls,
+                    int(row.tool_billable),
+                )
+                for row in await conn.execute(
+                    select(usage).where(usage.c.user_id == user).order_by(usage.c.id)
                 )
             ]
             account = (await conn.execute(select(accounts).where(accounts.c.user_id == user))).one()
@@ -179,6 +199,7 @@ class Side:
             )
         return {
             "entries": entries,
+            "usage": usage_rows,
             "account": {
                 "balance": int(account.balance),
                 "reserved": int(account.reserved),
@@ -191,6 +212,27 @@ class Side:
             "holds": holds,
             "alerts": alerts,
         }
+
+
+def _settle_key(key: str) -> str | None:
+    """A settle's entry key without its request id: `usage`, or `tool:<tool>`."""
+    if key.startswith("usage:"):
+        return "usage"
+    return "tool:" + key.rsplit(":", 1)[1] if key.startswith("tool:") else None
+
+
+def _tools(billable: int, variant: int) -> tuple[ToolCharge, ...]:
+    """Hosted tool charges within a settle's `billable`: none, one beside the tokens, or two
+    that are all of it (so the tokens have no entry of their own)."""
+    if variant % 4 == 1 and billable >= 8:
+        return (ToolCharge("web_search_call", 2, billable // 4),)
+    if variant % 4 == 3 and billable >= 2:
+        half = billable // 2
+        return (
+            ToolCharge("file_search_call", 1, half),
+            ToolCharge("web_search_call", 1, billable - half),
+        )
+    return ()
 
 
 def _key_user(key: str) -> int | None:

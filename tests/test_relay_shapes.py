@@ -61,6 +61,29 @@ def test_a_cut_responses_stream_counts_its_deltas_not_the_done_events() -> None:
     assert relay.text() == "Bom dia"
 
 
+def item_done(kind: str) -> bytes:
+    payload: dict[str, object] = {"type": "response.output_item.done", "item": {"type": kind}}
+    return event("response.output_item.done", payload)
+
+
+def test_hosted_tool_calls_are_counted_once_each_from_items_or_the_finished_response() -> None:
+    searches = item_done("web_search_call") + item_done("web_search_call")
+    finished = {
+        "usage": RESPONSES_USAGE,
+        "output": [{"type": "web_search_call"}, {"type": "web_search_call"}, {"type": "message"}],
+    }
+    completed = event("response.completed", {"type": "response.completed", "response": finished})
+    relay = SseRelay(RESPONSES, hide_usage=False)
+    stream = searches + item_done("message") + item_done("file_search_call") + completed
+    assert relay.feed(stream) + relay.closing == stream, "response.completed waits to be settled"
+    assert relay.tool_calls == {"web_search_call": 2, "file_search_call": 1}
+    cut = SseRelay(RESPONSES, hide_usage=False)
+    cut.feed(searches + delta("Bom"))
+    assert cut.tool_calls == {"web_search_call": 2}, "a cut stream still pays its searches"
+    assert RESPONSES.tool_calls(finished) == {"web_search_call": 2}
+    assert MESSAGES.tool_calls(finished) == {}
+
+
 def anthropic(payload: dict[str, object]) -> bytes:
     return event(str(payload["type"]), payload)
 
@@ -92,13 +115,13 @@ def test_anthropic_usage_is_merged_from_message_start_and_message_delta() -> Non
     assert relay.feed(stream) == START + TEXT, "message_delta on waits for the settlement"
     assert relay.closing == FINAL + anthropic({"type": "message_stop"})
     assert relay.parts == 0, "TEXT opened no block"
-    assert relay.usage == Usage(17, 6, cached_tokens=4)
+    assert relay.usage == Usage(17, 6, cached_tokens=4, cache_write_tokens=3)
 
 
 def test_an_anthropic_stream_cut_after_message_start_knows_only_its_prompt() -> None:
     relay = SseRelay(MESSAGES, hide_usage=False)
     relay.feed(START + TEXT + TEXT)
-    assert relay.usage == Usage(17, None, cached_tokens=4)
+    assert relay.usage == Usage(17, None, cached_tokens=4, cache_write_tokens=3)
     assert relay.text() == "OláOlá"
 
 

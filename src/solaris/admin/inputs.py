@@ -14,7 +14,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, BaseModel, Field
 
 from solaris.clock import as_utc
-from solaris.config import ModelPolicy, PlanConfig
+from solaris.config import TOOL_PRICE_MAX, HostedTool, ModelPolicy, PlanConfig
 from solaris.operations.core import TOKENS_MAX
 
 __all__ = [
@@ -94,9 +94,20 @@ class NewKey(BaseModel):
     key: str = Field(description="The user's new API key: shown this once.")
 
 
+PartWeight = Annotated[Decimal, Field(ge=0, le=1000, allow_inf_nan=False)]
+ToolPrice = Annotated[int, Field(ge=0, le=TOOL_PRICE_MAX)]
+
+
 class Weights(BaseModel):
+    """A model's weights in a plan; unset part weights follow input or output (README, "What a
+    request costs")."""
+
     input_weight: Decimal = Field(default=Decimal(1), gt=0, le=1000, allow_inf_nan=False)
     output_weight: Decimal = Field(default=Decimal(1), gt=0, le=1000, allow_inf_nan=False)
+    cached_input_weight: PartWeight | None = None
+    cache_write_weight: PartWeight | None = None
+    reasoning_weight: PartWeight | None = None
+    tool_prices: dict[HostedTool, ToolPrice] = Field(default_factory=dict)
 
 
 ModelName = Annotated[Text, Field(min_length=1, max_length=128)]
@@ -116,8 +127,5 @@ class PlanBody(BaseModel):
     default: bool = False
 
     def config(self) -> PlanConfig:
-        weights = {
-            model: ModelPolicy(input_weight=w.input_weight, output_weight=w.output_weight)
-            for model, w in self.weights.items()
-        }
+        weights = {model: ModelPolicy(**w.model_dump()) for model, w in self.weights.items()}
         return PlanConfig(**self.model_dump(exclude={"weights"}), weights=weights)

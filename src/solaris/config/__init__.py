@@ -3,7 +3,10 @@ YAML file), read and validated once at start, and the things it lists (`items`).
 
 from solaris.config.items import (
     DEFAULT_MODEL_POLICY,
+    HOSTED_TOOLS,
+    TOOL_PRICE_MAX,
     CreditPack,
+    HostedTool,
     ModelPolicy,
     PlanConfig,
     ServiceAccount,
@@ -12,7 +15,10 @@ from solaris.config.settings import Settings, load_settings, missing_setup, sqli
 
 __all__ = [
     "DEFAULT_MODEL_POLICY",
+    "HOSTED_TOOLS",
+    "TOOL_PRICE_MAX",
     "CreditPack",
+    "HostedTool",
     "ModelPolicy",
     "PlanConfig",
     "ServiceAccount",

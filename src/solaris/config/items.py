@@ -5,22 +5,69 @@ validated where it is declared, with its bounds."""
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
-__all__ = ["DEFAULT_MODEL_POLICY", "CreditPack", "ModelPolicy", "PlanConfig", "ServiceAccount"]
+__all__ = [
+    "DEFAULT_MODEL_POLICY",
+    "HOSTED_TOOLS",
+    "TOOL_PRICE_MAX",
+    "CreditPack",
+    "HostedTool",
+    "ModelPolicy",
+    "PlanConfig",
+    "ServiceAccount",
+]
+
+# The Responses API's hosted tool calls, by their output item type, and the `tools` entry
+# types that offer each (a request offers `web_search_preview` for `web_search_call` items).
+HOSTED_TOOLS: dict[str, tuple[str, ...]] = {
+    "web_search_call": ("web_search", "web_search_preview", "web_search_2025_08_26"),
+    "file_search_call": ("file_search",),
+    "image_generation_call": ("image_generation",),
+    "code_interpreter_call": ("code_interpreter",),
+}
+HostedTool = Literal[
+    "web_search_call", "file_search_call", "image_generation_call", "code_interpreter_call"
+]
+TOOL_PRICE_MAX = 10**9  # billable tokens for one call
+ToolPrice = Annotated[int, Field(ge=0, le=TOOL_PRICE_MAX)]
 
 
 class ModelPolicy(BaseModel):
-    """How one model is billed and named upstream."""
+    """How one model is billed and named upstream.
+
+    Unset weights follow the one they refine, so a policy that names none bills as it always
+    did: cached input and cache writes at `input_weight`, reasoning at `output_weight`, hosted
+    tool calls at nothing."""
 
     input_weight: Decimal = Field(default=Decimal(1), gt=0)
     output_weight: Decimal = Field(default=Decimal(1), gt=0)
+    # Input the provider read from its prompt cache (OpenAI `cached_tokens`, Anthropic
+    # `cache_read_input_tokens`) and input it wrote there (`cache_creation_input_tokens`).
+    cached_input_weight: Decimal | None = Field(default=None, ge=0)
+    cache_write_weight: Decimal | None = Field(default=None, ge=0)
+    # Reasoning output (`reasoning_tokens`, a part of the completion) where it is priced apart.
+    reasoning_weight: Decimal | None = Field(default=None, ge=0)
+    # Billable tokens per hosted tool call in a Responses answer, by output item type.
+    tool_prices: dict[HostedTool, ToolPrice] = Field(default_factory=dict)
     upstream_name: str | None = None  # alias: clients say `model`, the upstream gets this
     # The prompt estimate is multiplied by this when a request is reserved; unset: 1 for models
     # whose tokenizer the gateway ships, `unknown_tokenizer_margin` for the others.
     estimate_margin: Decimal | None = Field(default=None, ge=1, le=10)
+
+    @property
+    def cached_weight(self) -> Decimal:
+        return self.input_weight if self.cached_input_weight is None else self.cached_input_weight
+
+    @property
+    def write_weight(self) -> Decimal:
+        return self.input_weight if self.cache_write_weight is None else self.cache_write_weight
+
+    @property
+    def thinking_weight(self) -> Decimal:
+        return self.output_weight if self.reasoning_weight is None else self.reasoning_weight
 
 
 DEFAULT_MODEL_POLICY = ModelPolicy()

@@ -82,6 +82,10 @@ class Settings(BaseSettings):
     # Held on top of the estimate for a Responses request that continues a conversation the
     # provider stores (previous_response_id, conversation, item_reference); unset: refused.
     stored_context_tokens: int | None = Field(default=None, ge=0)
+    # Hosted tool calls (web search, …) held, and sent as `max_tool_calls` (Responses) or the
+    # web search tool's `max_uses` (Messages), for a request that offers a priced hosted tool
+    # and sets no limit of its own.
+    hosted_tool_calls_max: int = Field(default=4, ge=1, le=128)
     reservation_timeout_s: float = Field(default=900.0, gt=0)
     # Prompt estimates of models counted with a stand-in tokenizer (claude-*, llama-*, …) are
     # held this many times over, so the provider's own count rarely passes the hold.

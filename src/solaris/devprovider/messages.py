@@ -6,7 +6,9 @@ The reply is the dev provider's fixed text cut to `max_tokens` (then `stop_reaso
 reported beside it, as Anthropic does. The stream is `message_start` (with the input usage),
 `content_block_start`, a `ping`, one `content_block_delta` per token, `content_block_stop`,
 `message_delta` (stop reason and `output_tokens`) and `message_stop`; `omit_usage` leaves the
-usage out of `message_start` and `message_delta`.
+usage out of `message_start` and `message_delta`. With a web search tool offered, the usage's
+`server_tool_use.web_search_requests` counts the `web_search_call`s in `hosted_tool_calls` (at
+most the tool's `max_uses`), in the final usage of a stream.
 """
 
 from __future__ import annotations
@@ -42,6 +44,9 @@ def messages(body: Json, behaviour: Behaviour, model: str) -> bytes | list[bytes
         }
         if behaviour.omit_completion_tokens:
             del usage["output_tokens"]
+        searches = _searches(body, behaviour)
+        if searches is not None:
+            usage["server_tool_use"] = {"web_search_requests": searches, "web_fetch_requests": 0}
     stop_reason = "end_turn" if cap >= wanted else "max_tokens"
     message: Json = {
         "id": shapes.new_id("msg_"),
@@ -72,6 +77,9 @@ def _events(message: Json, pieces: list[str], stop_reason: str) -> list[bytes]:
     final: Json = {"type": "message_delta", "delta": {"stop_reason": stop_reason}}
     if usage is not None and "output_tokens" in usage:
         final["usage"] = {"output_tokens": usage["output_tokens"]}
+    if usage is not None and "server_tool_use" in usage:  # counted by the final usage only
+        final["usage"] = {**final.get("usage", {}), "server_tool_use": usage["server_tool_use"]}
+        start["usage"] = {k: v for k, v in start["usage"].items() if k != "server_tool_use"}
     steps: list[Json] = [
         {"type": "message_start", "message": start},
         {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
@@ -85,6 +93,17 @@ def _events(message: Json, pieces: list[str], stop_reason: str) -> list[bytes]:
         {"type": "message_stop"},
     ]
     return [_event(step) for step in steps]
+
+
+def _searches(body: Json, behaviour: Behaviour) -> int | None:
+    """The web searches Anthropic's web search tool ran (`hosted_tool_calls` that are
+    `web_search_call`, at most its `max_uses`); None when the request offers no such tool."""
+    for tool in body.get("tools") or ():
+        if isinstance(tool, dict) and str(tool.get("type")).startswith("web_search_"):
+            asked = behaviour.hosted_tool_calls.count("web_search_call")
+            uses = tool.get("max_uses")
+            return min(asked, uses) if isinstance(uses, int) and uses >= 0 else asked
+    return None
 
 
 def _event(payload: dict[str, Any]) -> bytes:

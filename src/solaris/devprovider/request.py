@@ -18,6 +18,10 @@ from solaris.errors import error_body
 Json = dict[str, Any]
 UsageStyle = Literal["openai", "litellm"]
 MAX_REPLY_TOKENS = 1_000_000  # the reply text is kept in memory per tokenizer
+HOSTED_CALLS = (
+    "web_search_call", "file_search_call", "image_generation_call", "code_interpreter_call",
+)  # fmt: skip
+HOSTED_CALLS_MAX = 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,7 +47,17 @@ class Behaviour:
                         usage without `completion_tokens` (a half-reporting server)
     cache_write_tokens, cache_read_tokens
                         /v1/messages: prompt tokens reported as written to / read from the
-                        prompt cache, on top of `input_tokens` (as Anthropic counts them)
+                        prompt cache, on top of `input_tokens` (as Anthropic counts them);
+                        chat and /v1/responses: reported as the prompt's
+                        `cache_write_tokens` and `cached_tokens`, parts of its count (as
+                        OpenAI counts them)
+    reasoning_tokens    chat and /v1/responses: this much of the completion's count is
+                        reported as `reasoning_tokens` (at most all of it)
+    hosted_tool_calls   /v1/responses: output items of these types (web_search_call,
+                        file_search_call, image_generation_call, code_interpreter_call), one
+                        each, before the message, as OpenAI runs a hosted tool (at most
+                        `max_tool_calls`); /v1/messages: its web_search_calls are the
+                        searches of Anthropic's web search tool (at most its `max_uses`)
     """
 
     reply_tokens: int = 16
@@ -59,6 +73,8 @@ class Behaviour:
     omit_completion_tokens: bool = False
     cache_write_tokens: int = 0
     cache_read_tokens: int = 0
+    reasoning_tokens: int = 0
+    hosted_tool_calls: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         # Checked at run time too: overrides arrive as arbitrary JSON.
@@ -92,10 +108,17 @@ class Behaviour:
             _is_count(self.prompt_extra_tokens) and self.prompt_extra_tokens <= MAX_REPLY_TOKENS,
             f"prompt_extra_tokens must be an integer in 0..{MAX_REPLY_TOKENS}",
         )
-        for cache in (self.cache_write_tokens, self.cache_read_tokens):
+        _check(
+            isinstance(self.hosted_tool_calls, list | tuple)
+            and all(call in HOSTED_CALLS for call in self.hosted_tool_calls)
+            and len(self.hosted_tool_calls) <= HOSTED_CALLS_MAX,
+            f"hosted_tool_calls must be a list of at most {HOSTED_CALLS_MAX} of "
+            + ", ".join(HOSTED_CALLS),
+        )
+        for cache in (self.cache_write_tokens, self.cache_read_tokens, self.reasoning_tokens):
             _check(
                 _is_count(cache) and cache <= MAX_REPLY_TOKENS,
-                f"cache tokens must be integers in 0..{MAX_REPLY_TOKENS}",
+                f"cache and reasoning tokens must be integers in 0..{MAX_REPLY_TOKENS}",
             )
 
     def fails(self, n: int) -> bool:

@@ -5,7 +5,9 @@ The reply is the dev provider's fixed text cut to `max_output_tokens` (then the 
 it, plus `prompt_extra_tokens` (what a stored conversation would add). The stream is
 `response.created`, `response.in_progress`, the message's item and part events, one
 `response.output_text.delta` per token, their `*.done` events and `response.completed` (or
-`response.incomplete`) with the usage; `omit_usage` sends `usage: null` there.
+`response.incomplete`) with the usage; `omit_usage` sends `usage: null` there. The hosted tool
+calls a request asks for (`hosted_tool_calls`, at most `max_tool_calls` of them) come first, as
+finished output items (their `response.output_item.added` and `.done` events on a stream).
 """
 
 from __future__ import annotations
@@ -20,6 +22,11 @@ from solaris.devprovider.request import Behaviour, Invalid, Json
 from solaris.metering import estimate_apis, tokenizer
 
 __all__ = ["responses"]
+
+ID_PREFIXES = {
+    "web_search_call": "ws_", "file_search_call": "fs_", "image_generation_call": "ig_",
+    "code_interpreter_call": "ci_",
+}  # fmt: skip
 
 
 def responses(body: Json, behaviour: Behaviour, model: str) -> bytes | list[bytes]:
@@ -50,9 +57,17 @@ def responses(body: Json, behaviour: Behaviour, model: str) -> bytes | list[byte
     if not behaviour.omit_usage:
         usage = {
             "input_tokens": prompt_tokens,
-            "input_tokens_details": {"cached_tokens": 0},
+            "input_tokens_details": {
+                "cached_tokens": min(behaviour.cache_read_tokens, prompt_tokens),
+                "cache_write_tokens": max(
+                    0,
+                    min(behaviour.cache_write_tokens, prompt_tokens - behaviour.cache_read_tokens),
+                ),
+            },
             "output_tokens": len(pieces),
-            "output_tokens_details": {"reasoning_tokens": 0},
+            "output_tokens_details": {
+                "reasoning_tokens": min(behaviour.reasoning_tokens, len(pieces))
+            },
             "total_tokens": prompt_tokens + len(pieces),
         }
         if behaviour.omit_completion_tokens:
@@ -60,9 +75,22 @@ def responses(body: Json, behaviour: Behaviour, model: str) -> bytes | list[byte
     head = _response(shapes.new_id("resp_"), model, body)
     item_id = shapes.new_id("msg_")
     complete = limit >= wanted
+    calls_max = body.get("max_tool_calls")
+    asked = behaviour.hosted_tool_calls
+    runs = asked[:calls_max] if request.is_int(calls_max) and calls_max >= 0 else asked
+    tools = [_hosted_call(kind) for kind in runs]
     if body.get("stream") is True:
-        return _events(head, item_id, pieces, usage, complete)
-    return orjson.dumps(_finished(head, item_id, "".join(pieces), usage, complete))
+        return _events(head, item_id, pieces, usage, complete, tools)
+    return orjson.dumps(_finished(head, item_id, "".join(pieces), usage, complete, tools))
+
+
+def _hosted_call(kind: str) -> Json:
+    """A hosted tool's finished output item (a web search's, say), as the API lists it."""
+    item: Json = {"id": shapes.new_id(ID_PREFIXES[kind]), "type": kind}
+    item["status"] = "completed"
+    if kind == "web_search_call":
+        item["action"] = {"type": "search", "query": "solaris"}
+    return item
 
 
 def _response(id_: str, model: str, body: Json) -> Json:
@@ -105,30 +133,48 @@ def _message(item_id: str, text: str, status: str) -> Json:
     }
 
 
-def _finished(head: Json, item_id: str, text: str, usage: Json | None, complete: bool) -> Json:
+def _finished(
+    head: Json, item_id: str, text: str, usage: Json | None, complete: bool, tools: list[Json]
+) -> Json:
     status = "completed" if complete else "incomplete"
     return {
         **head,
         "status": status,
         "incomplete_details": None if complete else {"reason": "max_output_tokens"},
-        "output": [_message(item_id, text, status)],
+        "output": [*tools, _message(item_id, text, status)],
         "usage": usage,
     }
 
 
 def _events(
-    head: Json, item_id: str, pieces: list[str], usage: Json | None, complete: bool
+    head: Json,
+    item_id: str,
+    pieces: list[str],
+    usage: Json | None,
+    complete: bool,
+    tools: list[Json],
 ) -> list[bytes]:
     text = "".join(pieces)
-    where = {"item_id": item_id, "output_index": 0, "content_index": 0}
+    at = len(tools)  # the message follows the tool calls
+    where = {"item_id": item_id, "output_index": at, "content_index": 0}
     part: Json = {"type": "output_text", "text": "", "annotations": [], "logprobs": []}
-    finished = _finished(head, item_id, text, usage, complete)
+    finished = _finished(head, item_id, text, usage, complete, tools)
+    calls: list[tuple[str, Json]] = []
+    for index, tool in enumerate(tools):
+        calls.append(
+            (
+                "response.output_item.added",
+                {"output_index": index, "item": {**tool, "status": "in_progress"}},
+            )
+        )
+        calls.append(("response.output_item.done", {"output_index": index, "item": tool}))
     steps: list[tuple[str, Json]] = [
         ("response.created", {"response": head}),
         ("response.in_progress", {"response": head}),
+        *calls,
         (
             "response.output_item.added",
-            {"output_index": 0, "item": _message(item_id, "", "in_progress")},
+            {"output_index": at, "item": _message(item_id, "", "in_progress")},
         ),
         ("response.content_part.added", {**where, "part": part}),
         *(
@@ -137,7 +183,7 @@ def _events(
         ),
         ("response.output_text.done", {**where, "text": text, "logprobs": []}),
         ("response.content_part.done", {**where, "part": {**part, "text": text}}),
-        ("response.output_item.done", {"output_index": 0, "item": finished["output"][0]}),
+        ("response.output_item.done", {"output_index": at, "item": finished["output"][at]}),
         ("response.completed" if complete else "response.incomplete", {"response": finished}),
     ]
     return [_event(kind, number, fields) for number, (kind, fields) in enumerate(steps)]

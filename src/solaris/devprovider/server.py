@@ -229,6 +229,9 @@ def _reply(
         prompt_tokens=prompt_tokens + behaviour.prompt_extra_tokens,
         with_usage=not behaviour.omit_usage,
         without_completion_tokens=behaviour.omit_completion_tokens,
+        cached_tokens=behaviour.cache_read_tokens,
+        cache_write_tokens=behaviour.cache_write_tokens,
+        reasoning_tokens=behaviour.reasoning_tokens,
     )
 
 

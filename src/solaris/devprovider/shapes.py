@@ -102,6 +102,9 @@ class Reply:
     with_usage: bool
     created: int = field(default_factory=lambda: int(time.time()))
     without_completion_tokens: bool = False
+    cached_tokens: int = 0  # of the prompt
+    cache_write_tokens: int = 0  # of the prompt
+    reasoning_tokens: int = 0  # of the completion
 
     @property
     def completion_tokens(self) -> int:
@@ -110,9 +113,15 @@ class Reply:
     def chat_usage(self) -> Json:
         return {
             **self.text_usage(),
-            "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
+            "prompt_tokens_details": {
+                "cached_tokens": min(self.cached_tokens, self.prompt_tokens),
+                "cache_write_tokens": max(
+                    0, min(self.cache_write_tokens, self.prompt_tokens - self.cached_tokens)
+                ),
+                "audio_tokens": 0,
+            },
             "completion_tokens_details": {
-                "reasoning_tokens": 0,
+                "reasoning_tokens": min(self.reasoning_tokens, self.completion_tokens),
                 "audio_tokens": 0,
                 "accepted_prediction_tokens": 0,
                 "rejected_prediction_tokens": 0,

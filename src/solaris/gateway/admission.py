@@ -59,6 +59,13 @@ class Ticket:
     held: int  # 0: refused
     balance: int  # the account's balance at the reservation, holds aside
     upstream_headers: dict[str, str]  # client headers the upstream needs too (API version)
+    tools_held: int = 0  # of `held`: for the hosted tool calls the request may make
+    tool_calls_cap: int | None = None  # hosted tool calls the upstream may run, if changed
+
+    @property
+    def tokens_held(self) -> int:
+        """What the hold has for tokens, the hosted tool calls' share aside."""
+        return self.held - self.tools_held
 
     @property
     def request_id(self) -> str:
@@ -118,9 +125,14 @@ class Admission:
         # then rarely passes the hold (what does is still charged, and is debt).
         margin = EXACT if tokenizer.is_exact(model) else self.settings.unknown_tokenizer_margin
         held_prompt = billing.held_prompt_tokens(prompt_tokens, policy, margin)
-        wanted = billing.billable(held_prompt, cap, policy)
+        tokens_wanted = billing.billable(held_prompt, cap, policy)
         least = min(cap, self.settings.min_completion_tokens)
-        minimum = max(1, billing.billable(held_prompt, least, policy))
+        tokens_least = billing.billable(held_prompt, least, policy)
+        price, calls, asked = self._tool_calls(endpoint, body, policy)
+        wanted, minimum = (
+            tokens_wanted + price * calls,
+            max(1, tokens_least + price * min(calls, 1)),
+        )
         try:
             hold = await self.ledger.reserve(
                 caller.user_id,
@@ -133,10 +145,30 @@ class Admission:
             raise self._database_down(exchange, error) from None
         if hold.amount:
             self.metrics.reservations_open.inc()
-        return Ticket(
+        ticket = Ticket(
             exchange, endpoint, caller, body, raw, model, policy, prompt_tokens, held_prompt,
             cap, minimum, hold.amount, hold.balance, endpoint.upstream_headers(headers),
         )  # fmt: skip
+        if hold.amount and price and calls:
+            held_calls = billing.tool_calls_held(hold.amount, tokens_wanted, price, calls)
+            ticket.tools_held = price * held_calls
+            if held_calls != asked:
+                ticket.tool_calls_cap = held_calls  # the provider runs no more than are held
+        return ticket
+
+    def _tool_calls(
+        self, endpoint: Endpoint, body: dict[str, Any], policy: ModelPolicy
+    ) -> tuple[int, int, int | None]:
+        """Hosted tool calls (web search, …) cost a price each, and a limit the provider keeps
+        (`max_tool_calls`, a tool's `max_uses`) bounds them: a request offering a priced one
+        wants the dearest offered price for each call it allows (its own limit, else
+        `hosted_tool_calls_max`, sent upstream), and needs at least one. The price, the calls
+        wanted (0, 0: nothing priced offered) and the request's own limit."""
+        offered, asked = endpoint.hosted_tools_offered(body)
+        price = billing.tool_call_price(offered, policy)
+        if not price:
+            return 0, 0, asked
+        return price, self.settings.hosted_tool_calls_max if asked is None else asked, asked
 
     def _stored_context(self, endpoint: Endpoint, body: dict[str, Any]) -> int:
         """Tokens held for input the provider keeps and the body does not carry (a Responses

@@ -76,9 +76,13 @@ def upstream_body(
     endpoint: Endpoint,
     upstream_model: str | None,
     completion_cap: int | None,
+    tool_calls_cap: int | None = None,
 ) -> bytes:
-    """The bytes to forward: `raw` itself unless the endpoint says something must change."""
+    """The bytes to forward: `raw` itself unless the endpoint says something must change, or
+    the hosted tool calls must be capped to what is held."""
     changes = endpoint.upstream_changes(body, upstream_model, completion_cap)
+    if tool_calls_cap is not None:
+        changes |= endpoint.tool_calls_cap(body, tool_calls_cap)
     if not changes:
         return raw
     return orjson.dumps({**body, **changes})

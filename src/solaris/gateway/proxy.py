@@ -161,7 +161,8 @@ class Proxy:
         exchange = ticket.exchange
         endpoint = ticket.endpoint
         cap = self._capped_completion(ticket)
-        data = upstream_body(ticket.raw, ticket.body, endpoint, ticket.policy.upstream_name, cap)
+        alias, calls = ticket.policy.upstream_name, ticket.tool_calls_cap
+        data = upstream_body(ticket.raw, ticket.body, endpoint, alias, cap, calls)
         exchange.upstream_sent = time.perf_counter()
         try:
             response = await self.upstream.request(
@@ -193,10 +194,10 @@ class Proxy:
         if not ticket.endpoint.generates:
             return None
         wanted = billing.billable(ticket.held_prompt, ticket.completion_cap, ticket.policy)
-        if ticket.held >= wanted:
+        if ticket.tokens_held >= wanted:
             return None
         affordable = billing.completion_tokens_affordable(
-            ticket.held, ticket.held_prompt, ticket.policy
+            ticket.tokens_held, ticket.held_prompt, ticket.policy
         )
         return max(1, affordable // ticket.endpoint.choices(ticket.body))
 
@@ -243,8 +244,9 @@ class Proxy:
         endpoint = ticket.endpoint
         status = endpoint.finish_status(parsed) or "ok"
         record = self._record(
-            ticket, endpoint.usage(parsed), lambda: "".join(endpoint.generated_text(parsed)), status
-        )
+            ticket, endpoint.usage(parsed), lambda: "".join(endpoint.generated_text(parsed)),
+            status, endpoint.tool_calls(parsed),
+        )  # fmt: skip
         # Settled (or journaled) before the answer leaves: a crash can then cost the user an
         # answer they paid for, but never give one away unrecorded.
         try:
@@ -297,7 +299,7 @@ class Proxy:
                 status = relay.finish  # the answer itself said it ended short
             if status == "upstream_cut":
                 exchange.outcome, exchange.error = "upstream_error", "cut"
-            record = self._record(ticket, relay.usage, relay.text, status)
+            record = self._record(ticket, relay.usage, relay.text, status, relay.tool_calls)
             try:
                 settled: SettleOutcome | None = await self._settle(record)  # before the end
             except SettlementLost:
@@ -323,10 +325,12 @@ class Proxy:
         )
 
     def _record(
-        self, ticket: Ticket, usage: Usage | None, generated: Callable[[], str], status: str
-    ) -> UsageRecord:
+        self, ticket: Ticket, usage: Usage | None, generated: Callable[[], str], status: str,
+        tool_calls: Mapping[str, int],
+    ) -> UsageRecord:  # fmt: skip
         """The usage row: the provider's numbers, our count where it reported none (never a
-        zero for an unknown), and then the row says it was estimated."""
+        zero for an unknown: the row says it was estimated), each part at its weight, and the
+        hosted tool calls of the answer at their prices."""
         reported = usage or Usage(prompt_tokens=None, completion_tokens=None)
         prompt, completion = reported.prompt_tokens, reported.completion_tokens
         estimated = prompt is None or completion is None
@@ -338,6 +342,11 @@ class Proxy:
                 if ticket.endpoint.generates
                 else 0
             )
+        counts = billing.TokenCounts(
+            prompt, completion, reported.cached_tokens, reported.cache_write_tokens,
+            reported.reasoning_tokens,
+        )  # fmt: skip
+        charged, tools = billing.charge(counts, tool_calls, ticket.policy)
         record = UsageRecord(
             request_id=ticket.request_id,
             user_id=ticket.caller.user_id,
@@ -347,11 +356,14 @@ class Proxy:
             completion_tokens=completion,
             cached_tokens=reported.cached_tokens,
             reasoning_tokens=reported.reasoning_tokens,
-            billable=billing.billable(prompt, completion, ticket.policy),
+            billable=charged,
             estimated=estimated,
             status=status,
             latency_ms=int((time.perf_counter() - ticket.exchange.started) * 1000),
             conversation_id=ticket.caller.conversation_id,
+            cache_write_tokens=reported.cache_write_tokens,
+            weights=billing.weights_json(ticket.policy),
+            tool_charges=tools,
         )
         ticket.exchange.record = record
         if self.settings.log_content:  # off by default: logs never hold what users wrote

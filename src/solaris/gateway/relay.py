@@ -35,6 +35,7 @@ class SseRelay:
         self.endpoint = endpoint
         self.hide_usage = hide_usage
         self.usage: Usage | None = None
+        self.tool_calls: dict[str, int] = {}  # hosted tool calls finished, by item type
         self.finish: str | None = None  # the stream said it ended short (endpoint's word)
         self._parsed = endpoint.parsed_events
         self.done = False  # the upstream said [DONE]; held back until the request is settled
@@ -78,6 +79,7 @@ class SseRelay:
         self._closed = self._closed or self.endpoint.closes_stream(payload)
         self.parts += self.endpoint.opens_output(payload)
         self.usage = self.endpoint.stream_usage(self.usage, payload)
+        self.tool_calls = self.endpoint.stream_tool_calls(self.tool_calls, payload)
         self.finish = self.endpoint.finish_status(payload) or self.finish
         self._texts.extend(self.endpoint.generated_text(payload))
         if not self.hide_usage:

@@ -33,6 +33,7 @@ import orjson
 import structlog
 
 from solaris.ledger.ledger import UsageRecord
+from solaris.metering.billing import ToolCharge
 
 __all__ = ["Journal", "JournalFull", "Orphan"]
 
@@ -64,6 +65,7 @@ def decode(line: bytes) -> UsageRecord:
     fields: dict[str, Any] = orjson.loads(line)
     if fields.get("finished_at") is not None:
         fields["finished_at"] = datetime.fromisoformat(fields["finished_at"])
+    fields["tool_charges"] = tuple(ToolCharge(**c) for c in fields.get("tool_charges") or ())
     return UsageRecord(**fields)
 
 

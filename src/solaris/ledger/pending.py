@@ -19,6 +19,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
+import orjson
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -26,10 +27,11 @@ from solaris.clock import Clock
 from solaris.ledger.lots import spend
 from solaris.ledger.records import Hold, SettleOutcome, UsageRecord
 from solaris.ledger.thresholds import Thresholds, crossed_thresholds, enqueue_thresholds
+from solaris.metering.billing import ToolCharge
 from solaris.store.database import Database, insert
 from solaris.store.schema import accounts, ledger_entries, reservations, usage
 
-__all__ = ["Pending", "StatementPending"]
+__all__ = ["Pending", "StatementPending", "tool_calls_json", "tool_entries"]
 
 
 class Pending(Protocol):
@@ -111,17 +113,7 @@ class StatementPending:
             held = await self._resolve(conn, record.request_id, "settled", now)
             if record.billable:
                 await spend(conn, record.user_id, record.billable)
-                await conn.execute(
-                    ledger_entries.insert().values(
-                        user_id=record.user_id,
-                        kind="usage",
-                        amount=-record.billable,
-                        idempotency_key=f"usage:{record.request_id}",
-                        request_id=record.request_id,
-                        created_by="gateway",
-                        created_at=now,
-                    )
-                )
+                await conn.execute(ledger_entries.insert(), _usage_entries(record, now))
             account = (
                 await conn.execute(
                     update(accounts)
@@ -204,6 +196,38 @@ class StatementPending:
         return int(amount or 0)
 
 
+def _usage_entries(record: UsageRecord, now: datetime) -> list[dict[str, Any]]:
+    """The tokens' entry and one per hosted tool, each a line of the statement."""
+    entry = {"user_id": record.user_id, "kind": "usage", "request_id": record.request_id}
+    entry |= {"created_by": "gateway", "created_at": now, "note": None}
+    entries = []
+    if record.token_billable:
+        key = f"usage:{record.request_id}"
+        entries.append({**entry, "amount": -record.token_billable, "idempotency_key": key})
+    for charge, key, note in tool_entries(record):
+        entries.append({**entry, "amount": -charge.amount, "idempotency_key": key, "note": note})
+    return entries
+
+
+def tool_entries(record: UsageRecord) -> list[tuple[ToolCharge, str, str]]:
+    """Each hosted tool's charge with its entry's idempotency key and note."""
+    return [
+        (charge, f"tool:{record.request_id}:{charge.tool}", tool_note(charge))
+        for charge in record.tool_charges
+    ]
+
+
+def tool_note(charge: ToolCharge) -> str:
+    return f"{charge.tool}: {charge.calls} x {charge.price}"
+
+
+def tool_calls_json(record: UsageRecord) -> str | None:
+    if not record.tool_charges:
+        return None
+    calls = {c.tool: {"calls": c.calls, "price": c.price} for c in record.tool_charges}
+    return orjson.dumps(calls).decode()
+
+
 def _usage_row(record: UsageRecord, now: datetime) -> dict[str, Any]:
     return {
         "request_id": record.request_id,
@@ -220,4 +244,8 @@ def _usage_row(record: UsageRecord, now: datetime) -> dict[str, Any]:
         "latency_ms": record.latency_ms,
         "conversation_id": record.conversation_id,
         "created_at": now,
+        "cache_write_tokens": record.cache_write_tokens,
+        "weights": record.weights,
+        "tool_calls": tool_calls_json(record),
+        "tool_billable": record.tool_billable,
     }

@@ -14,6 +14,7 @@ from typing import Any
 import asyncpg  # type: ignore[import-untyped]
 
 from solaris.clock import Clock
+from solaris.ledger.pending import tool_calls_json, tool_entries
 from solaris.ledger.records import Hold, SettleOutcome, UsageRecord
 from solaris.ledger.thresholds import Thresholds
 from solaris.store.database import is_outage, unavailable
@@ -23,7 +24,8 @@ __all__ = ["PostgresPending"]
 RESERVE = "SELECT o_amount, o_balance FROM solaris_reserve($1, $2, $3, $4, $5, $6)"
 SETTLE = (
     "SELECT o_balance, o_crossed FROM solaris_settle("
-    "$1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"
+    "$1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, "
+    "$17, $18, $19, $20, $21, $22)"
 )
 RELEASE = "SELECT solaris_release($1, $2, $3)"
 # A pooled connection can be dead after a database restart; such a call never reached the
@@ -73,6 +75,7 @@ class PostgresPending:
         return Hold(amount, balance)
 
     async def settle(self, record: UsageRecord) -> SettleOutcome:
+        tools = tool_entries(record)
         row = await self._fetchrow(
             SETTLE,
             record.request_id,
@@ -91,6 +94,12 @@ class PostgresPending:
             record.finished_at or self.clock(),
             self._percents,
             self._channels,
+            record.cache_write_tokens,
+            record.weights,
+            tool_calls_json(record),
+            [charge.tool for charge, _, _ in tools],
+            [charge.amount for charge, _, _ in tools],
+            [note for _, _, note in tools],
         )
         crossed: list[int] | None = row["o_crossed"]
         if crossed is None:

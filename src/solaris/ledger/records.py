@@ -6,12 +6,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from solaris.metering.billing import ToolCharge
+
 __all__ = ["Hold", "SettleOutcome", "UsageRecord"]
 
 
 @dataclass(frozen=True, slots=True)
 class UsageRecord:
-    """What one finished request consumed; becomes one immutable usage row."""
+    """What one finished request consumed; becomes one immutable usage row.
+
+    `billable` is all of it: the tokens at their weights plus each hosted tool's calls at its
+    price (`tool_charges`, each its own ledger entry, so its own statement line). `weights`
+    (JSON) are the weights the tokens were billed at, kept on the row with the counts."""
 
     request_id: str
     user_id: int
@@ -27,11 +33,26 @@ class UsageRecord:
     latency_ms: int
     conversation_id: str | None = None
     finished_at: datetime | None = None  # set when journaled: the replay keeps the real time
+    cache_write_tokens: int = 0
+    weights: str | None = None
+    tool_charges: tuple[ToolCharge, ...] = ()
 
     def __post_init__(self) -> None:
         assert self.request_id, "a usage record needs its request id"
         assert self.billable >= 0, "billable tokens are never negative"
-        assert min(self.prompt_tokens, self.completion_tokens) >= 0
+        assert min(self.prompt_tokens, self.completion_tokens, self.cache_write_tokens) >= 0
+        assert self.tool_billable <= self.billable, (self.tool_billable, self.billable)
+        assert len({charge.tool for charge in self.tool_charges}) == len(self.tool_charges)
+
+    @property
+    def tool_billable(self) -> int:
+        """What the hosted tool calls cost, of `billable`."""
+        return sum(charge.amount for charge in self.tool_charges)
+
+    @property
+    def token_billable(self) -> int:
+        """What the tokens cost, of `billable`."""
+        return self.billable - self.tool_billable
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,7 +5,9 @@ the user's entries before the period, so opening + the period's entries = closin
 A credit line carries its lot's expiry (a lot is linked to the entry that made it by the
 entry's idempotency key). The CSV keeps what was taken (`debit`: usage, expiries, corrections)
 and what was added (`credit`: allowances, grants, purchases, refunds) in columns of their own,
-both as positive numbers, so a spreadsheet sums each without reading `kind`.
+both as positive numbers, so a spreadsheet sums each without reading `kind`. A request's hosted
+tool calls (a Responses web search, …) are lines of their own beside its tokens' line: `tool`,
+`tool_calls`, and the price per call in the note.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TextIO
 
+import orjson
 from sqlalchemy import func, select
 
 from solaris.ledger.csv_cells import safe_row
@@ -26,8 +29,9 @@ __all__ = ["CSV_COLUMNS", "Statement", "StatementLine", "statement"]
 LINES_MAX = 50_000
 CSV_COLUMNS = (
     "date", "kind", "model", "prompt_tokens", "completion_tokens", "estimated", "debit",
-    "credit", "balance", "expires_at", "note",
+    "credit", "balance", "expires_at", "note", "tool", "tool_calls",
 )  # fmt: skip
+TOOL_KEY = "tool:"  # a hosted tool's entry: tool:<request id>:<tool>
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +46,8 @@ class StatementLine:
     estimated: bool | None = None
     note: str | None = None
     expires_at: datetime | None = None  # a credit's lot: when what is left of it expires
+    tool: str | None = None  # a hosted tool's line: its output item type (web_search_call)
+    tool_calls: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +79,8 @@ class Statement:
                         line.balance,
                         line.expires_at,
                         line.note,
+                        line.tool,
+                        line.tool_calls,
                     )
                 )
             )
@@ -92,6 +100,8 @@ async def statement(
             entries.kind,
             entries.amount,
             entries.note,
+            entries.idempotency_key,
+            usage.c.tool_calls,
             usage.c.model,
             usage.c.prompt_tokens,
             usage.c.completion_tokens,
@@ -114,6 +124,7 @@ async def statement(
         balance += int(row.amount)
         at = row.created_at
         assert at is not None
+        tool, calls = _tool_of(row.idempotency_key, row.tool_calls)
         lines.append(
             StatementLine(
                 at=at,
@@ -121,11 +132,22 @@ async def statement(
                 amount=int(row.amount),
                 balance=balance,
                 model=row.model,
-                prompt_tokens=row.prompt_tokens,
-                completion_tokens=row.completion_tokens,
-                estimated=row.estimated,
+                prompt_tokens=None if tool else row.prompt_tokens,
+                completion_tokens=None if tool else row.completion_tokens,
+                estimated=None if tool else row.estimated,
                 note=row.note,
                 expires_at=row.expires_at,
+                tool=tool,
+                tool_calls=calls,
             )
         )
     return Statement(external_id, start, end, opening, lines, balance, truncated)
+
+
+def _tool_of(key: str, tool_calls: str | None) -> tuple[str | None, int | None]:
+    """A hosted tool's line: the tool (from its entry's key) and its calls (from the row)."""
+    if not key.startswith(TOOL_KEY):
+        return None, None
+    tool = key.rsplit(":", 1)[1]
+    calls = orjson.loads(tool_calls).get(tool, {}).get("calls") if tool_calls else None
+    return tool, calls

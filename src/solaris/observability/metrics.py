@@ -54,8 +54,15 @@ class Metrics:
             ["route", "provider"], buckets=LATENCY_BUCKETS_S, registry=r,
         )  # fmt: skip
         self.tokens = Counter(
-            "solaris_tokens", "Tokens by model and kind (prompt, completion, cached, reasoning).",
+            "solaris_tokens",
+            "Tokens by model and kind (prompt, completion, and the parts: cached, cache_write, "
+            "reasoning).",
             ["model", "kind"], registry=r,
+        )  # fmt: skip
+        self.tool_billable = Counter(
+            "solaris_tool_billable_tokens",
+            "Billable tokens charged for hosted tool calls (web search, …), by model.",
+            ["model"], registry=r,
         )  # fmt: skip
         self.billable = Counter(
             "solaris_billable_tokens", "Billable tokens charged, by model.", ["model"], registry=r

@@ -28,6 +28,10 @@ class Counted(Protocol):
     @property
     def reasoning_tokens(self) -> int: ...
     @property
+    def cache_write_tokens(self) -> int: ...
+    @property
+    def tool_billable(self) -> int: ...
+    @property
     def billable(self) -> int: ...
     @property
     def estimated(self) -> bool: ...
@@ -94,6 +98,9 @@ class RequestLog:
             m.child(m.tokens, model, "completion").inc(record.completion_tokens)
             m.child(m.tokens, model, "cached").inc(record.cached_tokens)
             m.child(m.tokens, model, "reasoning").inc(record.reasoning_tokens)
+            m.child(m.tokens, model, "cache_write").inc(record.cache_write_tokens)
+            if record.tool_billable:
+                m.child(m.tool_billable, model).inc(record.tool_billable)
             m.child(m.billable, model).inc(record.billable)
             if record.estimated:
                 m.estimated.labels(model).inc()

@@ -164,6 +164,15 @@ usage = Table(
     Column("latency_ms", Integer, nullable=False),
     Column("conversation_id", String(128)),
     Column("created_at", Timestamp, nullable=False),
+    # What the row was billed with, so its statement lines can be recomputed: the prompt
+    # tokens written to the provider's cache (a part of `prompt_tokens`, as `cached_tokens`
+    # are), the weights applied (JSON of decimal strings: input, output, cached_input,
+    # cache_write, reasoning; NULL on rows from before they were kept), the hosted tool calls
+    # (JSON {tool: {calls, price}}) and what they cost, of `billable`.
+    Column("cache_write_tokens", Integer, nullable=False, server_default="0"),
+    Column("weights", Text),
+    Column("tool_calls", Text),
+    Column("tool_billable", BigInteger, nullable=False, server_default="0"),
     CheckConstraint(
         "prompt_tokens >= 0 AND completion_tokens >= 0 AND cached_tokens >= 0 "
         "AND reasoning_tokens >= 0 AND billable >= 0",

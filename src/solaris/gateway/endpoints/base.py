@@ -39,10 +39,11 @@ __all__ = [
 class Usage:
     """What the provider reported; `None` where it reported nothing."""
 
-    prompt_tokens: int | None
-    completion_tokens: int | None
-    cached_tokens: int = 0
-    reasoning_tokens: int = 0
+    prompt_tokens: int | None  # all of the prompt, the cache's reads and writes included
+    completion_tokens: int | None  # all of the completion, reasoning included
+    cached_tokens: int = 0  # of the prompt: read from the provider's prompt cache
+    reasoning_tokens: int = 0  # of the completion
+    cache_write_tokens: int = 0  # of the prompt: written to the prompt cache (Anthropic)
 
 
 # Stream events the relay parses: those holding a usage object (not `"usage": null`, which
@@ -121,6 +122,28 @@ class Endpoint:
         """Text the model generated in an answer or chunk (for counting it offline)."""
         return openai_text(payload)
 
+    def hosted_tools_offered(self, body: Mapping[str, Any]) -> tuple[set[str], int | None]:
+        """The `tools` types a request offers that the provider runs itself (and bills per
+        call), and the most calls of them the request allows, if it says; none for most
+        shapes."""
+        return set(), None
+
+    def tool_calls_cap(self, body: Mapping[str, Any], calls: int) -> dict[str, Any]:
+        """What the forwarded body changes so the provider runs at most `calls` hosted tool
+        calls (shapes whose `hosted_tools_offered` can offer some)."""
+        raise NotImplementedError
+
+    def tool_calls(self, payload: Mapping[str, Any]) -> dict[str, int]:
+        """Hosted tool calls in a whole answer, by the Responses output item type that names
+        the tool (`web_search_call`, …)."""
+        return {}
+
+    def stream_tool_calls(
+        self, known: dict[str, int], payload: Mapping[str, Any]
+    ) -> dict[str, int]:
+        """The hosted tool calls known after one more stream event."""
+        return known
+
     def finish_status(self, payload: Mapping[str, Any]) -> str | None:
         """The usage row's status when an answer or a stream event says it ended short of
         complete (a Responses `incomplete` or `failed`); None when it says nothing of it."""
@@ -197,11 +220,16 @@ def openai_usage(payload: Mapping[str, Any], generates: bool) -> Usage | None:
         return None
     prompt_details = usage.get("prompt_tokens_details") or {}
     completion_details = usage.get("completion_tokens_details") or {}
+    # `prompt_tokens` includes the cache's reads and writes: OpenAI's details break them out
+    # (`cached_tokens`, `cache_write_tokens`); for an Anthropic model LiteLLM adds both into
+    # `prompt_tokens` and reports the write beside it as `cache_creation_input_tokens`.
+    written = count(prompt_details.get("cache_write_tokens"))
     return Usage(
         prompt_tokens=prompt,
         completion_tokens=completion if generates else 0,
         cached_tokens=count(prompt_details.get("cached_tokens")) or 0,
         reasoning_tokens=count(completion_details.get("reasoning_tokens")) or 0,
+        cache_write_tokens=written or count(usage.get("cache_creation_input_tokens")) or 0,
     )
 
 

@@ -7,10 +7,11 @@ The key comes as `x-api-key` or `Authorization: Bearer`; `anthropic-version` and
 lowered when the balance covers less (and with it a `thinking.budget_tokens` that would no
 longer fit under it). Usage comes in parts on a stream: the prompt in
 `message_start` (`input_tokens` + `cache_creation_input_tokens` + `cache_read_input_tokens`,
-the cache read kept as `cached_tokens`), the output in the final `message_delta`; a stream cut
-before that is charged its prompt and its text deltas counted offline, marked estimated. The
-threshold notice is a text block of its own before `message_delta` (held, with what follows it,
-until the request is settled). Every error on this path, the gateway's own included, is in Anthropic's shape
+the cache read kept as `cached_tokens`, the write as `cache_write_tokens`, each billed at its
+own weight), the output in the final `message_delta`; a stream cut before that is charged its
+prompt and its text deltas counted offline, marked estimated. The threshold notice is a text
+block of its own before `message_delta` (held, with what follows it, until the request is
+settled). Every error on this path, the gateway's own included, is in Anthropic's shape
 `{"type": "error", "error": {"type", "message"}}`.
 """
 
@@ -65,6 +66,7 @@ ERROR_TYPES = {
     529: "overloaded_error",
 }
 TEXT_DELTAS = ("text", "partial_json", "thinking")
+WEB_SEARCH_TOOL = "web_search_"  # the type's prefix: web_search_20250305, web_search_20260209, …
 THINKING_BUDGET_MIN = 1024  # Anthropic's smallest `thinking.budget_tokens`
 # Parsed besides the usage events: where content blocks open (a notice's block is the next one)
 # and the closing message_delta, with or without usage.
@@ -144,6 +146,7 @@ class Messages(Endpoint):
             prompt_tokens=prompt,
             completion_tokens=count(usage.get("output_tokens")),
             cached_tokens=count(usage.get("cache_read_input_tokens")) or 0,
+            cache_write_tokens=count(usage.get("cache_creation_input_tokens")) or 0,
         )
 
     def stream_usage(self, known: Usage | None, payload: Mapping[str, Any]) -> Usage | None:
@@ -155,7 +158,12 @@ class Messages(Endpoint):
             return (
                 None
                 if started is None
-                else Usage(started.prompt_tokens, None, started.cached_tokens)
+                else Usage(
+                    started.prompt_tokens,
+                    None,
+                    started.cached_tokens,
+                    cache_write_tokens=started.cache_write_tokens,
+                )
             )
         if kind != "message_delta":
             return known
@@ -169,7 +177,40 @@ class Messages(Endpoint):
             else final.prompt_tokens,
             completion_tokens=final.completion_tokens,
             cached_tokens=final.cached_tokens or before.cached_tokens,
+            cache_write_tokens=final.cache_write_tokens or before.cache_write_tokens,
         )
+
+    def hosted_tools_offered(self, body: Mapping[str, Any]) -> tuple[set[str], int | None]:
+        """Anthropic's web search tool (`web_search_20250305`, …; one per request, its name
+        is fixed) runs at the provider and is billed per search, at most `max_uses`."""
+        for tool in body.get("tools") or ():
+            if isinstance(tool, dict) and str(tool.get("type")).startswith(WEB_SEARCH_TOOL):
+                return {"web_search"}, count(tool.get("max_uses"))
+        return set(), None
+
+    def tool_calls_cap(self, body: Mapping[str, Any], calls: int) -> dict[str, Any]:
+        tools = [
+            {**tool, "max_uses": calls}
+            if isinstance(tool, dict) and str(tool.get("type")).startswith(WEB_SEARCH_TOOL)
+            else tool
+            for tool in body.get("tools") or ()
+        ]
+        return {"tools": tools}
+
+    def tool_calls(self, payload: Mapping[str, Any]) -> dict[str, int]:
+        """Searches in `usage.server_tool_use` (a whole message, or a stream's message_start
+        or message_delta, which counts them all so far)."""
+        message = payload.get("message")
+        usage = (message if isinstance(message, dict) else payload).get("usage")
+        used = usage.get("server_tool_use") if isinstance(usage, dict) else None
+        searches = count(used.get("web_search_requests")) if isinstance(used, dict) else None
+        return {"web_search_call": searches} if searches else {}
+
+    def stream_tool_calls(
+        self, known: dict[str, int], payload: Mapping[str, Any]
+    ) -> dict[str, int]:
+        reported = self.tool_calls(payload)
+        return {tool: max(known.get(tool, 0), reported.get(tool, 0)) for tool in known | reported}
 
     def generated_text(self, payload: Mapping[str, Any]) -> Iterator[str]:
         if payload.get("type") == "content_block_delta":

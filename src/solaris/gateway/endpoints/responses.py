@@ -27,6 +27,7 @@ from typing import Any
 
 import orjson
 
+from solaris.config import HOSTED_TOOLS
 from solaris.errors import ApiError, BadRequest
 from solaris.gateway.endpoints.base import (
     Endpoint,
@@ -65,8 +66,12 @@ ITEM_TYPES = frozenset(
     }
 )
 STORED_CONTEXT_FIELDS = ("previous_response_id", "conversation", "prompt")
-# Parsed besides the usage events: a `response.failed` may carry no usage, yet ends the answer.
-PARSED_EVENTS = re.compile(rb'"usage"\s*:\s*\{|"type"\s*:\s*"response\.failed"')
+# Parsed besides the usage events: a `response.failed` may carry no usage, yet ends the answer;
+# each finished output item, which may be a hosted tool call (billed per call).
+PARSED_EVENTS = re.compile(
+    rb'"usage"\s*:\s*\{|"type"\s*:\s*"response\.(?:failed|output_item\.done)"'
+)
+OFFERED_AS = {kind: tool for tool, kinds in HOSTED_TOOLS.items() for kind in kinds}
 SHORT_ENDINGS = frozenset({"incomplete", "failed"})
 CLOSING_EVENTS = frozenset({"response.completed", "response.incomplete", "response.failed"})
 NOT_GENERATED = frozenset({"response.audio.delta"})  # base64 audio, not text
@@ -91,6 +96,11 @@ class Responses(Endpoint):
             isinstance(tools, list) and all(isinstance(tool, dict) for tool in tools)
         ):
             raise BadRequest("'tools' must be an array of objects.", param="tools")
+        calls = body.get("max_tool_calls")
+        if calls is not None and count(calls) is None:
+            raise BadRequest(
+                "'max_tool_calls' must be a non-negative integer.", param="max_tool_calls"
+            )
         cap = body.get("max_output_tokens")
         if cap is not None and (count(cap) is None or cap < 1):
             raise BadRequest(
@@ -140,6 +150,7 @@ class Responses(Endpoint):
             completion_tokens=completion,
             cached_tokens=count(input_details.get("cached_tokens")) or 0,
             reasoning_tokens=count(output_details.get("reasoning_tokens")) or 0,
+            cache_write_tokens=count(input_details.get("cache_write_tokens")) or 0,
         )
 
     def generated_text(self, payload: Mapping[str, Any]) -> Iterator[str]:
@@ -156,6 +167,42 @@ class Responses(Endpoint):
         for item in payload.get("output") or ():  # a whole response
             if isinstance(item, dict):
                 yield from _item_text(item)
+
+    def hosted_tools_offered(self, body: Mapping[str, Any]) -> tuple[set[str], int | None]:
+        offered = {
+            tool["type"]
+            for tool in body.get("tools") or ()
+            if isinstance(tool, dict) and tool.get("type") in OFFERED_AS
+        }
+        return offered, count(body.get("max_tool_calls"))
+
+    def tool_calls_cap(self, body: Mapping[str, Any], calls: int) -> dict[str, Any]:
+        return {"max_tool_calls": calls}  # all hosted tools of the response together
+
+    def tool_calls(self, payload: Mapping[str, Any]) -> dict[str, int]:
+        response = payload.get("response")
+        output = (response if isinstance(response, dict) else payload).get("output")
+        calls: dict[str, int] = {}
+        for item in output if isinstance(output, list) else ():
+            kind = item.get("type") if isinstance(item, dict) else None
+            if kind in HOSTED_TOOLS:
+                calls[kind] = calls.get(kind, 0) + 1
+        return calls
+
+    def stream_tool_calls(
+        self, known: dict[str, int], payload: Mapping[str, Any]
+    ) -> dict[str, int]:
+        kind = payload.get("type")
+        if kind == "response.output_item.done":
+            item = payload.get("item")
+            tool = item.get("type") if isinstance(item, dict) else None
+            return {**known, tool: known.get(tool, 0) + 1} if tool in HOSTED_TOOLS else known
+        response = payload.get("response")
+        if isinstance(response, dict) and isinstance(response.get("output"), list):
+            # The finished response lists every item; an item event may have gone before it.
+            listed = self.tool_calls(payload)
+            return {tool: max(known.get(tool, 0), listed.get(tool, 0)) for tool in known | listed}
+        return known
 
     def finish_status(self, payload: Mapping[str, Any]) -> str | None:
         response = payload.get("response")

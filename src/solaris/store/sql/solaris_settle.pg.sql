@@ -3,6 +3,8 @@ CREATE FUNCTION solaris_settle(
     p_prompt integer, p_completion integer, p_cached integer, p_reasoning integer,
     p_billable bigint, p_estimated boolean, p_status text, p_latency integer,
     p_conversation text, p_now timestamptz, p_thresholds integer[], p_channels text[],
+    p_cache_write integer, p_weights text, p_tool_calls text,
+    p_tool_names text[], p_tool_amounts bigint[], p_tool_notes text[],
     OUT o_balance bigint, OUT o_crossed integer[]
 ) LANGUAGE plpgsql AS $$
 DECLARE
@@ -15,13 +17,17 @@ DECLARE
     v_percent integer;
     v_channel text;
     v_start bigint;
+    v_tools bigint := coalesce((SELECT sum(a) FROM unnest(p_tool_amounts) a), 0);
+    v_index integer;
 BEGIN
     INSERT INTO usage (
         request_id, user_id, endpoint, model, prompt_tokens, completion_tokens, cached_tokens,
-        reasoning_tokens, billable, estimated, status, latency_ms, conversation_id, created_at
+        reasoning_tokens, billable, estimated, status, latency_ms, conversation_id, created_at,
+        cache_write_tokens, weights, tool_calls, tool_billable
     ) VALUES (
         p_request, p_user, p_endpoint, p_model, p_prompt, p_completion, p_cached,
-        p_reasoning, p_billable, p_estimated, p_status, p_latency, p_conversation, p_now
+        p_reasoning, p_billable, p_estimated, p_status, p_latency, p_conversation, p_now,
+        p_cache_write, p_weights, p_tool_calls, v_tools
     ) ON CONFLICT (request_id) DO NOTHING;
     IF NOT FOUND THEN
         RETURN;  -- already settled (o_crossed stays NULL): idempotent by request id
@@ -33,11 +39,25 @@ BEGIN
     WHERE id = p_request AND state = 'pending'
     RETURNING amount INTO v_held;
     IF p_billable > 0 THEN
-        INSERT INTO ledger_entries (
-            user_id, kind, amount, idempotency_key, request_id, created_by, created_at
-        ) VALUES (
-            p_user, 'usage', -p_billable, 'usage:' || p_request, p_request, 'gateway', p_now
-        );
+        -- The tokens' entry, then one per hosted tool: each is a line of the statement.
+        IF p_billable > v_tools THEN
+            INSERT INTO ledger_entries (
+                user_id, kind, amount, idempotency_key, request_id, created_by, created_at
+            ) VALUES (
+                p_user, 'usage', v_tools - p_billable, 'usage:' || p_request, p_request,
+                'gateway', p_now
+            );
+        END IF;
+        FOR v_index IN 1 .. coalesce(array_length(p_tool_names, 1), 0) LOOP
+            INSERT INTO ledger_entries (
+                user_id, kind, amount, idempotency_key, request_id, note, created_by,
+                created_at
+            ) VALUES (
+                p_user, 'usage', -p_tool_amounts[v_index],
+                'tool:' || p_request || ':' || p_tool_names[v_index], p_request,
+                p_tool_notes[v_index], 'gateway', p_now
+            );
+        END LOOP;
         FOR v_lot IN
             SELECT id, remaining FROM lots WHERE user_id = p_user AND remaining > 0
             ORDER BY (kind <> 'allowance'), expires_at NULLS LAST, id
