@@ -36,6 +36,14 @@ from openai.types.chat import ChatCompletionMessageParam
 from solaris.cli.processes import Child, running, start
 from tests.conftest import SERVICE_KEY, Database, Gateway, gateway_env, start_gateway
 from tests.servers import free_port
+from tests.test_pricing import (
+    HOSTED_TOOL_CALLS_MAX,
+    MODELS,
+    OPENAI_MODEL,
+    WEB_SEARCH,
+    WEB_SEARCH_PRICE,
+    post,
+)
 
 LITELLM_BIN = Path(__file__).resolve().parent.parent / ".tools" / "litellm" / "bin" / "litellm"
 LITELLM_CPU_S_MAX = 150.0  # CPU-seconds to become live; LiteLLM uses ~30 here (a gateway ~3)
@@ -296,3 +304,47 @@ def test_messages_through_litellm_are_charged_what_the_provider_reported(
                 )
                 assert answer.content
         _assert_charged(metered, person, "messages", _provider_report(provider, marker))
+
+
+@pytest.fixture(scope="module")
+def priced_via_litellm(
+    own_backend: Database, litellm: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Gateway]:
+    """The priced gateway with the real LiteLLM proxy as its upstream (before the dev
+    provider)."""
+    tmp = tmp_path_factory.mktemp("priced-litellm")
+    env = gateway_env(
+        tmp,
+        litellm,
+        own_backend,
+        SOLARIS_UPSTREAM_API_KEY=MASTER_KEY,
+        SOLARIS_MODELS=json.dumps(MODELS),
+        SOLARIS_HOSTED_TOOL_CALLS_MAX=str(HOSTED_TOOL_CALLS_MAX),
+    )
+    yield from start_gateway(env, tmp)
+
+
+def test_through_litellm_the_tool_cap_reaches_the_provider_and_its_calls_are_billed(
+    priced_via_litellm: Gateway, provider: str, user: str
+) -> None:
+    """LiteLLM passes `max_tool_calls` and the hosted tool items through on /v1/responses (it
+    drops unknown fields, so the dev provider's options travel in LiteLLM's `extra_body`)."""
+    gateway = priced_via_litellm
+    gateway.fund(user, 100_000)
+    marker = uuid.uuid4().hex
+    behaviour = {"hosted_tool_calls": ["web_search_call"] * 5, "reply_tokens": 8}
+    body = {
+        "model": OPENAI_MODEL, "input": f"Busque: SOLARIS ({marker})", "tools": WEB_SEARCH,
+        "extra_body": {"dev_provider": behaviour},
+    }  # fmt: skip
+    answer = post(gateway, user, "/v1/responses", body)
+    recorded = httpx.get(provider.removesuffix("/v1") + "/_dev/requests", timeout=10).json()
+    [sent] = [entry["body"] for entry in recorded if marker in json.dumps(entry["body"])]
+    kinds = [item["type"] for item in answer["output"]]
+    assert kinds == ["web_search_call"] * HOSTED_TOOL_CALLS_MAX + ["message"]
+    assert sent["max_tool_calls"] == HOSTED_TOOL_CALLS_MAX
+    [row] = gateway.usage_rows(user)
+    assert row["tool_billable"] == HOSTED_TOOL_CALLS_MAX * WEB_SEARCH_PRICE
+    usage = answer["usage"]
+    tokens = usage["input_tokens"] * 2 + usage["output_tokens"] * 4
+    assert row["billable"] == tokens + row["tool_billable"]

@@ -12,14 +12,12 @@ import io
 import json
 import math
 import re
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import httpx
 import openai
 import pytest
 from openai.types.responses import ResponseOutputItemDoneEvent
@@ -35,10 +33,7 @@ from solaris.metering.estimate import chat_prompt_tokens
 from solaris.metering.estimate_apis import messages_prompt_tokens, responses_prompt_tokens
 from solaris.store.database import open_database
 from tests.conftest import SERVICE_KEY, Database, Gateway, gateway_env, start_gateway
-from tests.test_litellm import MASTER_KEY, litellm
 from tests.test_proxy import provider_requests
-
-__all__ = ["litellm"]  # the LiteLLM proxy fixture, shared with tests/test_litellm.py
 
 OPENAI_MODEL = "gpt-4o-mini"
 CLAUDE_MODEL = "claude-sonnet-4-5"
@@ -431,47 +426,3 @@ def test_a_plans_weights_price_the_parts_too(
         [row] = gateway.usage_rows(user)
         assert row["billable"] == row["prompt_tokens"] - 6 + row["completion_tokens"] + 50
         assert json.loads(row["weights"])["cached_input"] == "0"
-
-
-@pytest.fixture(scope="module")
-def priced_via_litellm(
-    own_backend: Database, litellm: str, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Gateway]:
-    """The priced gateway with the real LiteLLM proxy as its upstream (before the dev
-    provider)."""
-    tmp = tmp_path_factory.mktemp("priced-litellm")
-    env = gateway_env(
-        tmp,
-        litellm,
-        own_backend,
-        SOLARIS_UPSTREAM_API_KEY=MASTER_KEY,
-        SOLARIS_MODELS=json.dumps(MODELS),
-        SOLARIS_HOSTED_TOOL_CALLS_MAX=str(HOSTED_TOOL_CALLS_MAX),
-    )
-    yield from start_gateway(env, tmp)
-
-
-def test_through_litellm_the_tool_cap_reaches_the_provider_and_its_calls_are_billed(
-    priced_via_litellm: Gateway, provider: str, user: str
-) -> None:
-    """LiteLLM passes `max_tool_calls` and the hosted tool items through on /v1/responses (it
-    drops unknown fields, so the dev provider's options travel in LiteLLM's `extra_body`)."""
-    gateway = priced_via_litellm
-    gateway.fund(user, 100_000)
-    marker = uuid.uuid4().hex
-    behaviour = {"hosted_tool_calls": ["web_search_call"] * 5, "reply_tokens": 8}
-    body = {
-        "model": OPENAI_MODEL, "input": f"Busque: SOLARIS ({marker})", "tools": WEB_SEARCH,
-        "extra_body": {"dev_provider": behaviour},
-    }  # fmt: skip
-    answer = post(gateway, user, "/v1/responses", body)
-    recorded = httpx.get(provider.removesuffix("/v1") + "/_dev/requests", timeout=10).json()
-    [sent] = [entry["body"] for entry in recorded if marker in json.dumps(entry["body"])]
-    kinds = [item["type"] for item in answer["output"]]
-    assert kinds == ["web_search_call"] * HOSTED_TOOL_CALLS_MAX + ["message"]
-    assert sent["max_tool_calls"] == HOSTED_TOOL_CALLS_MAX
-    [row] = gateway.usage_rows(user)
-    assert row["tool_billable"] == HOSTED_TOOL_CALLS_MAX * WEB_SEARCH_PRICE
-    usage = answer["usage"]
-    tokens = usage["input_tokens"] * 2 + usage["output_tokens"] * 4
-    assert row["billable"] == tokens + row["tool_billable"]
