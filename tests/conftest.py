@@ -44,10 +44,10 @@ SERVICE_KEY = "sk-librechat-test-service-key"
 # on one worker after the others are done. The rest keep their order; a stale list costs only
 # time. (Measured with `pytest --durations=0`, summed per file.)
 LONGEST_FIRST = (
-    "test_journal.py", "test_orders_admin.py", "test_web.py", "test_scale_out.py",
-    "test_faults.py", "test_litellm.py", "test_operations.py", "test_alert_flow.py",
-    "test_default_plan.py", "test_plans.py", "test_ledger_differential.py", "test_admin_api.py",
-    "test_config_cli.py", "test_purchases.py", "test_money.py", "test_identity.py",
+    "test_web.py", "test_journal.py", "test_orders_admin.py", "test_purchases.py",
+    "test_faults.py", "test_ledger_differential.py", "test_operations.py", "test_admin_api.py",
+    "test_alert_flow.py", "test_scale_out.py", "test_admin_schemathesis.py", "test_balance.py",
+    "test_config_cli.py", "test_plans.py", "test_librechat.py", "test_embeddings.py",
 )  # fmt: skip
 
 
