@@ -132,7 +132,11 @@ def test_a_database_outage_under_load_loses_no_answer(
 
         async def scenario() -> list[Answer]:
             load = asyncio.create_task(_load(gateway.url, user, total=400, in_flight=24))
-            await asyncio.sleep(1.5)
+            # The load is under way, with answers on their way to a settlement (counted: on a
+            # busy machine the first requests take longer than a guessed second to arrive).
+            while await asyncio.to_thread(gateway.pending_reservations, user) < 8:
+                assert not load.done(), "the load ended before the outage"
+                await asyncio.sleep(0.05)
             await asyncio.to_thread(cluster.stop)
             deadline = time.monotonic() + OUTAGE_S
             async with httpx.AsyncClient(timeout=30) as http:
