@@ -19,7 +19,7 @@ from typing import Any
 
 import orjson
 import pytest
-from playwright.sync_api import Browser, ConsoleMessage, Locator, Page, sync_playwright
+from playwright.sync_api import Browser, ConsoleMessage, Locator, Page
 from playwright.sync_api import Error as PlaywrightError
 from sqlalchemy import select
 
@@ -31,13 +31,13 @@ from tests.librechat import ensure_installed, run_librechat
 from tests.servers import free_port
 from tests.test_purchases import _pix_payment, control, shop_env
 from tests.test_web import (
-    CHROMIUM,
-    CHROMIUM_ARGS,
-    _missing,
+    browser,
     in_thread,
     pt_tokens,
     screenshots,
 )
+
+__all__ = ["browser"]  # the Chromium fixture of tests/test_web.py
 
 pytestmark = pytest.mark.npm
 
@@ -70,20 +70,6 @@ def store(provider: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[t
         )
         for gateway in start_gateway(env, tmp):
             yield gateway, fake
-
-
-@pytest.fixture
-def chromium() -> Iterator[Browser]:
-    """Chromium for one test, as tests/test_web.py launches it."""
-    if not CHROMIUM.exists():
-        _missing("Chromium", f"{CHROMIUM} not found (apt-get install chromium)")
-    with sync_playwright() as playwright:
-        try:
-            launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        except PlaywrightError as error:
-            _missing("Chromium", error)
-        yield launched
-        launched.close()
 
 
 def librechat_chat(gateway: Gateway, user: str) -> dict[str, Any]:
@@ -172,7 +158,7 @@ def purchases_of(gateway: Gateway, user_id: int) -> tuple[list[tuple[int, str]],
 
 
 def test_a_blocked_librechat_user_buys_by_card_and_pix_and_chats_again(
-    store: tuple[Gateway, str], chromium: Browser
+    store: tuple[Gateway, str], browser: Browser
 ) -> None:
     gateway, fake = store
     user = "lc-buyer-" + uuid.uuid4().hex[:8]
@@ -185,7 +171,7 @@ def test_a_blocked_librechat_user_buys_by_card_and_pix_and_chats_again(
     before = int(row["balance"])
     assert before <= 0 and in_thread(lambda: gateway.usage_rows(user)) == []
 
-    context = chromium.new_context(locale="pt-BR", viewport={"width": 1366, "height": 768})
+    context = browser.new_context(locale="pt-BR", viewport={"width": 1366, "height": 768})
     page = context.new_page()
     errors = portal_errors(page, fake)
     page.goto(link)  # the link signs the user in to the portal's purchase page
