@@ -27,7 +27,7 @@ from tests.conftest import Database, Gateway, start_gateway
 from tests.devpayments import fake_server
 from tests.servers import free_port, wait_for
 from tests.test_admin_api import client_address
-from tests.test_purchases import balance, buy, control, order_status, pay, shop_env
+from tests.test_purchases import balance, buy, control, order_status, pay, pix_payment, shop_env
 from tests.test_web import PASSWORD, Inbox, Visitor, create_admin, in_thread, portal_link
 
 Shop = tuple[Gateway, str, Inbox]
@@ -107,16 +107,6 @@ def paid_order(gateway: Gateway, fake: str, visitor: Visitor, pack: str) -> tupl
     pay(started.headers["location"], fake)
     assert order_status(visitor, public_id) == "paid"
     return public_id, started.headers["location"].rsplit("/", 1)[1]
-
-
-def pix_payment(fake: str, public_id: str) -> int:
-    found = httpx.get(
-        f"{fake}/v1/payments/search",
-        params={"external_reference": public_id},
-        headers={"Authorization": "Bearer TEST-solaris"},
-    ).json()["results"]
-    assert len(found) == 1, found
-    return int(found[0]["id"])
 
 
 def cli(gateway: Gateway, *args: str) -> subprocess.CompletedProcess[str]:

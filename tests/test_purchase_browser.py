@@ -29,7 +29,7 @@ from tests.conftest import SERVICE_KEY, Database, Gateway, start_gateway
 from tests.devpayments import fake_server
 from tests.librechat import ensure_installed, run_librechat
 from tests.servers import free_port
-from tests.test_purchases import _pix_payment, control, shop_env
+from tests.test_purchases import control, pix_payment, shop_env
 from tests.test_web import (
     browser,
     in_thread,
@@ -208,7 +208,7 @@ def test_a_blocked_librechat_user_buys_by_card_and_pix_and_chats_again(
     assert qr.evaluate("image => image.complete && image.naturalWidth > 0"), "the QR image loads"
     assert page.locator("[data-testid=pix-code]").input_value().startswith("000201")
     still_screenshots(page, "purchase-pix")
-    payment = _pix_payment(fake, pix_order)
+    payment = pix_payment(fake, pix_order)
     control(fake, f"/mercadopago/payments/{payment}/approve")
     wait_paid(page)  # no click: the page found out by itself
     total = before + TOKENS["Básico"] + TOKENS["Pro"]

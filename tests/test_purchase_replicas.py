@@ -24,7 +24,7 @@ from solaris.store.schema import ledger_entries, payment_events
 from tests.conftest import Database, Gateway, new_postgres_database, start_gateway
 from tests.devpayments import fake_server
 from tests.servers import free_port
-from tests.test_purchases import _pix_payment, balance, buy, control, shop_env, signed_in
+from tests.test_purchases import balance, buy, control, pix_payment, shop_env, signed_in
 
 ROUNDS = 3  # orders per provider, each of whose events both replicas take at once, twice
 TOKENS = 500_000  # tests/test_purchases.py's "Básico"
@@ -98,7 +98,7 @@ def test_one_webhook_at_two_replicas_at_once_credits_once(
                     session = started.headers["location"].rsplit("/", 1)[1]
                     changed = control(fake, f"/stripe/sessions/{session}/pay")
                 else:
-                    payment = _pix_payment(fake, public_id)
+                    payment = pix_payment(fake, public_id)
                     changed = control(fake, f"/mercadopago/payments/{payment}/approve")
                 assert changed["events"], changed
                 for event in changed["events"]:

@@ -286,7 +286,7 @@ def test_a_pix_order_shows_its_code_and_credits_once_when_approved(
         code = PIX_CODE.search(page)
         assert code and code.group(1).startswith("000201"), page  # a Pix BR Code
         assert 'data-testid="pix-qr"' in page and 'http-equiv="refresh"' in page
-        payment = _pix_payment(fake, public_id)
+        payment = pix_payment(fake, public_id)
         control(fake, f"/mercadopago/payments/{payment}/approve")
         assert order_status(visitor, public_id) == "paid"
         assert balance(gateway, user) == before + 500_000
@@ -306,13 +306,13 @@ def test_a_pix_paid_with_another_amount_credits_nothing(shop: tuple[Gateway, str
     with signed_in(gateway, user) as visitor:
         before = balance(gateway, user)
         public_id, _started = buy(gateway, visitor, "Básico", "mercadopago")
-        payment = _pix_payment(fake, public_id)
+        payment = pix_payment(fake, public_id)
         control(fake, f"/mercadopago/payments/{payment}/approve", {"transaction_amount": 2.5})
         assert balance(gateway, user) == before
         assert order_status(visitor, public_id) == "pending"
 
 
-def _pix_payment(fake: str, public_id: str) -> int:
+def pix_payment(fake: str, public_id: str) -> int:
     found = httpx.get(
         f"{fake}/v1/payments/search",
         params={"external_reference": public_id},
