@@ -227,6 +227,7 @@ BAD: list[tuple[str, Any, str | None]] = [
     ("/v1/audio/speech", {**SPEECH, "input": "x" * 4097}, "input"),
     ("/v1/audio/speech", {**SPEECH, "speed": 9}, "speed"),
     ("/v1/audio/speech", {**SPEECH, "response_format": "ogg"}, "response_format"),
+    ("/v1/audio/speech", {**SPEECH, "stream_format": "chunks"}, "stream_format"),
     ("/v1/audio/speech", {**SPEECH, "model": "tts-1-hd"}, "model"),  # no speech_price
     ("/v1/moderations", {}, None),
     ("/v1/moderations", {"input": ""}, "input"),

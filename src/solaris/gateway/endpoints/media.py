@@ -110,6 +110,8 @@ class Speech(Priced):
         speed = body.get("speed", 1)
         if not (type(speed) in (int, float) and 0.25 <= speed <= 4):
             raise BadRequest("'speed' must be a number from 0.25 to 4.", param="speed")
+        if body.get("stream_format", "audio") not in ("audio", "sse"):
+            raise BadRequest("'stream_format' must be 'audio' or 'sse'.", param="stream_format")
         if "instructions" in body and not isinstance(body["instructions"], str):
             raise BadRequest("'instructions' must be a string.", param="instructions")
 
