@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import json
 import math
+import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -20,6 +21,8 @@ import httpx
 import pytest
 
 from solaris.devprovider.media import IMAGE_OUTPUT_TOKENS, SPEECH_BYTES_PER_CHARACTER
+from solaris.gateway.endpoints import Usage
+from solaris.gateway.endpoints.media import MODERATIONS
 from solaris.metering import tokenizer
 from tests.conftest import SERVICE_KEY, Database, Gateway, gateway_env, start_gateway
 
@@ -148,6 +151,51 @@ def test_speech_streams_the_audio_and_is_charged_per_character(
     assert media.user_row(account)["balance"] == 1_000 - price
     assert report(media, account) == [(account, 1, price)]
     assert statement_notes(media, account) == [(-price, f"speech: 1 x {price}")]
+
+
+def test_speech_audio_reaches_the_client_piece_by_piece(
+    media: Gateway, keys: dict[str, str], accounts: dict[str, str]
+) -> None:
+    """The provider sends the audio in chunks a while apart: the client gets them as they
+    come (several reads), which a buffering relay would have joined into one."""
+    account = accounts["speech"]
+    media.fund(account, 1_000)
+    body = {**SPEECH, "dev_provider": {"chunk_delay_s": 0.15}}
+    with (
+        as_service(media, keys["speech"]) as http,
+        http.stream("POST", "/v1/audio/speech", json=body) as response,
+    ):
+        assert response.status_code == 200
+        pieces, times = [], []
+        for piece in response.iter_raw():
+            if piece:
+                pieces.append(piece)
+                times.append(time.monotonic())
+    # Three delays of 0.15 s lie between the first chunk and the last: a buffered answer
+    # would arrive all at once, after them.
+    assert len(pieces) >= 2 and times[-1] - times[0] >= 0.3
+    assert sum(map(len, pieces)) == len(SPEECH["input"]) * SPEECH_BYTES_PER_CHARACTER
+
+
+def test_a_provider_error_passes_through_and_charges_nothing(
+    media: Gateway, keys: dict[str, str], accounts: dict[str, str]
+) -> None:
+    account = accounts["speech"]
+    media.fund(account, 1_000)
+    before = media.user_row(account)["balance"], len(media.usage_rows(account))
+    with as_service(media, keys["speech"]) as http:
+        response = http.post(
+            "/v1/audio/speech", json={**SPEECH, "dev_provider": {"fail_status": 503}}
+        )
+        assert response.status_code == 503, response.text
+    assert (media.user_row(account)["balance"], len(media.usage_rows(account))) == before
+    assert media.user_row(account)["held"] == 0
+
+
+def test_a_moderation_usage_the_provider_reports_is_read() -> None:
+    payload = {"id": "modr-1", "results": [], "usage": {"prompt_tokens": 5, "total_tokens": 5}}
+    assert MODERATIONS.usage(payload) == Usage(prompt_tokens=5, completion_tokens=0)
+    assert MODERATIONS.usage({"id": "modr-1", "results": []}) is None
 
 
 def test_moderation_is_free_by_default_yet_recorded_and_priced_when_configured(

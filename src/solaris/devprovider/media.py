@@ -5,7 +5,8 @@
                         output: IMAGE_OUTPUT_TOKENS per image), as gpt-image-1 does, unless
                         `omit_usage`; dall-e-* report none
 /v1/audio/speech        SPEECH_BYTES_PER_CHARACTER bytes of silence-like audio per input
-                        character, in a few chunks (`Audio`), content type by format
+                        character, in a few chunks (`Audio`) `chunk_delay_s` apart,
+                        content type by format
 /v1/moderations         one unflagged result per input, no usage (as OpenAI's)
 """
 

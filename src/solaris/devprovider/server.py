@@ -136,7 +136,7 @@ class DevProvider:
             await _send_json(send, 400, exc.body)
             return
         if isinstance(answer, media.Audio):
-            await _send_audio(send, answer)
+            await _send_audio(send, answer, behaviour, receive)
         elif isinstance(answer, bytes):
             await _send_json(send, 200, answer)
         else:
@@ -282,11 +282,16 @@ async def _send_json(send: Send, status: int, body: bytes) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-async def _send_audio(send: Send, audio: media.Audio) -> None:
+async def _send_audio(
+    send: Send, audio: media.Audio, behaviour: Behaviour, receive: Receive
+) -> None:
+    """The audio in a few body chunks, `chunk_delay_s` apart (as a streamed TTS answer)."""
     headers = [(b"content-type", audio.content_type.encode()), _request_id()]
     await send({"type": "http.response.start", "status": 200, "headers": headers})
     chunks = audio.chunks()
     for index, chunk in enumerate(chunks):
+        if index and behaviour.chunk_delay_s and await _pause(receive, behaviour.chunk_delay_s):
+            return
         await send(
             {"type": "http.response.body", "body": chunk, "more_body": index < len(chunks) - 1}
         )
