@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import httpx
+import openai
 import pytest
 
 from solaris.devprovider.media import IMAGE_OUTPUT_TOKENS, SPEECH_BYTES_PER_CHARACTER
@@ -307,6 +308,40 @@ def test_bad_input_is_refused_in_openais_shape_with_nothing_held_or_stored(
         assert error["param"] == param, error
     after = media.user_row(bound_account)["balance"], len(media.usage_rows(bound_account))
     assert after == before and media.user_row(bound_account)["held"] == 0
+
+
+def test_the_openai_sdk_through_the_gateway(
+    media: Gateway, keys: dict[str, str], accounts: dict[str, str]
+) -> None:
+    """What LibreChat's image tools use (the openai SDK's images.generate), and the SDK's
+    streamed speech and its moderations, each billed to its own bound account."""
+    for feature in ("images", "speech", "moderation"):
+        media.fund(accounts[feature], 10_000)
+    before = {feature: len(media.usage_rows(accounts[feature])) for feature in accounts}
+
+    def sdk(feature: str) -> openai.OpenAI:
+        return openai.OpenAI(api_key=keys[feature], base_url=media.url + "/v1", max_retries=0)
+
+    images = sdk("images").images.generate(
+        model="dall-e-3", prompt="Um farol", n=1, size="1024x1024", response_format="b64_json"
+    )
+    assert images.data and base64.b64decode(images.data[0].b64_json or "").startswith(b"\x89PNG")
+    with sdk("speech").audio.speech.with_streaming_response.create(
+        model="tts-1", voice="alloy", input="Bom dia", response_format="wav"
+    ) as speech:
+        audio = b"".join(speech.iter_bytes())
+    assert len(audio) == len("Bom dia") * SPEECH_BYTES_PER_CHARACTER
+    moderation = sdk("moderation").moderations.create(input="Bom dia")
+    assert moderation.results and not moderation.results[0].flagged
+    charged = {
+        feature: [row["billable"] for row in media.usage_rows(accounts[feature])[before[feature] :]]
+        for feature in accounts
+    }
+    assert charged == {
+        "images": [IMAGE_PRICE],
+        "speech": [math.ceil(len("Bom dia") * SPEECH_PRICE / 1000)],
+        "moderation": [0],
+    }
 
 
 def test_the_librechat_key_without_a_user_is_refused_on_each_route(media: Gateway) -> None:
