@@ -178,6 +178,26 @@ def test_speech_audio_reaches_the_client_piece_by_piece(
     assert sum(map(len, pieces)) == len(SPEECH["input"]) * SPEECH_BYTES_PER_CHARACTER
 
 
+def test_speech_is_charged_whole_when_the_client_leaves_mid_audio(
+    media: Gateway, keys: dict[str, str], accounts: dict[str, str]
+) -> None:
+    """The provider was sent every character: a client that hangs up after the first chunk
+    is still charged the price, once, on a row that says it left."""
+    account = accounts["speech"]
+    media.fund(account, 1_000)
+    before = len(media.usage_rows(account))
+    body = {**SPEECH, "dev_provider": {"chunk_delay_s": 0.5}}
+    with (
+        as_service(media, keys["speech"]) as http,
+        http.stream("POST", "/v1/audio/speech", json=body) as response,
+    ):
+        assert response.status_code == 200
+        assert next(response.iter_raw())
+    [row] = media.usage_rows(account)[before:]
+    assert row["status"] == "client_disconnected"
+    assert row["billable"] == math.ceil(len(SPEECH["input"]) * SPEECH_PRICE / 1000)
+
+
 def test_a_provider_error_passes_through_and_charges_nothing(
     media: Gateway, keys: dict[str, str], accounts: dict[str, str]
 ) -> None:
