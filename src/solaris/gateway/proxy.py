@@ -1,5 +1,6 @@
 """The metered proxy for every API shape in `gateway/endpoints` (chat, completions, embeddings,
-responses, messages); what differs between shapes the endpoint says, never a branch here.
+responses, messages, images, speech, moderations); what differs between shapes the endpoint
+says (a byte answer is relayed as it comes, `binary_answer`), never a branch on a shape here.
 
 One request flows one way: read → parse → identify → estimate → reserve → forward → relay →
 settle. `admit` does everything up to the reservation; `serve` forwards and relays, and settles in
