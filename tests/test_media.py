@@ -9,6 +9,7 @@ Runs against the embedded default (SQLite) and against PostgreSQL + Redis.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import math
@@ -279,6 +280,28 @@ def test_a_balance_short_of_the_price_is_refused_with_a_402_and_nothing_lowered(
         assert gateway.usage_rows(account) == []
         assert gateway.user_row(account)["balance"] == price - 1
         assert "ledger verified" in gateway.cli("ledger", "verify")
+
+
+def test_parallel_images_never_spend_past_the_balance(media: Gateway) -> None:
+    """Eight requests at once for a user whose balance covers two and a half images: each
+    holds its whole price, so two are served, the rest refused, and no debt is made."""
+    user = uuid.uuid4().hex[:24]
+    media.fund(user, IMAGE_PRICE * 5 // 2)
+
+    async def burst() -> list[int]:
+        headers = {"Authorization": f"Bearer {SERVICE_KEY}", "X-LibreChat-User-Id": user}
+        async with httpx.AsyncClient(base_url=media.url, headers=headers, timeout=30) as http:
+            body = {**IMAGE, "n": 1, "dev_provider": {"stall_s": 0.2}}
+            calls = [http.post("/v1/images/generations", json=body) for _ in range(8)]
+            return [response.status_code for response in await asyncio.gather(*calls)]
+
+    statuses = asyncio.run(burst())
+    assert (
+        statuses.count(200) == 2
+        and statuses.count(200) + statuses.count(429) + statuses.count(402) == 8
+    ), statuses
+    assert [row["billable"] for row in media.usage_rows(user)] == [IMAGE_PRICE, IMAGE_PRICE]
+    assert media.user_row(user)["balance"] == IMAGE_PRICE // 2
 
 
 BAD: list[tuple[str, Any, str | None]] = [
