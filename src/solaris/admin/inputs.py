@@ -108,6 +108,10 @@ class Weights(BaseModel):
     cache_write_weight: PartWeight | None = None
     reasoning_weight: PartWeight | None = None
     tool_prices: dict[HostedTool, ToolPrice] = Field(default_factory=dict)
+    # The priced routes (README, "Images, speech and moderation: priced routes").
+    image_price: ToolPrice | None = None
+    speech_price: Decimal | None = Field(default=None, ge=0, le=TOOL_PRICE_MAX, allow_inf_nan=False)
+    moderation_price: ToolPrice = 0
 
 
 ModelName = Annotated[Text, Field(min_length=1, max_length=128)]

@@ -52,6 +52,14 @@ class ModelPolicy(BaseModel):
     reasoning_weight: Decimal | None = Field(default=None, ge=0)
     # Billable tokens per hosted tool call in a Responses answer, by output item type.
     tool_prices: dict[HostedTool, ToolPrice] = Field(default_factory=dict)
+    # Priced routes (`/v1/images/generations`, `/v1/audio/speech`, `/v1/moderations`): billable
+    # tokens per image generated (unset: the model's images are refused, nothing could be
+    # held), per 1,000 input characters of speech (unset: refused likewise), per moderation
+    # request (0: free, still a usage row). An answer that reports its token usage (gpt-image-1)
+    # is billed at the weights instead.
+    image_price: ToolPrice | None = None
+    speech_price: Decimal | None = Field(default=None, ge=0, le=TOOL_PRICE_MAX)
+    moderation_price: ToolPrice = 0
     upstream_name: str | None = None  # alias: clients say `model`, the upstream gets this
     # The prompt estimate is multiplied by this when a request is reserved; unset: 1 for models
     # whose tokenizer the gateway ships, `unknown_tokenizer_margin` for the others.

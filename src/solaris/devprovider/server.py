@@ -5,7 +5,7 @@ Generation routes answer `reply_tokens` tokens of fixed text, cut to the request
 cap, with prompt_tokens counted the way OpenAI counts them. Faults and slowness come from a
 `Behaviour`, overridable per request by a body field `"dev_provider": {...}`; they apply to the
 generation routes only (chat, completions, embeddings, responses in `responses.py`, messages in
-`messages.py`). GET /_dev/requests lists the last requests to /v1 (method, path, query,
+`messages.py`, images, speech and moderations in `media.py`). GET /_dev/requests lists the last requests to /v1 (method, path, query,
 headers, parsed body); DELETE /_dev/requests clears it and restarts the fail_rate count.
 """
 
@@ -21,7 +21,7 @@ import uvicorn
 from starlette.types import Receive, Scope, Send
 from uvicorn.config import STARTUP_FAILURE
 
-from solaris.devprovider import request, shapes
+from solaris.devprovider import media, request, shapes
 from solaris.devprovider.messages import messages
 from solaris.devprovider.request import Behaviour, Invalid, Json
 from solaris.devprovider.responses import responses
@@ -54,6 +54,9 @@ class DevProvider:
             "/v1/embeddings": _embeddings,
             "/v1/responses": responses,
             "/v1/messages": messages,
+            "/v1/images/generations": media.images,
+            "/v1/audio/speech": media.speech,
+            "/v1/moderations": media.moderations,
         }
         self._models = {
             name: {"id": name, "object": "model", "created": 1_700_000_000, "owned_by": "system"}
@@ -132,7 +135,9 @@ class DevProvider:
         except Invalid as exc:
             await _send_json(send, 400, exc.body)
             return
-        if isinstance(answer, bytes):
+        if isinstance(answer, media.Audio):
+            await _send_audio(send, answer, behaviour, receive)
+        elif isinstance(answer, bytes):
             await _send_json(send, 200, answer)
         else:
             await _stream(answer, behaviour, receive, send)
@@ -275,6 +280,21 @@ async def _send_json(send: Send, status: int, body: bytes) -> None:
     ]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
+
+
+async def _send_audio(
+    send: Send, audio: media.Audio, behaviour: Behaviour, receive: Receive
+) -> None:
+    """The audio in a few body chunks, `chunk_delay_s` apart (as a streamed TTS answer)."""
+    headers = [(b"content-type", audio.content_type.encode()), _request_id()]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    chunks = audio.chunks()
+    for index, chunk in enumerate(chunks):
+        if index and behaviour.chunk_delay_s and await _pause(receive, behaviour.chunk_delay_s):
+            return
+        await send(
+            {"type": "http.response.body", "body": chunk, "more_body": index < len(chunks) - 1}
+        )
 
 
 async def _stream(events: list[bytes], behaviour: Behaviour, receive: Receive, send: Send) -> None:

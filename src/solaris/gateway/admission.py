@@ -29,6 +29,7 @@ from solaris.gateway.identity import Caller, Identity
 from solaris.ledger.ledger import Ledger
 from solaris.limits import Limit, RateLimiter
 from solaris.metering import billing, tokenizer
+from solaris.metering.billing import ToolCharge
 from solaris.observability.metrics import Metrics
 from solaris.observability.requests import Exchange
 from solaris.texts.chat import refusal
@@ -61,6 +62,7 @@ class Ticket:
     upstream_headers: dict[str, str]  # client headers the upstream needs too (API version)
     tools_held: int = 0  # of `held`: for the hosted tool calls the request may make
     tool_calls_cap: int | None = None  # hosted tool calls the upstream may run, if changed
+    priced: ToolCharge | None = None  # the configured price, held whole (images, speech, …)
 
     @property
     def tokens_held(self) -> int:
@@ -113,6 +115,7 @@ class Admission:
             message = refusal(self.language, "model", model=model, plan=caller.plan.name)
             raise Forbidden(message, param="model")
         policy = caller.plan.policy(model, self.settings)
+        priced = endpoint.priced(body, policy)
         await tokenizer.prepare(model)
         if len(raw) > ESTIMATE_INLINE_BYTES_MAX:  # tokenizing megabytes would stall the loop
             prompt_tokens = await asyncio.to_thread(endpoint.prompt_tokens, body)
@@ -133,6 +136,8 @@ class Admission:
             tokens_wanted + price * calls,
             max(1, tokens_least + price * min(calls, 1)),
         )
+        if priced is not None:  # known before it is forwarded: all of it, or a refusal
+            wanted = minimum = max(1, priced.amount)
         try:
             hold = await self.ledger.reserve(
                 caller.user_id,
@@ -148,6 +153,7 @@ class Admission:
         ticket = Ticket(
             exchange, endpoint, caller, body, raw, model, policy, prompt_tokens, held_prompt,
             cap, minimum, hold.amount, hold.balance, endpoint.upstream_headers(headers),
+            priced=priced,
         )  # fmt: skip
         if hold.amount and price and calls:
             held_calls = billing.tool_calls_held(hold.amount, tokens_wanted, price, calls)

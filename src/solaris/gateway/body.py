@@ -55,6 +55,8 @@ def parse_json(raw: bytes, headers: Mapping[bytes, bytes], endpoint: Endpoint) -
         raise BadRequest(f"The request body is not valid JSON: {error}") from None
     if not isinstance(body, dict):
         raise BadRequest("The request body must be a JSON object.")
+    if "model" not in body and endpoint.default_model is not None:
+        body["model"] = endpoint.default_model  # as the upstream would (and it is told so)
     model = body.get("model")
     if not isinstance(model, str) or not model:
         raise BadRequest("You must provide a model parameter.", param="model")

@@ -1,5 +1,6 @@
 """The metered proxy for every API shape in `gateway/endpoints` (chat, completions, embeddings,
-responses, messages); what differs between shapes the endpoint says, never a branch here.
+responses, messages, images, speech, moderations); what differs between shapes the endpoint
+says (a byte answer is relayed as it comes, `binary_answer`), never a branch on a shape here.
 
 One request flows one way: read → parse → identify → estimate → reserve → forward → relay →
 settle. `admit` does everything up to the reservation; `serve` forwards and relays, and settles in
@@ -43,6 +44,7 @@ from solaris.gateway.block import block_json, block_stream
 from solaris.gateway.body import upstream_body
 from solaris.gateway.endpoints import ENDPOINTS, Usage
 from solaris.gateway.identity import Identity
+from solaris.gateway.recording import usage_record
 from solaris.gateway.relay import ClientWatch, SseRelay
 from solaris.gateway.responses import SSE, send_bytes, send_error
 from solaris.gateway.upstream import Upstream
@@ -50,7 +52,7 @@ from solaris.ledger.ledger import Ledger, SettleOutcome, UsageRecord
 from solaris.ledger.settlements import Settlements
 from solaris.limits import RateLimiter
 from solaris.links import buy_url, sign_link
-from solaris.metering import billing, tokenizer
+from solaris.metering import billing
 from solaris.observability.requests import Exchange, RequestLog
 from solaris.texts.chat import chat_notice, refusal
 
@@ -177,6 +179,8 @@ class Proxy:
         try:
             if response.status >= 400:
                 await self._pass_error(ticket, response, send)
+            elif endpoint.binary_answer:
+                await self._relay_bytes(ticket, response, receive, send)
             elif ticket.stream and response.content_type == "text/event-stream":
                 await self._relay_stream(ticket, response, receive, send)
             else:
@@ -313,6 +317,38 @@ class Proxy:
                 ending += DONE
             await send({"type": "http.response.body", "body": ending})
 
+    async def _relay_bytes(
+        self, ticket: Ticket, response: aiohttp.ClientResponse, receive: Receive, send: Send
+    ) -> None:
+        """An answer of bytes (speech's audio) goes to the client as it comes, never buffered;
+        its price was known and held before it was forwarded, so it is charged whole however
+        the stream ends (the provider billed the characters it was sent)."""
+        exchange = ticket.exchange
+        exchange.status, exchange.outcome = response.status, "served"
+        kind = response.headers.get("Content-Type", "application/octet-stream").encode()
+        headers = [(b"content-type", kind), (b"x-request-id", ticket.request_id.encode())]
+        await send({"type": "http.response.start", "status": response.status, "headers": headers})
+        client = ClientWatch(receive, response)
+        status = "interrupted"  # stays so only if the server itself cancels us (shutdown)
+        try:
+            async for chunk in response.content.iter_any():
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            status = "ok"
+        except (aiohttp.ClientError, TimeoutError):  # our own close when the client left, too
+            status = "client_disconnected" if client.gone else "upstream_cut"
+        finally:
+            exchange.upstream_done = time.perf_counter()
+            client.stop()
+            if status != "ok":
+                response.close()
+            if status == "upstream_cut":
+                exchange.outcome, exchange.error = "upstream_error", "cut"
+            try:
+                await self._settle(self._record(ticket, None, lambda: "", status, {}))
+            except SettlementLost:
+                exchange.record, exchange.error = None, "settlement_lost"
+            await send({"type": "http.response.body", "body": b""})
+
     def _notice(self, ticket: Ticket, settled: SettleOutcome, relay: SseRelay) -> bytes:
         """The held closing events, with the in-chat line for a reply that crossed a threshold
         before them (shapes that have room)."""
@@ -328,48 +364,7 @@ class Proxy:
         self, ticket: Ticket, usage: Usage | None, generated: Callable[[], str], status: str,
         tool_calls: Mapping[str, int],
     ) -> UsageRecord:  # fmt: skip
-        """The usage row: the provider's numbers, our count where it reported none (never a
-        zero for an unknown: the row says it was estimated), each part at its weight, and the
-        hosted tool calls of the answer at their prices."""
-        reported = usage or Usage(prompt_tokens=None, completion_tokens=None)
-        prompt, completion = reported.prompt_tokens, reported.completion_tokens
-        estimated = prompt is None or completion is None
-        if prompt is None:
-            prompt = ticket.prompt_tokens
-        if completion is None:
-            completion = (
-                tokenizer.count_tokens(ticket.model, generated())
-                if ticket.endpoint.generates
-                else 0
-            )
-        counts = billing.TokenCounts(
-            prompt, completion, reported.cached_tokens, reported.cache_write_tokens,
-            reported.reasoning_tokens,
-        )  # fmt: skip
-        charged, tools = billing.charge(counts, tool_calls, ticket.policy)
-        record = UsageRecord(
-            request_id=ticket.request_id,
-            user_id=ticket.caller.user_id,
-            endpoint=ticket.endpoint.name,
-            model=ticket.model,
-            prompt_tokens=prompt,
-            completion_tokens=completion,
-            cached_tokens=reported.cached_tokens,
-            reasoning_tokens=reported.reasoning_tokens,
-            billable=charged,
-            estimated=estimated,
-            status=status,
-            latency_ms=int((time.perf_counter() - ticket.exchange.started) * 1000),
-            conversation_id=ticket.caller.conversation_id,
-            cache_write_tokens=reported.cache_write_tokens,
-            weights=billing.weights_json(ticket.policy),
-            tool_charges=tools,
-        )
-        ticket.exchange.record = record
-        if self.settings.log_content:  # off by default: logs never hold what users wrote
-            field = ticket.endpoint.input_field
-            ticket.exchange.content = {"input": ticket.body.get(field), "output": generated()}
-        return record
+        return usage_record(ticket, usage, generated, status, tool_calls, self.settings.log_content)
 
     async def _settle(self, record: UsageRecord) -> SettleOutcome:
         """Settle in a task of its own: a cancelled request (shutdown) still settles, and

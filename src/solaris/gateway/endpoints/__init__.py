@@ -9,6 +9,8 @@ request path to its endpoint.
     embeddings.py   POST /v1/embeddings (no completion)
     responses.py    POST /v1/responses (OpenAI's Responses API; stored context held or refused)
     messages.py     POST /v1/messages (Anthropic's Messages API, in Anthropic's error shape)
+    media.py        POST /v1/images/generations, /v1/audio/speech, /v1/moderations (a price
+                    per image, per 1,000 characters, per request; held whole)
 """
 
 from __future__ import annotations
@@ -17,11 +19,15 @@ from solaris.gateway.endpoints.base import Endpoint, Usage
 from solaris.gateway.endpoints.chat import CHAT
 from solaris.gateway.endpoints.completions import COMPLETIONS
 from solaris.gateway.endpoints.embeddings import EMBEDDINGS
+from solaris.gateway.endpoints.media import IMAGES, MODERATIONS, SPEECH
 from solaris.gateway.endpoints.messages import MESSAGES
 from solaris.gateway.endpoints.responses import RESPONSES
 
 __all__ = ["ENDPOINTS", "Endpoint", "Usage"]
 
 ENDPOINTS: dict[str, Endpoint] = {
-    endpoint.path: endpoint for endpoint in (CHAT, COMPLETIONS, EMBEDDINGS, RESPONSES, MESSAGES)
-}
+    endpoint.path: endpoint
+    for endpoint in (
+        CHAT, COMPLETIONS, EMBEDDINGS, RESPONSES, MESSAGES, IMAGES, SPEECH, MODERATIONS,
+    )
+}  # fmt: skip

@@ -18,8 +18,10 @@ from typing import Any
 
 import orjson
 
+from solaris.config import ModelPolicy
 from solaris.errors import ApiError, BadRequest
 from solaris.metering import estimate
+from solaris.metering.billing import ToolCharge
 
 __all__ = [
     "USAGE_OBJECT",
@@ -62,6 +64,8 @@ class Endpoint:
     generates: bool  # has a completion (so a completion cap, and maybe a stream)
     in_chat_block: bool = False  # a blocked LibreChat stream gets an assistant message
     parsed_events: re.Pattern[bytes] = USAGE_OBJECT  # which stream events the relay parses
+    default_model: str | None = None  # what a body without `model` gets (OpenAI's default)
+    binary_answer: bool = False  # the answer is bytes (audio), streamed through as they come
 
     def check(self, body: Mapping[str, Any]) -> None:
         """Refuse a body the upstream could not serve (`BadRequest`); `model` is checked."""
@@ -78,6 +82,13 @@ class Endpoint:
         """How many completions share the cap (`n`)."""
         n = body.get("n")
         return n if isinstance(n, int) and not isinstance(n, bool) and n > 1 else 1
+
+    def priced(self, body: Mapping[str, Any], policy: ModelPolicy) -> ToolCharge | None:
+        """What the request costs at the model's configured price, known before it is
+        forwarded (images, speech, moderation): held whole, and charged when the answer
+        reports no token usage. None for shapes billed by their tokens alone; `BadRequest`
+        when the model has no price for it."""
+        return None
 
     def stored_context(self, body: Mapping[str, Any]) -> str | None:
         """The field by which the provider adds input the body does not carry (a stored
