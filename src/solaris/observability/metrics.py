@@ -61,7 +61,8 @@ class Metrics:
         )  # fmt: skip
         self.tool_billable = Counter(
             "solaris_tool_billable_tokens",
-            "Billable tokens charged for hosted tool calls (web search, …), by model.",
+            "Billable tokens charged at a price per unit (hosted tool calls, images, speech, "
+            "moderation), by model.",
             ["model"], registry=r,
         )  # fmt: skip
         self.billable = Counter(
