@@ -18,7 +18,7 @@ BODY = re.compile(r"\$\$(.*)\$\$", re.S)
 
 def test_each_living_copy_is_the_function_a_migrated_database_runs() -> None:
     copies = {path.name.removesuffix(".pg.sql"): path.read_text() for path in SQL_DIR.glob("*.sql")}
-    assert set(copies) == {"solaris_reserve", "solaris_settle", "solaris_release"}
+    assert set(copies) == {"solaris_reserve", "solaris_settle", "solaris_release", "solaris_batch"}
 
     async def installed(url: str) -> dict[str, str]:
         database = open_database(url, pool_size=1)
