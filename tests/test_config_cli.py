@@ -95,6 +95,43 @@ def test_bad_setting_on_the_command_line_exits_2_with_its_name() -> None:
     assert "SOLARIS_DATABASE_URL" in done.stderr
 
 
+# What only a command that runs needs; `--help` and a typo must answer without any of it.
+# (pydantic itself may load: typer converts some parameters with it.)
+HEAVY_PACKAGES = {
+    "aiohttp",
+    "asyncpg",
+    "fastapi",
+    "jinja2",
+    "pydantic_settings",
+    "redis",
+    "sqlalchemy",
+    "starlette",
+    "structlog",
+    "tiktoken",
+    "uvicorn",
+}
+
+
+@pytest.mark.parametrize("argv", [[], ["--help"], ["users", "--help"], ["no-such-command"]])
+def test_the_command_line_loads_no_library_before_a_command_runs(argv: list[str]) -> None:
+    code = (
+        "import sys\n"
+        f"sys.argv = ['solaris', *{argv!r}]\n"
+        "import solaris.cli\n"
+        "if len(sys.argv) > 1:\n"
+        "    try:\n"
+        "        solaris.cli.main()\n"
+        "    except SystemExit:\n"
+        "        pass\n"
+        f"heavy = {sorted(HEAVY_PACKAGES)!r}\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in heavy), file=sys.stderr)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert done.stderr.strip().splitlines()[-1] == "[]"
+
+
 def test_serve_refuses_an_unmigrated_database(tmp_path: Path) -> None:
     database = f"sqlite:///{tmp_path}/fresh.db"
     done = solaris("serve", "--port", "0", SOLARIS_DATABASE_URL=database)

@@ -1,8 +1,11 @@
-"""Builds the ASGI app: the /v1 proxy (raw ASGI, the hot path) in front of a Starlette app for
-everything else (health; admin and portal later), and the resources they share.
+"""Builds the ASGI app: the /v1 proxy (raw ASGI, the hot path), a small Starlette app for the
+health and metrics paths (and the lifespan), the pages and the admin API for everything else,
+and the resources they share.
 
-Everything that can be done once is done here, at start: settings read, encodings loaded,
-pools opened, the schema version checked.
+What every request needs is done here, at start: settings read, pools opened, the schema
+version checked. The admin API (FastAPI), the dashboard and portal (Jinja2) and the payment
+webhooks are imported and built on the first request that wants one of them: a gateway that
+only meters chats never loads them (less memory, a quicker start).
 """
 
 from __future__ import annotations
@@ -20,9 +23,8 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
-from starlette.types import Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
-from solaris.admin.api import admin_api
 from solaris.alerts.service import Alerting
 from solaris.clock import Clock, utcnow
 from solaris.config import Settings, missing_setup
@@ -48,8 +50,6 @@ from solaris.operations.purchases import Purchases
 from solaris.operations.receipts import receipts_of
 from solaris.operations.reconciler import reconcile_forever
 from solaris.payments.configured import configured_providers
-from solaris.portal.web import web_error_handlers, web_routes
-from solaris.portal.webhooks import webhook_route
 from solaris.store.cache import IdentityCache
 from solaris.store.database import Database, async_url, open_database
 
@@ -59,6 +59,8 @@ __all__ = ["Gateway", "build_app"]
 # credits, readiness. The request path has its own pool (SOLARIS_DATABASE_POOL_SIZE).
 MANAGEMENT_POOL_SIZE = 4
 SETTLE_DRAIN_S = 10.0
+# Answered by the small Starlette app, never loading the pages or the admin API.
+CORE_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 
 log = structlog.get_logger("solaris")
 
@@ -231,28 +233,45 @@ def build_app(settings: Settings, clock: Clock = utcnow) -> SolarisApp:
             return JSONResponse({"error": "metrics need the metrics token"}, status_code=401)
         return Response(generate_latest(gateway.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
+    core = Starlette(
+        routes=[Route("/healthz", healthz), Route("/readyz", readyz), Route("/metrics", metrics)],
+        lifespan=lifespan,
+    )
+    return SolarisApp(gateway, core)
+
+
+def build_web(gateway: Gateway) -> Starlette:
+    """The admin API, the dashboard, the portal and the payment webhooks (SolarisApp builds it
+    on their first request)."""
+    from solaris.admin.api import admin_api
+    from solaris.portal.web import web_error_handlers, web_routes
+    from solaris.portal.webhooks import webhook_route
+
     routes: list[BaseRoute] = [
-        Route("/healthz", healthz),
-        Route("/readyz", readyz),
-        Route("/metrics", metrics),
         Mount("/api", app=admin_api(gateway)),
         webhook_route(gateway.purchases),
         *web_routes(gateway),
     ]
-    web = Starlette(
-        routes=routes,
-        lifespan=lifespan,
-        exception_handlers=web_error_handlers(settings.language),
+    return Starlette(
+        routes=routes, exception_handlers=web_error_handlers(gateway.settings.language)
     )
-    return SolarisApp(gateway, web)
 
 
 class SolarisApp:
-    """Dispatches /v1 API paths straight to raw ASGI handlers; the rest goes to Starlette."""
+    """Dispatches /v1 API paths straight to raw ASGI handlers; the lifespan, health and metrics
+    go to the small Starlette app, the rest to the pages and admin API (`build_web`), built on
+    the first request for them."""
 
-    def __init__(self, gateway: Gateway, web: Starlette) -> None:
+    def __init__(self, gateway: Gateway, core: Starlette) -> None:
         self.gateway = gateway
-        self.web = web
+        self.core = core
+        self._web: ASGIApp | None = None
+
+    @property
+    def web(self) -> ASGIApp:
+        if self._web is None:  # no await while building: concurrent first requests build one
+            self._web = build_web(self.gateway)
+        return self._web
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope.get("path", "")
@@ -264,5 +283,8 @@ class SolarisApp:
                 await self.gateway.models(scope, receive, send)
             else:
                 await send_error(send, NotFound(f"Unknown request URL: {method} {path}."))
+            return
+        if scope["type"] != "http" or path in CORE_PATHS:
+            await self.core(scope, receive, send)
             return
         await self.web(scope, receive, send)

@@ -21,7 +21,6 @@ from __future__ import annotations
 import sys
 
 import typer
-from pydantic import ValidationError
 
 from solaris.cli import accounts, admins, alerts, demo, money, orders, server
 from solaris.errors import SolarisError
@@ -49,7 +48,13 @@ def main() -> None:
     except SolarisError as error:
         typer.echo(f"error: {error}", err=True)
         sys.exit(2)
-    except ValidationError as error:  # e.g. `plans set --period yearly`
+    except Exception as error:
+        # pydantic's, e.g. `plans set --period yearly`; pydantic is imported only by the
+        # commands that use it, so `--help` and a typo answer without it.
+        from pydantic import ValidationError
+
+        if not isinstance(error, ValidationError):
+            raise
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())
         typer.echo(f"error: {problems}", err=True)
         sys.exit(2)

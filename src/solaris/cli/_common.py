@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Awaitable, Callable
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
-from solaris.config import Settings, load_settings
 from solaris.errors import SolarisError
-from solaris.ledger.ledger import Ledger
-from solaris.ledger.users import User, Users
-from solaris.store.database import Database, open_database
+
+# The library behind the commands (settings, SQLAlchemy, the ledger) is imported by the command
+# that runs, never at import: `solaris --help` and a typo answer without loading it.
+if TYPE_CHECKING:
+    from solaris.config import Settings
+    from solaris.ledger.users import User, Users
+    from solaris.store.database import Database
 
 __all__ = ["JsonOption", "find_user", "print_rows", "run_job", "users_of"]
 
@@ -23,6 +25,11 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of 
 
 def run_job(job: Callable[[Settings, Database], Awaitable[T]]) -> T:
     """Run one async job with the settings and an open database; errors become one line."""
+    import asyncio
+
+    from solaris.config import load_settings
+    from solaris.store.database import open_database
+
     settings = load_settings()
 
     async def wrapper() -> T:
@@ -36,6 +43,9 @@ def run_job(job: Callable[[Settings, Database], Awaitable[T]]) -> T:
 
 
 def users_of(settings: Settings, database: Database) -> Users:
+    from solaris.ledger.ledger import Ledger
+    from solaris.ledger.users import Users
+
     return Users(Ledger(database))
 
 

@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from solaris.cli._common import JsonOption, find_user, print_rows, run_job, users_of
 from solaris.clock import utcnow
-from solaris.config import PlanConfig, Settings
-from solaris.ledger.plans import Plans
-from solaris.ledger.users import User
-from solaris.operations.core import CLI_ACTOR, Operations
-from solaris.store.database import Database
+
+if TYPE_CHECKING:  # imported by the commands that use them (see _common)
+    from solaris.config import Settings
+    from solaris.ledger.users import User
+    from solaris.store.database import Database
 
 __all__ = ["credits_app", "keys_app", "plans_app", "users_app"]
 
@@ -40,6 +40,7 @@ def users_list(as_json: JsonOption = False) -> None:
 @users_app.command("show")
 def users_show(user: str, as_json: JsonOption = False) -> None:
     """Show one user (by LibreChat user id): balance (below zero when they owe), held tokens."""
+    from solaris.operations.core import Operations
 
     async def job(settings: Settings, database: Database) -> dict[str, Any]:
         operations = Operations.standalone(settings, database)
@@ -66,6 +67,7 @@ def users_show(user: str, as_json: JsonOption = False) -> None:
 @users_app.command("plan")
 def users_plan(user: str, plan: str) -> None:
     """Put USER on PLAN at once (recorded). Example: solaris users plan u123 pro"""
+    from solaris.operations.core import CLI_ACTOR, Operations
 
     async def job(settings: Settings, database: Database) -> None:
         operations = Operations.standalone(settings, database)
@@ -79,6 +81,7 @@ def users_plan(user: str, plan: str) -> None:
 @plans_app.command("list")
 def plans_list(as_json: JsonOption = False) -> None:
     """List plans."""
+    from solaris.ledger.plans import Plans
 
     async def job(_settings: Settings, database: Database) -> list[dict[str, Any]]:
         return [
@@ -110,6 +113,9 @@ def plans_set(
     default: Annotated[bool, typer.Option(help="New users get this plan.")] = False,
 ) -> None:
     """Create or change a plan. Example: solaris plans set pro --allowance 2000000 --rpm 60"""
+    from solaris.config import PlanConfig
+    from solaris.operations.core import CLI_ACTOR, Operations
+
     config = PlanConfig(
         allowance_tokens=allowance,
         period=period,
@@ -137,6 +143,7 @@ def credits_grant(
     ] = None,
 ) -> None:
     """Grant TOKENS to USER (created if new). Example: solaris credits grant u123 50000 --note gift"""
+    from solaris.operations.core import CLI_ACTOR, Operations
 
     async def job(settings: Settings, database: Database) -> tuple[bool, int]:
         operations = Operations.standalone(settings, database)
@@ -162,6 +169,7 @@ def credits_deduct(
 
     Example: solaris credits deduct u123 5000 --note "duplicate grant on 2026-11-20"
     """
+    from solaris.operations.core import CLI_ACTOR, Operations
 
     async def job(settings: Settings, database: Database) -> tuple[bool, int]:
         operations = Operations.standalone(settings, database)
@@ -176,6 +184,7 @@ def credits_deduct(
 @keys_app.command("create")
 def keys_create(user: str) -> None:
     """Create an API key for USER (created if new). The key is shown once."""
+    from solaris.operations.core import CLI_ACTOR, Operations
 
     async def job(settings: Settings, database: Database) -> str:
         operations = Operations.standalone(settings, database)

@@ -3,22 +3,30 @@
 from __future__ import annotations
 
 import sys
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from solaris.cli._common import JsonOption, print_rows, run_job
 from solaris.clock import utcnow
-from solaris.config import Settings
 from solaris.errors import SolarisError
-from solaris.operations.admins import AdminAccount, AdminKey, Admins
-from solaris.store.database import Database
+
+if TYPE_CHECKING:  # imported by the commands that use them (see _common)
+    from solaris.config import Settings
+    from solaris.operations.admins import AdminAccount, AdminKey, Admins
+    from solaris.store.database import Database
 
 __all__ = ["admins_app"]
 
 admins_app = typer.Typer(no_args_is_help=True, help="Admin accounts and admin API keys.")
 keys_app = typer.Typer(no_args_is_help=True, help="Admin API keys (for automation).")
 admins_app.add_typer(keys_app, name="key")
+
+
+def _admins(database: Database) -> Admins:
+    from solaris.operations.admins import Admins
+
+    return Admins(database, utcnow)
 
 
 def _read_password(from_stdin: bool) -> str:
@@ -50,7 +58,7 @@ def admins_create(
     password = _read_password(password_stdin)
 
     async def job(_settings: Settings, database: Database) -> int:
-        return await Admins(database, utcnow).create(email, password)
+        return await _admins(database).create(email, password)
 
     admin_id = run_job(job)
     typer.echo(f"admin {admin_id} created: {email.strip().lower()}")
@@ -61,7 +69,7 @@ def admins_list(as_json: JsonOption = False) -> None:
     """List admins."""
 
     async def job(_settings: Settings, database: Database) -> list[AdminAccount]:
-        return await Admins(database, utcnow).all()
+        return await _admins(database).all()
 
     rows = [
         {"id": a.id, "email": a.email, "created_at": a.created_at, "disabled": a.disabled}
@@ -81,7 +89,7 @@ def admin_key_create(
     """
 
     async def job(_settings: Settings, database: Database) -> str:
-        admins = Admins(database, utcnow)
+        admins = _admins(database)
         return await admins.create_api_key((await _admin(admins, email)).id, name)
 
     typer.echo(run_job(job))
@@ -92,7 +100,7 @@ def admin_key_list(email: str, as_json: JsonOption = False) -> None:
     """List EMAIL's admin API keys (never the keys themselves)."""
 
     async def job(_settings: Settings, database: Database) -> list[AdminKey]:
-        admins = Admins(database, utcnow)
+        admins = _admins(database)
         return await admins.api_keys((await _admin(admins, email)).id)
 
     rows = [
@@ -113,7 +121,7 @@ def admin_key_revoke(key_id: int) -> None:
     """Revoke the admin API key KEY_ID (see `solaris admins key list`). Example: ... revoke 3"""
 
     async def job(_settings: Settings, database: Database) -> bool:
-        return await Admins(database, utcnow).revoke_api_key(key_id)
+        return await _admins(database).revoke_api_key(key_id)
 
     if not run_job(job):
         raise SolarisError(f"no live admin API key {key_id}")

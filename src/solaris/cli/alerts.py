@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import typer
 
 from solaris.cli._common import JsonOption, print_rows, run_job
-from solaris.config import Settings
-from solaris.store.database import Database
-from solaris.store.outbox import list_alerts
+
+if TYPE_CHECKING:  # imported by the commands that use them (see _common)
+    from solaris.config import Settings
+    from solaris.store.database import Database
 
 __all__ = ["alerts_app"]
 
@@ -25,6 +26,7 @@ def alerts_list(
     as_json: JsonOption = False,
 ) -> None:
     """The newest alerts first. Example: solaris alerts list --state failed"""
+    from solaris.store.outbox import list_alerts
 
     async def job(_settings: Settings, database: Database) -> list[dict[str, Any]]:
         async with database.transaction() as conn:

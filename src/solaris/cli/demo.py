@@ -27,30 +27,19 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from string import Template
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from solaris.cli._common import run_job
-from solaris.cli.processes import (
-    POLL_INTERVAL_S,
-    Child,
-    port_in_use,
-    solaris_command,
-    start,
-    stop_all,
-    wait_ready,
-)
 from solaris.clock import utcnow
-from solaris.config import Settings, load_settings
 from solaris.errors import SolarisError
-from solaris.ledger.plans import Plans
-from solaris.links import login_url, sign_link
-from solaris.metering.estimate import chat_prompt_tokens
-from solaris.operations.admins import Admins
-from solaris.operations.core import Operations
-from solaris.store.database import Database, migrate
 from solaris.texts.demo import GUIDE, PURCHASE_CONTACT, STARTING, STOPPED
+
+if TYPE_CHECKING:  # imported by the functions that use them (see _common)
+    from solaris.cli.processes import Child
+    from solaris.config import Settings
+    from solaris.store.database import Database
 
 __all__ = ["chat_command", "librechat_yaml", "register"]
 
@@ -108,6 +97,9 @@ def demo(
     Example: solaris demo
     Example: solaris demo --port 8081 --provider-port 9101 --data-dir ./.solaris-demo
     """
+    from solaris.cli.processes import port_in_use, stop_all, wait_ready
+    from solaris.links import login_url, sign_link
+
     if port == provider_port:
         raise SolarisError("--port and --provider-port must differ")
     for taken in (port, provider_port):
@@ -151,6 +143,11 @@ def demo(
 async def _prepare(settings: Settings, database: Database, password: str) -> int:
     """The demo's database: migrated, the default plan at the demo's allowance, the demo user
     and the admin; returns the user's id. A reused data directory keeps what it has."""
+    from solaris.ledger.plans import Plans
+    from solaris.operations.admins import Admins
+    from solaris.operations.core import Operations
+    from solaris.store.database import migrate
+
     await migrate(database)
     await Plans(database).sync_from_settings(settings, utcnow())
     user = await Operations.standalone(settings, database).users.ensure(DEMO_USER, DEMO_EMAIL)
@@ -163,6 +160,8 @@ async def _prepare(settings: Settings, database: Database, password: str) -> int
 def _demo_settings(data: Path, port: int, provider_port: int) -> Settings:
     """Put the demo's settings in this process's environment, which the children inherit, and
     read them back; of the shell's SOLARIS_* variables only the language stays."""
+    from solaris.config import load_settings
+
     for name in [n for n in os.environ if n.startswith("SOLARIS_") and n != "SOLARIS_LANGUAGE"]:
         del os.environ[name]
     os.environ.update(
@@ -185,12 +184,16 @@ def _demo_settings(data: Path, port: int, provider_port: int) -> Settings:
 def demo_allowance() -> int:
     """One reply to the demo chat: its prompt as the gateway and the provider count it, plus
     the provider's reply."""
+    from solaris.metering.estimate import chat_prompt_tokens
+
     return chat_prompt_tokens(DEMO_BODY) + REPLY_TOKENS
 
 
 def _start_children(children: list[Child], data: Path, port: int, provider_port: int) -> None:
     """The provider, then the gateway, each added to `children` as soon as it runs; in their
     own process group, so a Ctrl-C reaches only the demo, which stops them in order."""
+    from solaris.cli.processes import solaris_command, start
+
     provider = ["dev-provider", "--port", str(provider_port), "--reply-tokens", str(REPLY_TOKENS)]
     for name, argv, log, ready_url in (
         ("development provider", provider, "provider.log", _base(provider_port) + "/health"),
@@ -201,6 +204,8 @@ def _start_children(children: list[Child], data: Path, port: int, provider_port:
 
 def _watch(children: list[Child], stopped: Callable[[], bool]) -> None:
     """Until asked to stop; a child that dies on its own ends the demo with its log's end."""
+    from solaris.cli.processes import POLL_INTERVAL_S
+
     while not stopped():
         for child in children:
             if child.exited():

@@ -6,21 +6,19 @@ import json
 from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any, cast
+from typing import TYPE_CHECKING, Annotated, Any, cast
 
 import typer
-from dateutil.relativedelta import relativedelta
-from sqlalchemy import select
 
 from solaris.cli._common import JsonOption, find_user, print_rows, run_job, users_of
-from solaris.config import Settings
 from solaris.errors import SolarisError
-from solaris.ledger.statement import Statement
-from solaris.ledger.verify import Difference, verify_ledger
-from solaris.operations.core import Operations
-from solaris.reports.usage import Grouping, usage_report
-from solaris.store.database import Database
-from solaris.store.schema import usage as usage_table
+
+if TYPE_CHECKING:  # imported by the commands that use them (see _common)
+    from solaris.config import Settings
+    from solaris.ledger.statement import Statement
+    from solaris.ledger.verify import Difference
+    from solaris.reports.usage import Grouping
+    from solaris.store.database import Database
 
 __all__ = ["ledger_app", "register", "usage_app"]
 
@@ -39,6 +37,9 @@ def usage_rows(
     as_json: JsonOption = False,
 ) -> None:
     """The latest usage rows of USER. Example: solaris usage rows u123 --limit 50"""
+    from sqlalchemy import select
+
+    from solaris.store.schema import usage as usage_table
 
     async def job(settings: Settings, database: Database) -> list[dict[str, Any]]:
         found = await find_user(users_of(settings, database), user)
@@ -69,11 +70,13 @@ def usage_report_command(
 
     Example: solaris usage report --by day --since 2026-11-01
     """
+    from solaris.reports.usage import usage_report
+
     if by not in ("user", "model", "hour", "day"):
         raise SolarisError("--by must be user, model, hour or day")
 
     async def job(_settings: Settings, database: Database) -> list[dict[str, Any]]:
-        grouping = cast(Grouping, by)  # checked above
+        grouping = cast("Grouping", by)  # checked above
         rows = await usage_report(
             database, by=grouping, since=since, until=until, user_external_id=user
         )
@@ -95,6 +98,7 @@ def statement_command(
 
     Example: solaris statement u123 --period 2026-11 --csv extrato.csv
     """
+    from solaris.operations.core import Operations
 
     async def job(settings: Settings, database: Database) -> Statement:
         operations = Operations.standalone(settings, database)
@@ -125,6 +129,7 @@ def statement_command(
 @ledger_app.command("verify")
 def ledger_verify() -> None:
     """Recompute every balance from the ledger entries; exit 1 on any difference."""
+    from solaris.ledger.verify import verify_ledger
 
     async def job(_settings: Settings, database: Database) -> list[Difference]:
         return await verify_ledger(database)
@@ -141,6 +146,8 @@ def ledger_verify() -> None:
 
 
 def month_bounds(period: str) -> tuple[datetime, datetime]:
+    from dateutil.relativedelta import relativedelta
+
     try:
         start = datetime.strptime(period, "%Y-%m").replace(tzinfo=UTC)
     except ValueError:

@@ -7,21 +7,17 @@ from __future__ import annotations
 import json
 from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
 from solaris.cli._common import JsonOption, print_rows, run_job
 from solaris.clock import as_utc, utcnow
-from solaris.config import Settings
-from solaris.ledger.ledger import Ledger
-from solaris.operations.core import CLI_ACTOR
-from solaris.operations.orders import LISTED_MAX, OrderFilter, Orders
-from solaris.operations.purchases import Purchases
-from solaris.operations.receipts import receipts_of
-from solaris.operations.reconciler import reconcile_once
-from solaris.payments.configured import configured_providers
-from solaris.store.database import Database
+
+if TYPE_CHECKING:  # imported by the commands that use them (see _common)
+    from solaris.config import Settings
+    from solaris.operations.purchases import Purchases
+    from solaris.store.database import Database
 
 __all__ = ["orders_app"]
 
@@ -31,6 +27,10 @@ T = TypeVar("T")
 
 def _with_purchases(job: Callable[[Purchases], Awaitable[T]]) -> T:
     """Run `job` with the purchases of the configured providers, closed afterwards."""
+    from solaris.ledger.ledger import Ledger
+    from solaris.operations.purchases import Purchases
+    from solaris.operations.receipts import receipts_of
+    from solaris.payments.configured import configured_providers
 
     async def run(settings: Settings, database: Database) -> T:
         providers = configured_providers(settings)
@@ -54,6 +54,8 @@ def orders_reconcile() -> None:
 
     Example: solaris orders reconcile
     """
+    from solaris.operations.reconciler import reconcile_once
+
     looked_at = _with_purchases(reconcile_once)
     if looked_at is None:
         typer.echo("another gateway is reconciling right now; nothing done")
@@ -68,13 +70,16 @@ def orders_list(
     provider: Annotated[str | None, typer.Option(help="stripe or mercadopago.")] = None,
     since: Annotated[datetime | None, typer.Option(help="Created at or after (UTC).")] = None,
     until: Annotated[datetime | None, typer.Option(help="Created before (UTC).")] = None,
-    limit: Annotated[int, typer.Option(min=1, max=LISTED_MAX)] = 100,
+    # At most one page: OrderFilter refuses more, as the admin API does.
+    limit: Annotated[int, typer.Option(min=1)] = 100,
     as_json: JsonOption = False,
 ) -> None:
     """The newest orders first.
 
     Example: solaris orders list --status pending --since 2026-01-01
     """
+    from solaris.operations.orders import OrderFilter, Orders
+
     wanted = OrderFilter(
         status, provider, user, since and as_utc(since), until and as_utc(until), limit
     )
@@ -92,6 +97,7 @@ def orders_show(order: Annotated[str, typer.Argument(help="The order's id (ord_�
 
     Example: solaris orders show ord_0123…
     """
+    from solaris.operations.orders import Orders
 
     async def job(purchases: Purchases) -> dict[str, Any]:
         return (await Orders(purchases).detail(order)).model_dump(mode="json")
@@ -112,6 +118,8 @@ def orders_refund(
 
     Example: solaris orders refund ord_0123… --amount 1250
     """
+    from solaris.operations.core import CLI_ACTOR
+    from solaris.operations.orders import Orders
 
     async def job(purchases: Purchases) -> str:
         asked = await Orders(purchases).refund(order, amount, CLI_ACTOR)

@@ -6,24 +6,19 @@ import os
 import signal
 from typing import TYPE_CHECKING, Annotated, Any
 
-import structlog
 import typer
 
 from solaris.cli._common import run_job
 from solaris.clock import utcnow
-from solaris.config import Settings, load_settings, missing_setup
-from solaris.ledger.plans import Plans
-from solaris.observability.logs import configure_logging
-from solaris.store.database import Database, migrate
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # imported by the commands that use them (see _common)
     import uvicorn
 
     from solaris.app import SolarisApp
+    from solaris.config import Settings
+    from solaris.store.database import Database
 
 __all__ = ["register", "server_config"]
-
-log = structlog.get_logger("solaris")
 
 
 def register(app: typer.Typer) -> None:
@@ -38,10 +33,16 @@ def serve(
     port: Annotated[int | None, typer.Option(help="Port (SOLARIS_PORT).")] = None,
 ) -> None:
     """Run the gateway. Refuses an unmigrated database: run `solaris migrate` first."""
+    import structlog
     import uvicorn
 
     from solaris.app import build_app
+    from solaris.config import load_settings, missing_setup
+    from solaris.ledger.plans import Plans
+    from solaris.observability.logs import configure_logging
+    from solaris.store.database import migrate
 
+    log = structlog.get_logger("solaris")
     overrides = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
     settings = load_settings(**overrides)
     configure_logging(settings.log_format)
@@ -101,6 +102,9 @@ def _exit_cleanly(_signum: int, _frame: object) -> None:
 
 def migrate_command() -> None:
     """Create or upgrade the database schema (SOLARIS_DATABASE_URL)."""
+    from solaris.ledger.plans import Plans
+    from solaris.observability.logs import configure_logging
+    from solaris.store.database import migrate
 
     async def job(settings: Settings, database: Database) -> str | None:
         configure_logging(settings.log_format)  # the seeding's lines, as `serve` writes them

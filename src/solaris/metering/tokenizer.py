@@ -79,7 +79,12 @@ def get_encoding(name: str) -> tiktoken.Encoding:
         with _building:
             found = _built.get(name)
             if found is None:
-                found = _built[name] = build_encoding(name)
+                found = build_encoding(name)
+                # tiktoken keeps the ranks twice: in its Rust core, which counts, and in a Python
+                # dict (~30 MiB for o200k_base) read only to pickle the encoding, which the
+                # gateway never does. Keep one copy.
+                found._mergeable_ranks = {}
+                _built[name] = found
     return found
 
 
