@@ -33,6 +33,7 @@ import signal
 import socket
 import sys
 import tempfile
+import threading
 import time
 from collections import deque
 from collections.abc import Callable
@@ -53,6 +54,7 @@ STOP_SIGNALS = frozenset({signal.SIGTERM, signal.SIGINT, signal.SIGHUP})
 WATCHED = STOP_SIGNALS | {signal.SIGCHLD}
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
 REPLACEMENTS_MAX, REPLACEMENTS_WINDOW_S = 10, 60.0
+THREADS_JOIN_S = 5.0
 
 # Serves the gateway with `settings` on `sockets` until SIGTERM; False if it never started.
 ServeWorker = Callable[[Settings, list[socket.socket]], bool]
@@ -79,11 +81,23 @@ def supervise(settings: Settings, count: int, serve: ServeWorker, stop_s_max: fl
     assert count > 1, count
     with tempfile.TemporaryDirectory(prefix="solaris-metrics-") as directory:
         share_between_processes(Path(directory))  # a fresh directory per serve, removed after
+        _join_threads(THREADS_JOIN_S)
         listener = _bind(settings.host, settings.port)
         try:
-            return _Supervisor(settings, count, serve, listener, stop_s_max).run()
+            supervisor = _Supervisor(settings, count, serve, listener, stop_s_max)
+            return supervisor.run(Path(directory))
         finally:
             listener.close()
+
+
+def _join_threads(wait_s: float) -> None:
+    """A fork copies only the thread that forks: let the others end first (aiosqlite's
+    connection thread winds down after the database check has closed it)."""
+    for thread in threading.enumerate():
+        if thread is not threading.current_thread():
+            thread.join(wait_s)
+            if thread.is_alive():
+                log.warning("thread_alive_at_fork", thread=thread.name)
 
 
 def _bind(host: str, port: int) -> socket.socket:
@@ -119,9 +133,9 @@ class _Supervisor:
         self.failed = False
         self.replaced: deque[float] = deque(maxlen=REPLACEMENTS_MAX)  # when, monotonic
 
-    def run(self) -> int:
+    def run(self, metrics_directory: Path) -> int:
         signal.pthread_sigmask(signal.SIG_BLOCK, WATCHED)
-        log.info("workers_starting", workers=self.count)
+        log.info("workers_starting", workers=self.count, metrics_directory=str(metrics_directory))
         for index in range(self.count):
             self._fork(index)
         while self.workers:
