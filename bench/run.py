@@ -84,6 +84,7 @@ async def main_async(options: Options) -> int:
     env = {
         "SOLARIS_DATABASE_URL": db_url,
         "SOLARIS_REDIS_URL": REDIS_URL,
+        "SOLARIS_WORKERS": "1",  # the figures are per worker (and the profile is of its pid)
         "SOLARIS_LIBRECHAT_KEYS": key,
         "SOLARIS_SECRET_KEY": secrets.token_hex(16),
         "SOLARIS_DEFAULT_ALLOWANCE_TOKENS": "10000000000",

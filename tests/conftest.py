@@ -256,6 +256,9 @@ def gateway_env(tmp: Path, provider: str, backend: Database, **extra: str) -> di
         "SOLARIS_SECRET_KEY": "test-secret-key-0123456789abcdef",
         "SOLARIS_PUBLIC_BASE_URL": "https://chat.example.com",
         "SOLARIS_JOURNAL_DIR": str(tmp / "journal"),
+        # With Redis `solaris serve` would start one worker per core: one is what each test
+        # means by a gateway process (and what signals, logs and kill -9 there are about).
+        "SOLARIS_WORKERS": "1",
         **extra,
     }
     if backend.redis_url:

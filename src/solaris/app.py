@@ -149,7 +149,7 @@ class Gateway:
                 reconcile_forever(self.purchases, self._reconciling)
             )
         if self.settings.metrics_port is not None:
-            start_http_server(self.settings.metrics_port, registry=self.metrics.registry)
+            start_http_server(self.settings.metrics_port, registry=self.metrics.exposed)
         self.alerting.start()
         log.info("started", **summary(self.settings))
 
@@ -231,7 +231,7 @@ def build_app(settings: Settings, clock: Clock = utcnow) -> SolarisApp:
             f"Bearer {token.get_secret_value()}"
         ):
             return JSONResponse({"error": "metrics need the metrics token"}, status_code=401)
-        return Response(generate_latest(gateway.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+        return Response(generate_latest(gateway.metrics.exposed), media_type=CONTENT_TYPE_LATEST)
 
     core = Starlette(
         routes=[Route("/healthz", healthz), Route("/readyz", readyz), Route("/metrics", metrics)],

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -18,7 +19,9 @@ if TYPE_CHECKING:  # imported by the commands that use them (see _common)
     from solaris.config import Settings
     from solaris.store.database import Database
 
-__all__ = ["register", "server_config"]
+__all__ = ["register", "serve_process", "server_config"]
+
+WORKER_STOP_MARGIN_S = 10.0  # past its grace and settling, for a stopping worker's last steps
 
 
 def register(app: typer.Typer) -> None:
@@ -31,20 +34,25 @@ def register(app: typer.Typer) -> None:
 def serve(
     host: Annotated[str | None, typer.Option(help="Address to bind (SOLARIS_HOST).")] = None,
     port: Annotated[int | None, typer.Option(help="Port (SOLARIS_PORT).")] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(help="Processes on the port (SOLARIS_WORKERS; one per core with Redis)."),
+    ] = None,
 ) -> None:
     """Run the gateway. Refuses an unmigrated database: run `solaris migrate` first."""
     import structlog
-    import uvicorn
 
-    from solaris.app import build_app
+    from solaris.app import SETTLE_DRAIN_S  # also loads the app once, before any fork
+    from solaris.cli.workers import STARTUP_FAILURE, supervise, worker_count
     from solaris.config import load_settings, missing_setup
     from solaris.ledger.plans import Plans
     from solaris.observability.logs import configure_logging
     from solaris.store.database import migrate
 
     log = structlog.get_logger("solaris")
-    overrides = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
-    settings = load_settings(**overrides)
+    given = {"host": host, "port": port, "workers": workers}
+    settings = load_settings(**{k: v for k, v in given.items() if v is not None})
+    count = worker_count(settings)
     configure_logging(settings.log_format)
     if missing := missing_setup(settings):  # the first line a newcomer reads
         log.warning("setup_incomplete", missing=missing)
@@ -62,10 +70,27 @@ def serve(
             f"SOLARIS_FORWARDED_ALLOW_IPS ({','.join(settings.forwarded_allow_ips) or 'none'})",
             err=True,
         )
+    if count > 1:
+        # Each worker drains for the grace, then settles; past that and a margin it is killed.
+        stop_s_max = settings.shutdown_grace_s + SETTLE_DRAIN_S + WORKER_STOP_MARGIN_S
+        raise typer.Exit(supervise(settings, count, serve_process, stop_s_max))
+    if not serve_process(settings):
+        raise typer.Exit(STARTUP_FAILURE)
+
+
+def serve_process(settings: Settings, sockets: list[socket.socket] | None = None) -> bool:
+    """One gateway process, its app and pools its own, served until SIGTERM (then exits 0);
+    False if its app did not start. On `sockets` when a supervisor bound them."""
+    import uvicorn
+
+    from solaris.app import build_app
+
     # uvicorn drains on SIGTERM, then re-raises the signal to the handler it found: make that
     # one a clean exit, so a graceful shutdown exits 0.
     signal.signal(signal.SIGTERM, _exit_cleanly)
-    uvicorn.Server(server_config(settings, build_app(settings))).run()
+    server = uvicorn.Server(server_config(settings, build_app(settings)))
+    server.run(sockets)
+    return server.started
 
 
 def server_config(settings: Settings, app: SolarisApp, loop: str = "uvloop") -> uvicorn.Config:

@@ -172,6 +172,7 @@ class Settings(BaseSettings):
     # Server.
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
+    workers: int | None = Field(default=None, ge=1, le=64)  # unset: one per core with Redis, else 1
     body_bytes_max: int = Field(default=16 * 1024 * 1024, gt=0)
     # The proxies (addresses or networks) whose X-Forwarded-For and X-Forwarded-Proto are
     # believed; nobody by default, so a client cannot pick its own address for the sign-in limits.

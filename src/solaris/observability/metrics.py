@@ -2,15 +2,25 @@
 
 Model names come from clients, so they are bounded: the first `MODEL_LABELS_MAX` distinct names
 get their own label value, the rest are counted as "other".
+
+With several workers (`solaris serve --workers N`) prometheus-client's multiprocess mode is on:
+each process writes its values to files in one directory (`share_between_processes`), and any
+worker's /metrics adds up every process's files, so a scrape sees the whole gateway whichever
+worker answers. Counters and histograms are summed over every process that ever ran (a
+replaced worker's counts stay); the gauges over the live ones only (`livesum`).
 """
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, multiprocess, values
 
-__all__ = ["Metrics", "provider_of"]
+__all__ = ["Metrics", "forget_process", "provider_of", "share_between_processes"]
+
+MULTIPROCESS_DIRECTORY_ENV = "PROMETHEUS_MULTIPROC_DIR"  # the library's own variable
 
 MODEL_LABELS_MAX = 64
 LATENCY_BUCKETS_S = (
@@ -33,9 +43,27 @@ def provider_of(model: str) -> str:
     return "other"
 
 
+def share_between_processes(directory: Path) -> None:
+    """Metrics made after this, here and in processes forked from here, are kept in `directory`
+    (fresh and empty: counts found there would be added)."""
+    os.environ[MULTIPROCESS_DIRECTORY_ENV] = str(directory)
+    # The library chooses how values are stored when it is first imported; it was, already.
+    values.ValueClass = values.get_value_class()  # type: ignore[no-untyped-call]
+
+
+def forget_process(pid: int) -> None:
+    """A process that exited no longer counts in the `livesum` gauges."""
+    multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]
+
+
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
+        # What /metrics shows: this process's registry, or every process's files.
+        self.exposed = self.registry
+        if os.environ.get(MULTIPROCESS_DIRECTORY_ENV):
+            self.exposed = CollectorRegistry()
+            multiprocess.MultiProcessCollector(self.exposed)  # type: ignore[no-untyped-call]
         r = self.registry
         self.requests = Counter(
             "solaris_requests", "Requests by route, model, HTTP status and outcome.",
@@ -73,8 +101,9 @@ class Metrics:
             ["model"], registry=r,
         )  # fmt: skip
         self.reservations_open = Gauge(
-            "solaris_reservations_open", "Reservations this process holds right now.", registry=r
-        )
+            "solaris_reservations_open", "Reservations the gateway holds right now.",
+            registry=r, multiprocess_mode="livesum",
+        )  # fmt: skip
         self.upstream_errors = Counter(
             "solaris_upstream_errors", "Upstream failures by provider and kind.",
             ["provider", "kind"], registry=r,
@@ -84,9 +113,9 @@ class Metrics:
         )
         self.journal_entries = Gauge(
             "solaris_journal_entries",
-            "Settlements waiting in the local journal for the database (this process).",
-            registry=r,
-        )
+            "Settlements waiting in the local journals for the database (this gateway's).",
+            registry=r, multiprocess_mode="livesum",
+        )  # fmt: skip
         self.journal_writes = Counter(
             "solaris_journal_writes", "Settlements written to the journal (database away).",
             registry=r,

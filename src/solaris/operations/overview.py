@@ -1,5 +1,5 @@
 """The dashboard's overview: what the database knows (tokens, users, latency of served
-requests) and what only this process's Prometheus registry knows (requests that were blocked,
+requests) and what only the gateway's Prometheus metrics know (requests that were blocked,
 limited or failed leave no row)."""
 
 from __future__ import annotations
@@ -25,11 +25,11 @@ FAILED_OUTCOMES = ("upstream_error", "unavailable")
 
 
 def request_counts(metrics: Metrics | None) -> dict[str, int]:
-    """This process's requests by outcome, read from its registry."""
+    """The gateway's requests by outcome (every worker's), read from its metrics."""
     counts: dict[str, int] = {}
     if metrics is None:
         return counts
-    for family in metrics.registry.collect():
+    for family in metrics.exposed.collect():
         if family.name != "solaris_requests":
             continue
         for sample in family.samples:
