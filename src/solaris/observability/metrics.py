@@ -6,11 +6,12 @@ get their own label value, the rest are counted as "other".
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-__all__ = ["Metrics", "provider_of"]
+__all__ = ["Metrics", "TokenSeries", "provider_of"]
 
 MODEL_LABELS_MAX = 64
 LATENCY_BUCKETS_S = (
@@ -31,6 +32,19 @@ def provider_of(model: str) -> str:
         if model.startswith(prefix):
             return provider
     return "other"
+
+
+@dataclass(frozen=True, slots=True)
+class TokenSeries:
+    """One model's token counters, bound once: a settled request adds to them without a label
+    lookup each."""
+
+    prompt: Any
+    completion: Any
+    cached: Any
+    reasoning: Any
+    cache_write: Any
+    billable: Any
 
 
 class Metrics:
@@ -120,6 +134,7 @@ class Metrics:
         )  # fmt: skip
         self._models: set[str] = set()
         self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
+        self._token_series: dict[str, TokenSeries] = {}
 
     def child(self, metric: Counter | Histogram, *labels: str) -> Any:
         """`metric.labels(*labels)`, looked up once: label values here are bounded."""
@@ -127,6 +142,18 @@ class Metrics:
         found = self._children.get(key)
         if found is None:
             found = self._children[key] = metric.labels(*labels)
+        return found
+
+    def token_series(self, model: str) -> TokenSeries:
+        """The token counters of `model` (a label from `model`), bound on its first use."""
+        found = self._token_series.get(model)
+        if found is None:
+            tokens = self.tokens
+            found = self._token_series[model] = TokenSeries(
+                tokens.labels(model, "prompt"), tokens.labels(model, "completion"),
+                tokens.labels(model, "cached"), tokens.labels(model, "reasoning"),
+                tokens.labels(model, "cache_write"), self.billable.labels(model),
+            )  # fmt: skip
         return found
 
     def model(self, name: str) -> str:
