@@ -11,6 +11,7 @@ only meters chats never loads them (less memory, a quicker start).
 from __future__ import annotations
 
 import asyncio
+import gc
 import re
 import time
 from collections.abc import AsyncIterator
@@ -151,6 +152,10 @@ class Gateway:
         if self.settings.metrics_port is not None:
             start_http_server(self.settings.metrics_port, registry=self.metrics.exposed)
         self.alerting.start()
+        # What start-up built (modules, classes, settings, pools) lives as long as the process:
+        # frozen, the collector's full passes skip it instead of walking it again and again
+        # while requests run (~100 ms of CPU each, stalling the loop).
+        gc.freeze()
         log.info("started", **summary(self.settings))
 
     async def close(self) -> None:
