@@ -391,7 +391,7 @@ def test_a_journaled_settlement_keeps_its_weights_and_tool_charges() -> None:
     record = UsageRecord(
         "req-tools", 7, "responses", OPENAI_MODEL, 100, 20, 10, 5, 1300, False, "ok", 12,
         finished_at=datetime(2026, 3, 1, 12, tzinfo=UTC), cache_write_tokens=3,
-        weights=billing.weights_json(ModelPolicy()),
+        weights=billing.weights_json(ModelPolicy(), 100),
         tool_charges=(billing.ToolCharge("web_search_call", 1, 1000),),
     )  # fmt: skip
     again = journal.decode(journal.encode(record))

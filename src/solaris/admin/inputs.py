@@ -11,10 +11,16 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field, model_validator
 
 from solaris.clock import as_utc
-from solaris.config import TOOL_PRICE_MAX, HostedTool, ModelPolicy, PlanConfig
+from solaris.config import (
+    LONG_CONTEXT_TOKENS_MAX,
+    TOOL_PRICE_MAX,
+    HostedTool,
+    ModelPolicy,
+    PlanConfig,
+)
 from solaris.operations.core import TOKENS_MAX
 
 __all__ = [
@@ -112,6 +118,19 @@ class Weights(BaseModel):
     image_price: ToolPrice | None = None
     speech_price: Decimal | None = Field(default=None, ge=0, le=TOOL_PRICE_MAX, allow_inf_nan=False)
     moderation_price: ToolPrice = 0
+    # The long-context tier (README, "Long-context tiers").
+    long_context_threshold: int | None = Field(default=None, ge=1, le=LONG_CONTEXT_TOKENS_MAX)
+    long_context_input_weight: Decimal | None = Field(
+        default=None, gt=0, le=1000, allow_inf_nan=False
+    )
+    long_context_output_weight: Decimal | None = Field(
+        default=None, gt=0, le=1000, allow_inf_nan=False
+    )
+
+    @model_validator(mode="after")
+    def _as_configured(self) -> Weights:
+        ModelPolicy(**self.model_dump())  # the YAML's checks (a tier needs a threshold, …): 422
+        return self
 
 
 ModelName = Annotated[Text, Field(min_length=1, max_length=128)]

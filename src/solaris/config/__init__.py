@@ -4,6 +4,7 @@ YAML file), read and validated once at start, and the things it lists (`items`).
 from solaris.config.items import (
     DEFAULT_MODEL_POLICY,
     HOSTED_TOOLS,
+    LONG_CONTEXT_TOKENS_MAX,
     TOOL_PRICE_MAX,
     CreditPack,
     HostedTool,
@@ -16,6 +17,7 @@ from solaris.config.settings import Settings, load_settings, missing_setup, sqli
 __all__ = [
     "DEFAULT_MODEL_POLICY",
     "HOSTED_TOOLS",
+    "LONG_CONTEXT_TOKENS_MAX",
     "TOOL_PRICE_MAX",
     "CreditPack",
     "HostedTool",

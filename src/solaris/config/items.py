@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 __all__ = [
     "DEFAULT_MODEL_POLICY",
     "HOSTED_TOOLS",
+    "LONG_CONTEXT_TOKENS_MAX",
     "TOOL_PRICE_MAX",
     "CreditPack",
     "HostedTool",
@@ -33,6 +34,7 @@ HostedTool = Literal[
 ]
 TOOL_PRICE_MAX = 10**9  # billable tokens for one call
 ToolPrice = Annotated[int, Field(ge=0, le=TOOL_PRICE_MAX)]
+LONG_CONTEXT_TOKENS_MAX = 10**8  # a threshold past any context window
 
 
 class ModelPolicy(BaseModel):
@@ -64,6 +66,38 @@ class ModelPolicy(BaseModel):
     # The prompt estimate is multiplied by this when a request is reserved; unset: 1 for models
     # whose tokenizer the gateway ships, `unknown_tokenizer_margin` for the others.
     estimate_margin: Decimal | None = Field(default=None, ge=1, le=10)
+    # A long-context tier, as providers price prompts over 128 k / 200 k tokens: a request
+    # whose prompt (all of it, cache reads and writes included) has more tokens than the
+    # threshold is billed at these input and output weights (unset: the standard one), its
+    # parts priced apart (cache reads and writes, reasoning) scaled by the same factor as
+    # their side, as Anthropic and Google scale theirs.
+    long_context_threshold: int | None = Field(default=None, gt=0, le=LONG_CONTEXT_TOKENS_MAX)
+    long_context_input_weight: Decimal | None = Field(default=None, gt=0)
+    long_context_output_weight: Decimal | None = Field(default=None, gt=0)
+
+    @model_validator(mode="after")
+    def _long_context_tier(self) -> ModelPolicy:
+        weights = (self.long_context_input_weight, self.long_context_output_weight)
+        if self.long_context_threshold is None:
+            if weights != (None, None):
+                raise ValueError("long-context weights need long_context_threshold")
+            return self
+        if weights == (None, None):
+            raise ValueError(
+                "long_context_threshold needs long_context_input_weight or"
+                " long_context_output_weight"
+            )
+        # Dearer, never cheaper: a hold at the tier of the estimate then covers a prompt
+        # that turns out shorter than the threshold.
+        if self.long_context_input_weight is not None and (
+            self.long_context_input_weight < self.input_weight
+        ):
+            raise ValueError("long_context_input_weight must be at least input_weight")
+        if self.long_context_output_weight is not None and (
+            self.long_context_output_weight < self.output_weight
+        ):
+            raise ValueError("long_context_output_weight must be at least output_weight")
+        return self
 
     @property
     def cached_weight(self) -> Decimal:

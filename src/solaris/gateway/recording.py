@@ -37,7 +37,7 @@ def usage_record(
         prompt, completion, reported.cached_tokens, reported.cache_write_tokens,
         reported.reasoning_tokens,
     )  # fmt: skip
-    weights: str | None = billing.weights_json(ticket.policy)
+    weights: str | None = billing.weights_json(ticket.policy, prompt)
     if usage is None and ticket.priced is not None:
         charged, weights = ticket.priced.amount, None
         tools: tuple[billing.ToolCharge, ...] = (ticket.priced,) if charged else ()
