@@ -18,8 +18,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
-import os
 import time
+import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -69,15 +69,6 @@ STREAM_ENDINGS: dict[str, ApiError] = {
 }
 
 
-def request_id() -> str:
-    """The request id: "req_" and the hex of a random UUID (version 4), as `uuid.uuid4().hex`
-    makes it, without building the `UUID` object: the same random, version and variant bits."""
-    raw = bytearray(os.urandom(16))
-    raw[6] = raw[6] & 0x0F | 0x40  # version 4
-    raw[8] = raw[8] & 0x3F | 0x80  # variant RFC 4122
-    return "req_" + raw.hex()
-
-
 class Proxy:
     def __init__(
         self,
@@ -103,7 +94,7 @@ class Proxy:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         endpoint = ENDPOINTS[scope["path"]]
-        exchange = Exchange(request_id(), endpoint.name, time.perf_counter())
+        exchange = Exchange("req_" + uuid.uuid4().hex, endpoint.name, time.perf_counter())
         try:
             ticket = await self.admit(scope, receive, exchange)
             if ticket.held == 0:
