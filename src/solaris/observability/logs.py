@@ -14,12 +14,9 @@ with `log_config=None` so that it keeps this set-up instead of installing its ow
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 import sys
 import threading
-import time
-from collections.abc import MutableMapping
 from types import TracebackType
 from typing import Any, Literal
 
@@ -47,7 +44,7 @@ def configure_logging(format_: Literal["auto", "json", "console"], level: str = 
     shared: list[structlog.typing.Processor] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
-        _utc_timestamp,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
     structlog.configure(
         processors=[*shared, *exceptions, renderer],
@@ -72,27 +69,6 @@ def configure_logging(format_: Literal["auto", "json", "console"], level: str = 
     sys.excepthook = _uncaught
     threading.excepthook = _uncaught_in_thread
     sys.unraisablehook = _unraisable
-
-
-_second_text = (-1, "")  # the last second stamped and its ISO text (one tuple: thread-safe)
-
-
-def _utc_timestamp(
-    _logger: Any, _method: str, event: MutableMapping[str, Any]
-) -> MutableMapping[str, Any]:
-    """`timestamp` as structlog's `TimeStamper(fmt="iso", utc=True)` writes it, character for
-    character ("2026-01-02T03:04:05.678901Z", no fraction when it is 0), from the system clock
-    as `datetime.now` reads it (microseconds floored), without building a datetime per line:
-    the date and time of day are formatted once a second."""
-    global _second_text
-    second, nanoseconds = divmod(time.time_ns(), 1_000_000_000)
-    last = _second_text
-    if last[0] != second:
-        moment = dt.datetime.fromtimestamp(second, dt.UTC).replace(tzinfo=None)
-        last = _second_text = (second, moment.isoformat())
-    microseconds = nanoseconds // 1000
-    event["timestamp"] = f"{last[1]}.{microseconds:06d}Z" if microseconds else last[1] + "Z"
-    return event
 
 
 class _PrinterHandler(logging.Handler):
