@@ -13,13 +13,12 @@ replaced worker's counts stay); the gauges over the live ones only (`livesum`).
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, multiprocess, values
 
-__all__ = ["Metrics", "TokenSeries", "forget_process", "provider_of", "share_between_processes"]
+__all__ = ["Metrics", "forget_process", "provider_of", "share_between_processes"]
 
 MULTIPROCESS_DIRECTORY_ENV = "PROMETHEUS_MULTIPROC_DIR"  # the library's own variable
 
@@ -55,19 +54,6 @@ def share_between_processes(directory: Path) -> None:
 def forget_process(pid: int) -> None:
     """A process that exited no longer counts in the `livesum` gauges."""
     multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]
-
-
-@dataclass(frozen=True, slots=True)
-class TokenSeries:
-    """One model's token counters, bound once: a settled request adds to them without a label
-    lookup each."""
-
-    prompt: Any
-    completion: Any
-    cached: Any
-    reasoning: Any
-    cache_write: Any
-    billable: Any
 
 
 class Metrics:
@@ -163,7 +149,6 @@ class Metrics:
         )  # fmt: skip
         self._models: set[str] = set()
         self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
-        self._token_series: dict[str, TokenSeries] = {}
 
     def child(self, metric: Counter | Histogram, *labels: str) -> Any:
         """`metric.labels(*labels)`, looked up once: label values here are bounded."""
@@ -171,18 +156,6 @@ class Metrics:
         found = self._children.get(key)
         if found is None:
             found = self._children[key] = metric.labels(*labels)
-        return found
-
-    def token_series(self, model: str) -> TokenSeries:
-        """The token counters of `model` (a label from `model`), bound on its first use."""
-        found = self._token_series.get(model)
-        if found is None:
-            tokens = self.tokens
-            found = self._token_series[model] = TokenSeries(
-                tokens.labels(model, "prompt"), tokens.labels(model, "completion"),
-                tokens.labels(model, "cached"), tokens.labels(model, "reasoning"),
-                tokens.labels(model, "cache_write"), self.billable.labels(model),
-            )  # fmt: skip
         return found
 
     def model(self, name: str) -> str:

@@ -94,18 +94,14 @@ class RequestLog:
         m.child(m.requests, exchange.route, model, str(exchange.status), exchange.outcome).inc()
         record = exchange.record
         if record is not None:
-            series = m.token_series(model)  # every series exists from the model's first row
-            series.prompt.inc(record.prompt_tokens)
-            series.completion.inc(record.completion_tokens)
-            if record.cached_tokens:  # the parts are mostly 0: adding nothing is skipped
-                series.cached.inc(record.cached_tokens)
-            if record.reasoning_tokens:
-                series.reasoning.inc(record.reasoning_tokens)
-            if record.cache_write_tokens:
-                series.cache_write.inc(record.cache_write_tokens)
-            if tool_billable := record.tool_billable:
-                m.child(m.tool_billable, model).inc(tool_billable)
-            series.billable.inc(record.billable)
+            m.child(m.tokens, model, "prompt").inc(record.prompt_tokens)
+            m.child(m.tokens, model, "completion").inc(record.completion_tokens)
+            m.child(m.tokens, model, "cached").inc(record.cached_tokens)
+            m.child(m.tokens, model, "reasoning").inc(record.reasoning_tokens)
+            m.child(m.tokens, model, "cache_write").inc(record.cache_write_tokens)
+            if record.tool_billable:
+                m.child(m.tool_billable, model).inc(record.tool_billable)
+            m.child(m.billable, model).inc(record.billable)
             if record.estimated:
                 m.child(m.estimated, model).inc()
         log.info(
