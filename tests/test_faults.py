@@ -178,7 +178,10 @@ def kill_holding(gateway: Gateway, user: str, body: dict[str, Any]) -> float:
     headers = {"Authorization": f"Bearer {SERVICE_KEY}", "X-LibreChat-User-Id": user}
     url = gateway.url + "/v1/chat/completions"
     with httpx.stream("POST", url, json=body, headers=headers) as response:
-        next(response.iter_lines())  # the stream has started: its reservation is open
+        # Keep the iterator: a dropped one is finalized at once, and closing it hangs up, so the
+        # gateway could settle a client's disconnect before the kill reached it.
+        lines = response.iter_lines()
+        next(lines)  # the stream has started: its reservation is open
         assert gateway.process is not None
         gateway.process.send_signal(signal.SIGKILL)
         gateway.process.wait()
