@@ -19,7 +19,6 @@ from sqlalchemy import select, text
 
 from solaris.config import PlanConfig
 from solaris.ledger.ledger import Ledger, UsageRecord
-from solaris.ledger.periods import period_bounds
 from solaris.ledger.plans import Plans
 from solaris.ledger.statement import Statement, StatementLine, statement
 from solaris.ledger.users import User, Users
@@ -182,13 +181,17 @@ async def test_a_gateway_down_over_boundaries_renews_once_for_the_current_period
     assert kinds.count("allowance") == 2 and kinds.count("expiry") == 1
 
 
-async def test_calendar_periods_start_at_midnight(world: World) -> None:
+async def test_calendar_periods_start_at_the_operators_midnight(world: World) -> None:
     user = await world.user("calendar-daily")
     await world.use(user, 60)
-    world.clock.now = datetime(2026, 2, 1, 0, 0, tzinfo=UTC)
+    world.clock.now = datetime(2026, 2, 1, 2, 59, tzinfo=UTC)  # 23:59 in São Paulo (the default)
+    await world.refresh(user)
+    assert await world.balance(user) == 40
+    world.clock.now = datetime(2026, 2, 1, 3, 0, tzinfo=UTC)  # local midnight
     await world.refresh(user)
     assert await world.balance(user) == 100
-    start, end = period_bounds("daily", "calendar", START, world.clock())
+    subscription = await world.users.plans.of_user(user.id)
+    start, end = world.ledger.period(subscription.plan, subscription.anchored_at, world.clock())
     assert (start, end) == (world.clock(), world.clock() + timedelta(days=1))
 
 

@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, NoReturn
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -190,7 +191,7 @@ def report(url: str, **options: Any) -> UsageReport:
     async def run() -> UsageReport:
         database = open_database(url, pool_size=1)
         try:
-            return await usage_report(database, **options)
+            return await usage_report(database, **{"zone": ZoneInfo("UTC"), **options})
         finally:
             await database.close()
 
@@ -253,7 +254,7 @@ def test_report_groups_and_prices_every_request(database_url: str, by: str) -> N
     assert_rows_match(rows, expected(by, REQUESTS))
 
 
-def test_hours_and_days_are_utc_buckets(database_url: str) -> None:
+def test_hours_and_days_are_the_zones_buckets(database_url: str) -> None:
     days = report(database_url, by="day")
     assert [(row.key, row.requests) for row in days] == [("2025-03-01", 4), ("2025-03-02", 4)]
     hours = [row.key for row in report(database_url, by="hour")]
@@ -263,6 +264,19 @@ def test_hours_and_days_are_utc_buckets(database_url: str) -> None:
         "2025-03-02T00:00:00+00:00",
         "2025-03-02T09:00:00+00:00",
         "2025-03-02T10:00:00+00:00",
+    ]
+    # In São Paulo (UTC-03:00) the first five requests were all on March 1st, the last three
+    # on the 2nd; hours keep their UTC buckets and say the local time.
+    brasil = ZoneInfo("America/Sao_Paulo")
+    days = report(database_url, by="day", zone=brasil)
+    assert [(row.key, row.requests) for row in days] == [("2025-03-01", 5), ("2025-03-02", 3)]
+    hours = [row.key for row in report(database_url, by="hour", zone=brasil)]
+    assert hours == [
+        "2025-03-01T19:00:00-03:00",
+        "2025-03-01T20:00:00-03:00",
+        "2025-03-01T21:00:00-03:00",
+        "2025-03-02T06:00:00-03:00",
+        "2025-03-02T07:00:00-03:00",
     ]
 
 

@@ -27,6 +27,7 @@ from functools import partial
 from http.cookies import SimpleCookie
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
@@ -683,9 +684,10 @@ def test_credit_lines_say_when_they_expire_on_every_face(gateway: Gateway) -> No
         exported = member.get("/portal/statement.csv").content.decode("utf-8-sig")
     rows = list(csv.DictReader(io.StringIO(exported)))
     assert page.count('data-testid="expires"') == 1
-    assert f"válido até {expires_at:%d/%m/%Y %H:%M} UTC" in page
+    local = expires_at.astimezone(ZoneInfo("America/Sao_Paulo"))  # SOLARIS_TIMEZONE's default
+    assert f"válido até {local:%d/%m/%Y %H:%M} (UTC-03:00)" in page
     assert [(r["kind"], r["credit"], r["expires_at"]) for r in rows[:2]] == [
-        ("grant", "700", expires_at.isoformat()),
+        ("grant", "700", local.isoformat()),
         ("grant", "300", ""),
     ]
     assert rows[2]["kind"] == "usage" and int(rows[2]["debit"]) > 0 and rows[2]["credit"] == ""

@@ -189,12 +189,12 @@ class Gateway:
 def _ledger(settings: Settings, database: Database, clock: Clock, thresholds: Thresholds) -> Ledger:
     """On PostgreSQL the request path calls the ledger's SQL functions (one round trip each)."""
     if database.dialect != "postgresql":
-        return Ledger(database, clock, thresholds)
+        return Ledger(database, clock, thresholds, zone=settings.zone)
     from solaris.ledger.postgres import PostgresPending
 
     dsn = async_url(settings.database_url).replace("postgresql+asyncpg://", "postgresql://")
     pending = PostgresPending(dsn, settings.database_pool_size, clock, thresholds)
-    return Ledger(database, clock, thresholds, pending)
+    return Ledger(database, clock, thresholds, pending, settings.zone)
 
 
 def build_app(settings: Settings, clock: Clock = utcnow) -> SolarisApp:

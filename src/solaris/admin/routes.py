@@ -117,7 +117,7 @@ def admin_routes(operations: Operations) -> APIRouter:
         if format == "json":
             return result
         stream = io.StringIO()
-        result.write_csv(stream)
+        result.write_csv(stream, operations.zone)
         filename = f"statement-{user_id}-{result.start:%Y%m%d}.csv"
         return Response(
             "\ufeff" + stream.getvalue(),

@@ -126,6 +126,7 @@ def _receipt(payload: Mapping[str, Any]) -> EmailText:
         paid_at=datetime.fromisoformat(data["paid_at"]),
         credits_expire_at=datetime.fromisoformat(expires) if expires else None,
         order_url=str(data["order_url"]),
+        timezone=data.get("timezone"),
     )
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 
@@ -33,9 +34,15 @@ class ThresholdRenderer:
     """The deliverer's `prepare` step: completes `user_threshold` rows written by a settle."""
 
     def __init__(
-        self, database: Database, signing_key: bytes, public_base_url: str, language: Language
+        self,
+        database: Database,
+        signing_key: bytes,
+        public_base_url: str,
+        language: Language,
+        zone: ZoneInfo,
     ) -> None:
         self.database = database
+        self.zone = zone
         self.plans = Plans(database)
         self.signing_key = signing_key
         self.public_base_url = public_base_url
@@ -63,7 +70,9 @@ class ThresholdRenderer:
         subscription = await self.plans.of_user(record.user_id)
         plan = subscription.plan
         start = datetime.fromtimestamp(record.period_start or now.timestamp(), UTC)
-        _start, end = period_bounds(plan.period, plan.anchor, subscription.anchored_at, start)
+        _start, end = period_bounds(
+            plan.period, plan.anchor, subscription.anchored_at, start, self.zone
+        )
         token = sign_link(self.signing_key, record.user_id, EMAIL_LINK_TTL_S, now)
         crossing = ThresholdCrossing(
             percent=record.percent,
@@ -75,4 +84,4 @@ class ThresholdRenderer:
             portal_url=buy_url(self.public_base_url, token),
         )
         user = AlertUser(record.user_id, str(row.external_id), row.email)
-        return ThresholdAlert(user, crossing, self.language)
+        return ThresholdAlert(user, crossing, self.language, self.zone.key)

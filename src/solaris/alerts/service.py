@@ -83,7 +83,11 @@ class Alerting:
         self.deliverer: Deliverer | None = None
         if self.channels:
             renderer = ThresholdRenderer(
-                database, settings.signing_key(), settings.public_base_url, settings.language
+                database,
+                settings.signing_key(),
+                settings.public_base_url,
+                settings.language,
+                settings.zone,
             )
             self.deliverer = Deliverer(
                 database,

@@ -76,6 +76,7 @@ def webhook_body(delivery: Delivery, language: Language) -> dict[str, Any]:
             total=crossing.total,
             balance=crossing.balance,
             period_end=crossing.period_end,
+            timezone=alert.timezone,
         )
         payload = alert.to_payload()
         return {

@@ -46,7 +46,7 @@ def users_of(settings: Settings, database: Database) -> Users:
     from solaris.ledger.ledger import Ledger
     from solaris.ledger.users import Users
 
-    return Users(Ledger(database))
+    return Users(Ledger(database, zone=settings.zone))
 
 
 async def find_user(users: Users, external_id: str) -> User:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, cast
 
@@ -14,6 +14,8 @@ from solaris.cli._common import JsonOption, find_user, print_rows, run_job, user
 from solaris.errors import SolarisError
 
 if TYPE_CHECKING:  # imported by the commands that use them (see _common)
+    from zoneinfo import ZoneInfo
+
     from solaris.config import Settings
     from solaris.ledger.statement import Statement
     from solaris.ledger.verify import Difference
@@ -60,7 +62,7 @@ def usage_rows(
 def usage_report_command(
     by: Annotated[str, typer.Option(help="user, model, hour or day.")] = "model",
     since: Annotated[
-        datetime | None, typer.Option(help="From (UTC unless a zone is given).")
+        datetime | None, typer.Option(help="From (SOLARIS_TIMEZONE unless a zone is given).")
     ] = None,
     until: Annotated[datetime | None, typer.Option(help="Until, excluded.")] = None,
     user: Annotated[str | None, typer.Option(help="Only this user.")] = None,
@@ -70,15 +72,22 @@ def usage_report_command(
 
     Example: solaris usage report --by day --since 2026-11-01
     """
+    from solaris.clock import in_zone
     from solaris.reports.usage import usage_report
 
     if by not in ("user", "model", "hour", "day"):
         raise SolarisError("--by must be user, model, hour or day")
 
-    async def job(_settings: Settings, database: Database) -> list[dict[str, Any]]:
+    async def job(settings: Settings, database: Database) -> list[dict[str, Any]]:
         grouping = cast("Grouping", by)  # checked above
+        zone = settings.zone
         rows = await usage_report(
-            database, by=grouping, since=since, until=until, user_external_id=user
+            database,
+            by=grouping,
+            since=None if since is None else in_zone(since, zone),
+            until=None if until is None else in_zone(until, zone),
+            user_external_id=user,
+            zone=zone,
         )
         return [row.model_dump() for row in rows]
 
@@ -98,25 +107,30 @@ def statement_command(
 
     Example: solaris statement u123 --period 2026-11 --csv extrato.csv
     """
+    from solaris.clock import month_bounds
     from solaris.operations.core import Operations
 
-    async def job(settings: Settings, database: Database) -> Statement:
+    async def job(settings: Settings, database: Database) -> tuple[Statement, ZoneInfo]:
         operations = Operations.standalone(settings, database)
         found = await find_user(operations.users, user)
         if period is None:
             start, end = await operations.current_period(found.id)
         else:
-            start, end = month_bounds(period)
-        return await operations.statement(found.id, start, end)
+            bounds = month_bounds(period, settings.zone)
+            if bounds is None:
+                raise SolarisError(f"--period must look like 2026-11, not {period!r}")
+            start, end = bounds
+        return await operations.statement(found.id, start, end), settings.zone
 
-    result = run_job(job)
+    result, zone = run_job(job)
     if csv_file is not None:
         with csv_file.open("w", encoding="utf-8-sig", newline="") as stream:
-            result.write_csv(stream)
+            result.write_csv(stream, zone)
     if as_json:
         typer.echo(json.dumps(asdict(result), default=str, indent=2))
         return
-    typer.echo(f"{result.user}: {result.start:%Y-%m-%d %H:%M} → {result.end:%Y-%m-%d %H:%M} UTC")
+    start, end = result.start.astimezone(zone), result.end.astimezone(zone)
+    typer.echo(f"{result.user}: {start:%Y-%m-%d %H:%M} → {end:%Y-%m-%d %H:%M} ({zone.key})")
     typer.echo(f"opening balance {result.opening}")
     print_rows(
         [asdict(line) for line in result.lines],
@@ -143,13 +157,3 @@ def ledger_verify() -> None:
     if differences:
         raise typer.Exit(1)
     typer.echo("ledger verified: every balance equals its entries")
-
-
-def month_bounds(period: str) -> tuple[datetime, datetime]:
-    from dateutil.relativedelta import relativedelta
-
-    try:
-        start = datetime.strptime(period, "%Y-%m").replace(tzinfo=UTC)
-    except ValueError:
-        raise SolarisError(f"--period must look like 2026-11, not {period!r}") from None
-    return start, start + relativedelta(months=1)

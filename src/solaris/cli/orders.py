@@ -35,7 +35,7 @@ def _with_purchases(job: Callable[[Purchases], Awaitable[T]]) -> T:
     async def run(settings: Settings, database: Database) -> T:
         providers = configured_providers(settings)
         purchases = Purchases(
-            database, Ledger(database), settings.credit_packs, providers, utcnow,
+            database, Ledger(database, zone=settings.zone), settings.credit_packs, providers, utcnow,
             receipts=receipts_of(settings),
         )  # fmt: skip
         try:

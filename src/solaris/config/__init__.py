@@ -1,6 +1,7 @@
 """The gateway's configuration: `Settings` (environment variables `SOLARIS_*` over an optional
 YAML file), read and validated once at start, and the things it lists (`items`)."""
 
+from solaris.config.first_run import missing_setup
 from solaris.config.items import (
     DEFAULT_MODEL_POLICY,
     HOSTED_TOOLS,
@@ -12,7 +13,7 @@ from solaris.config.items import (
     PlanConfig,
     ServiceAccount,
 )
-from solaris.config.settings import Settings, load_settings, missing_setup, sqlite_path
+from solaris.config.settings import Settings, load_settings, sqlite_path
 
 __all__ = [
     "DEFAULT_MODEL_POLICY",

@@ -13,6 +13,7 @@ import secrets
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
     Field,
@@ -29,6 +30,7 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
+from solaris.clock import DEFAULT_TIMEZONE
 from solaris.config.items import (
     DEFAULT_MODEL_POLICY,
     CreditPack,
@@ -38,7 +40,7 @@ from solaris.config.items import (
 )
 from solaris.errors import ConfigError
 
-__all__ = ["Settings", "load_settings", "missing_setup", "sqlite_path"]
+__all__ = ["Settings", "load_settings", "sqlite_path"]
 
 
 AlertChannel = Literal["email", "webhook"]
@@ -100,6 +102,8 @@ class Settings(BaseSettings):
     # Block replies and links.
     public_base_url: str = "http://localhost:8080"
     language: Literal["pt-BR", "en"] = "pt-BR"
+    # Calendar periods start at this zone's midnight; pages, reports and e-mails show its time.
+    timezone: str = DEFAULT_TIMEZONE
     secret_key: SecretStr | None = None
     link_ttl_s: int = Field(default=900, gt=0)
 
@@ -246,6 +250,15 @@ class Settings(BaseSettings):
             raise ValueError("must start with http:// or https://")
         return value.rstrip("/")
 
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"not an IANA time zone: {value!r} (e.g. America/Sao_Paulo)") from None
+        return value
+
     @field_validator("database_url")
     @classmethod
     def _database(cls, value: str) -> str:
@@ -331,6 +344,10 @@ class Settings(BaseSettings):
         return self.models.get(model, DEFAULT_MODEL_POLICY)
 
     @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)  # ZoneInfo keeps one instance per name
+
+    @property
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite:")
 
@@ -353,32 +370,6 @@ class Settings(BaseSettings):
             path.write_text(secrets.token_urlsafe(32))
             path.chmod(0o600)
         return path.read_text().strip().encode()
-
-
-# The README sections that say how to set what `missing_setup` names.
-README_UPSTREAM_SECTION = "Put LiteLLM or OpenAI behind it"
-README_LIBRECHAT_SECTION = "Point LibreChat at it"
-
-
-def missing_setup(settings: Settings) -> dict[str, str]:
-    """What a first `make run` has not been told, by setting name, in plain words: an upstream
-    and LibreChat's service key. The gateway starts without them (the embedded default is the
-    point); its first log line and /readyz say this much, and where to go next."""
-    missing = {}
-    if "upstream_base_url" not in settings.model_fields_set:
-        missing["SOLARIS_UPSTREAM_BASE_URL"] = (
-            f"No upstream is set, so chats go to {settings.upstream_base_url} (a LiteLLM "
-            "proxy's default address) and fail while nothing answers there. To see a metered "
-            "chat without any provider account, run `make demo`; to set an upstream, see "
-            f'README.md, section "{README_UPSTREAM_SECTION}".'
-        )
-    if not settings.librechat_keys:
-        missing["SOLARIS_LIBRECHAT_KEYS"] = (
-            "No LibreChat service key is set, so LibreChat cannot call the gateway; only "
-            "per-user keys (`solaris keys create USER`) can. See README.md, section "
-            f'"{README_LIBRECHAT_SECTION}".'
-        )
-    return missing
 
 
 def sqlite_path(database_url: str) -> Path:

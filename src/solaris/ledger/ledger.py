@@ -12,11 +12,12 @@ from __future__ import annotations
 import uuid
 from collections import OrderedDict
 from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from solaris.clock import Clock, utcnow
+from solaris.clock import DEFAULT_TIMEZONE, Clock, utcnow
 from solaris.ledger.lots import add_lot, expire_lots, next_expiry, spend
 from solaris.ledger.pending import Pending, StatementPending
 from solaris.ledger.periods import period_bounds
@@ -32,6 +33,7 @@ from solaris.store.schema import accounts, ledger_entries, reservations
 
 __all__ = ["Hold", "Ledger", "SettleOutcome", "UsageRecord"]  # the records, for callers' ease
 
+DEFAULT_ZONE = ZoneInfo(DEFAULT_TIMEZONE)  # SOLARIS_TIMEZONE's default, for tests and tools
 # Credits granted with an expiry by another process are swept within this long.
 REFRESH_CHECK_S = 60.0
 DUE_ENTRIES_MAX = 100_000
@@ -44,9 +46,11 @@ class Ledger:
         clock: Clock = utcnow,
         thresholds: Thresholds = NO_THRESHOLDS,
         pending: Pending | None = None,
+        zone: ZoneInfo = DEFAULT_ZONE,
     ) -> None:
         self.database = database
         self.clock = clock
+        self.zone = zone  # SOLARIS_TIMEZONE: where calendar periods start
         self.thresholds = thresholds
         self.pending = pending or StatementPending(database, clock, thresholds)
         self._due: OrderedDict[int, datetime] = OrderedDict()
@@ -185,6 +189,10 @@ class Ledger:
         )
         return True
 
+    def period(self, plan: Plan, anchored_at: datetime, now: datetime) -> tuple[datetime, datetime]:
+        """[start, end) of the plan's period around `now`, in the operator's zone."""
+        return period_bounds(plan.period, plan.anchor, anchored_at, now, self.zone)
+
     async def refresh_if_due(self, user_id: int, plan: Plan, anchored_at: datetime) -> None:
         """`refresh` when this process has not checked since the user's next boundary or
         expiry (at most every REFRESH_CHECK_S): the request path skips the database otherwise."""
@@ -222,9 +230,11 @@ class Ledger:
         due = account.next_expiry
         if due is not None and due <= now:
             await expire_lots(conn, user_id, now)
-        start, end = period_bounds(plan.period, plan.anchor, anchored_at, now)
+        start, end = self.period(plan, anchored_at, now)
         granted = account.period_start
-        if new_plan or granted is None or start > granted:
+        # A start less than half a period after the one granted is that same period seen from
+        # another zone (SOLARIS_TIMEZONE changed): renewing then would grant it twice.
+        if new_plan or granted is None or start - granted > (end - start) / 2:
             if new_plan or not plan.rollover:
                 await expire_lots(conn, user_id, now, allowance_only=True)
             # A new period offers what is left now (after expiry) plus what is credited below.

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import csv
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, tzinfo
 from typing import TextIO
 
 import orjson
@@ -60,15 +60,16 @@ class Statement:
     closing: int
     truncated: bool
 
-    def write_csv(self, stream: TextIO) -> None:
-        """The lines as CSV; text a spreadsheet would run as a formula is neutralised."""
+    def write_csv(self, stream: TextIO, zone: tzinfo = UTC) -> None:
+        """The lines as CSV, times in `zone` with its offset; text a spreadsheet would run as a
+        formula is neutralised."""
         writer = csv.writer(stream)
         writer.writerow(CSV_COLUMNS)
         for line in self.lines:
             writer.writerow(
                 safe_row(
                     (
-                        line.at,
+                        line.at.astimezone(zone),
                         line.kind,
                         line.model,
                         line.prompt_tokens,
@@ -77,7 +78,7 @@ class Statement:
                         -line.amount if line.amount < 0 else None,
                         line.amount if line.amount > 0 else None,
                         line.balance,
-                        line.expires_at,
+                        line.expires_at and line.expires_at.astimezone(zone),
                         line.note,
                         line.tool,
                         line.tool_calls,

@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any, Literal, NamedTuple
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from solaris.clock import recent_days
 from solaris.config import PlanConfig, Settings
 from solaris.errors import BadRequest, NotFound
-from solaris.ledger.periods import period_bounds
 from solaris.ledger.plans import Plans, Subscription
 from solaris.ledger.statement import Statement, statement
 from solaris.operations import reads
@@ -82,6 +82,7 @@ class Operations:
         self.ledger = gateway.ledger
         self.users = gateway.users
         self.clock = gateway.ledger.clock
+        self.zone = gateway.ledger.zone
         self.started_at = self.clock()
 
     @classmethod
@@ -105,7 +106,7 @@ class Operations:
         subscription = await self._refreshed(user_id)
         plan = subscription.plan
         _balance, held = await self.ledger.balance(user_id)
-        start, end = period_bounds(plan.period, plan.anchor, subscription.anchored_at, self.clock())
+        start, end = self.ledger.period(plan, subscription.anchored_at, self.clock())
         async with self.database.transaction() as conn:
             summary = await reads.user_summary(conn, user_id)
             period_used = await reads.period_used(conn, user_id)
@@ -133,7 +134,8 @@ class Operations:
         until: datetime,
         user_id: int | None = None,
     ) -> list[UsageRow]:
-        """Usage totals with USD cost, from `since` to `until` (excluded), UTC."""
+        """Usage totals with USD cost, from `since` to `until` (excluded); days and hours in
+        the operator's zone."""
         if since >= until:
             raise BadRequest("`since` must be before `until`", param="since")
         external_id = None
@@ -141,20 +143,18 @@ class Operations:
             async with self.database.transaction() as conn:
                 external_id = (await reads.user_summary(conn, user_id)).external_id
         report = await usage_report(
-            self.database, by=by, since=since, until=until, user_external_id=external_id
-        )
+            self.database, by=by, since=since, until=until, user_external_id=external_id,
+            zone=self.zone,
+        )  # fmt: skip
         return list(report)
 
     async def daily_usage(self, user_id: int | None, days: int) -> list[UsageRow]:
-        """One row per UTC day, the last `days` days up to today, days without usage as zeros."""
+        """One row per local day, the last `days` days up to today, days without usage as
+        zeros."""
         if not 0 < days <= DAYS_MAX:
             raise BadRequest(f"days must be between 1 and {DAYS_MAX}", param="days")
-        today = self.clock().astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-        since = today - timedelta(days=days - 1)
-        rows = {
-            r.key: r for r in await self.usage("day", since, today + timedelta(days=1), user_id)
-        }
-        keys = [f"{since + timedelta(days=n):%Y-%m-%d}" for n in range(days)]
+        keys, since, until = recent_days(self.clock(), self.zone, days)
+        rows = {r.key: r for r in await self.usage("day", since, until, user_id)}
         return [rows.get(key) or _empty_row(key) for key in keys]
 
     async def summary(self, user_id: int) -> UserSummary:
@@ -167,7 +167,7 @@ class Operations:
         await self.summary(user_id)
         subscription = await self.users.plans.of_user(user_id)
         plan = subscription.plan
-        return period_bounds(plan.period, plan.anchor, subscription.anchored_at, self.clock())
+        return self.ledger.period(plan, subscription.anchored_at, self.clock())
 
     async def statement(self, user_id: int, since: datetime, until: datetime) -> Statement:
         """The user's entries from `since` to `until` with a running balance; NotFound."""
@@ -195,7 +195,9 @@ class Operations:
 
     async def overview(self) -> Overview:
         async with self.database.transaction() as conn:
-            return await overview(conn, self.gateway.metrics, self.clock(), self.started_at)
+            return await overview(
+                conn, self.gateway.metrics, self.clock(), self.zone, self.started_at
+            )
 
     # Changes: each in one transaction with its audit row.
 

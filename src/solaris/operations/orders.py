@@ -14,13 +14,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from sqlalchemy import Select, case, func, select
 from sqlalchemy.engine import Row
 from sqlalchemy.sql.elements import ColumnElement
 
+from solaris.clock import recent_days
 from solaris.errors import BadRequest, NotFound
 from solaris.operations.order_views import (
     OrderDetail,
@@ -32,6 +33,7 @@ from solaris.operations.order_views import (
 from solaris.operations.purchases import Purchases
 from solaris.payments.base import ProviderUnavailable
 from solaris.store.audit import Actor, audit_entries, record
+from solaris.store.columns import local_day
 from solaris.store.schema import ORDER_STATES, PAYMENT_PROVIDERS, orders, payment_events, users
 
 __all__ = ["NotRefundable", "OrderFilter", "OrderNotFound", "Orders"]
@@ -41,7 +43,6 @@ EVENTS_SHOWN_MAX = 200
 AUDIT_SHOWN_MAX = 200
 REVENUE_DAYS_MAX = 366
 REVENUE_ROWS_MAX = 5000
-_DAY_FORMATS = {"sqlite": "%Y-%m-%d", "postgresql": "YYYY-MM-DD"}
 
 
 class OrderNotFound(NotFound):
@@ -83,6 +84,7 @@ class Orders:
         self.purchases = purchases
         self.database = purchases.database
         self.clock = purchases.clock
+        self.zone = purchases.ledger.zone
 
     async def find(self, wanted: OrderFilter) -> list[OrderLine]:
         """Orders matching `wanted`, newest first."""
@@ -124,12 +126,16 @@ class Orders:
     async def revenue(
         self, by: Literal["day", "pack"], since: datetime, until: datetime
     ) -> list[RevenueRow]:
-        """Orders paid from `since` to `until`, grouped by UTC day or pack, per currency."""
+        """Orders paid from `since` to `until`, grouped by local day or pack, per currency."""
         if since >= until:
             raise BadRequest("since must be before until", param="since")
         if until - since > timedelta(days=REVENUE_DAYS_MAX):
             raise BadRequest(f"at most {REVENUE_DAYS_MAX} days at once", param="since")
-        key = self._day(orders.c.paid_at) if by == "day" else orders.c.pack_name
+        key = (
+            local_day(self.database.dialect, orders.c.paid_at, self.zone)
+            if by == "day"
+            else orders.c.pack_name
+        )
         disputed = case(
             (orders.c.status == "disputed", orders.c.amount_cents - orders.c.refunded_cents),
             else_=0,
@@ -150,14 +156,12 @@ class Orders:
             return [_revenue_row(row) for row in await conn.execute(query)]
 
     async def daily_revenue(self, days: int) -> dict[str, list[RevenueRow]]:
-        """Per currency, one row per UTC day of the last `days` (days without sales as zeros):
+        """Per currency, one row per local day of the last `days` (days without sales as zeros):
         what a chart draws."""
         if not 0 < days <= REVENUE_DAYS_MAX:
             raise BadRequest(f"days must be between 1 and {REVENUE_DAYS_MAX}", param="days")
-        today = self.clock().astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-        since = today - timedelta(days=days - 1)
-        found = await self.revenue("day", since, today + timedelta(days=1))
-        keys = [f"{since + timedelta(days=n):%Y-%m-%d}" for n in range(days)]
+        keys, since, until = recent_days(self.clock(), self.zone, days)
+        found = await self.revenue("day", since, until)
         by_currency: dict[str, dict[str, RevenueRow]] = {}
         for row in found:
             by_currency.setdefault(row.currency, {})[row.key] = row
@@ -208,11 +212,6 @@ class Orders:
         before = {"status": order.status, "refunded_cents": order.refunded_cents}
         async with self.database.transaction() as conn:
             await record(conn, actor, action, "order", order.public_id, before, after, self.clock())
-
-    def _day(self, column: Any) -> ColumnElement[Any]:
-        if self.database.dialect == "postgresql":
-            return func.to_char(func.timezone("UTC", column), _DAY_FORMATS["postgresql"])
-        return func.strftime(_DAY_FORMATS["sqlite"], column)
 
 
 def _lines() -> Select[Any]:

@@ -4,12 +4,14 @@ limited or failed leave no row)."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from solaris.clock import local_date, local_midnight
 from solaris.operations.views import Overview, RankedRow
 from solaris.reports.prices import group_cost_usd
 from solaris.store.schema import usage, users
@@ -62,10 +64,16 @@ async def _top(conn: AsyncConnection, column: Any, since: datetime) -> list[Rank
 
 
 async def overview(
-    conn: AsyncConnection, metrics: Metrics | None, now: datetime, process_started_at: datetime
+    conn: AsyncConnection,
+    metrics: Metrics | None,
+    now: datetime,
+    zone: ZoneInfo,
+    process_started_at: datetime,
 ) -> Overview:
-    day = now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-    month = day.replace(day=1)
+    """Today and this month are the operator's (local midnight, the local 1st)."""
+    today_local = local_date(now, zone)
+    day = local_midnight(today_local, zone)
+    month = local_midnight(today_local.replace(day=1), zone)
     today = usage.c.created_at >= day
     totals = (
         await conn.execute(

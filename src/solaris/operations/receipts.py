@@ -36,6 +36,7 @@ class Receipts:
 
     public_base_url: str
     language: Language
+    timezone: str  # SOLARIS_TIMEZONE, for the times the e-mail states
 
     async def enqueue(
         self,
@@ -77,6 +78,7 @@ class Receipts:
                 "provider": order.provider, "paid_at": as_utc(paid_at).isoformat(),
                 "credits_expire_at": None if expires is None else as_utc(expires).isoformat(),
                 "order_url": f"{self.public_base_url.rstrip('/')}/portal/orders/{order.public_id}",
+                "timezone": self.timezone,
             },
         }  # fmt: skip
 
@@ -86,4 +88,4 @@ def receipts_of(settings: Settings) -> Receipts | None:
     for a channel nobody configured would wait in the outbox forever."""
     if settings.smtp_host is None or not settings.receipt_emails:
         return None
-    return Receipts(settings.public_base_url, settings.language)
+    return Receipts(settings.public_base_url, settings.language, settings.timezone)

@@ -68,7 +68,7 @@ class Standalone:
     def __init__(self, settings: Settings, database: Database) -> None:
         self.settings = settings
         self.database = database
-        self.ledger = Ledger(database)
+        self.ledger = Ledger(database, zone=settings.zone)
         self.users = Users(self.ledger)
         self.metrics: Metrics | None = None
         self.identity: RequestPath | None = None

@@ -7,13 +7,14 @@ user id in any URL or form, so there is nothing to change to see someone else's 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
+from zoneinfo import ZoneInfo
 
 from dateutil.relativedelta import relativedelta
 from sqlalchemy import func, select
 
+from solaris.clock import local_date, month_bounds, recent_days
 from solaris.ledger.ledger import Ledger
-from solaris.ledger.periods import period_bounds
 from solaris.ledger.plans import Plan, Plans
 from solaris.ledger.statement import Statement, statement
 from solaris.reports.usage import UsageRow, usage_report
@@ -25,7 +26,6 @@ __all__ = [
     "Account",
     "PortalUser",
     "account",
-    "month_bounds",
     "portal_user",
     "recent_months",
     "user_statement",
@@ -104,7 +104,7 @@ async def _current_period(ledger: Ledger, user_id: int) -> tuple[Plan, datetime,
             conn, user_id, subscription.plan, subscription.anchored_at, ledger.clock()
         )
     plan = subscription.plan
-    start, end = period_bounds(plan.period, plan.anchor, subscription.anchored_at, ledger.clock())
+    start, end = ledger.period(plan, subscription.anchored_at, ledger.clock())
     return plan, start, end
 
 
@@ -112,23 +112,28 @@ async def account(ledger: Ledger, user: PortalUser) -> Account:
     plan, start, end = await _current_period(ledger, user.id)
     balance, held = await ledger.balance(user.id)
     now = ledger.clock()
+    zone = ledger.zone
     by_model = await usage_report(
-        ledger.database, by="model", since=start, until=end, user_external_id=user.external_id
+        ledger.database,
+        by="model",
+        since=start,
+        until=end,
+        user_external_id=user.external_id,
+        zone=zone,
     )
-    first_day = max(start, now - timedelta(days=DAYS_MAX - 1)).astimezone(UTC).date()
+    # The period's local days so far, at most DAYS_MAX of them.
+    shown = min(DAYS_MAX, (local_date(now, zone) - local_date(start, zone)).days + 1)
+    keys, since, until = recent_days(now, zone, shown)
     days = await usage_report(
         ledger.database,
         by="day",
-        since=datetime(first_day.year, first_day.month, first_day.day, tzinfo=UTC),
-        until=end,
+        since=max(since, start),
+        until=until,
         user_external_id=user.external_id,
+        zone=zone,
     )
     billable = {row.key: row.billable for row in days}
-    by_day = []
-    day = first_day
-    while day <= now.astimezone(UTC).date():
-        by_day.append((day.isoformat(), billable.get(day.isoformat(), 0)))
-        day += timedelta(days=1)
+    by_day = [(key, billable.get(key, 0)) for key in keys]
     return Account(
         user=user,
         plan=plan,
@@ -142,18 +147,9 @@ async def account(ledger: Ledger, user: PortalUser) -> Account:
     )
 
 
-def month_bounds(period: str) -> tuple[datetime, datetime] | None:
-    """[start, end) of a calendar month "YYYY-MM" in UTC, or None if it is not one."""
-    try:
-        start = datetime.strptime(period, "%Y-%m").replace(tzinfo=UTC)
-    except ValueError:
-        return None
-    return start, start + relativedelta(months=1)
-
-
-def recent_months(now: datetime) -> list[tuple[int, int]]:
-    """(year, month) of this month and the MONTHS_BACK - 1 before it, newest first."""
-    first = now.astimezone(UTC).replace(day=1)
+def recent_months(now: datetime, zone: ZoneInfo) -> list[tuple[int, int]]:
+    """(year, month) of this local month and the MONTHS_BACK - 1 before it, newest first."""
+    first = local_date(now, zone).replace(day=1)
     months = [first - relativedelta(months=back) for back in range(MONTHS_BACK)]
     return [(month.year, month.month) for month in months]
 
@@ -163,7 +159,7 @@ async def user_statement(ledger: Ledger, user: PortalUser, period: str) -> State
     if period == "current":
         _plan, start, end = await _current_period(ledger, user.id)
     else:
-        bounds = month_bounds(period)
+        bounds = month_bounds(period, ledger.zone)
         if bounds is None:
             return None
         start, end = bounds

@@ -60,7 +60,7 @@ class Dashboard:
         self.settings = gateway.settings
         self.admins = admins
         self.operations = operations
-        self.renderer = Renderer("admin", gateway.settings.language)
+        self.renderer = Renderer("admin", gateway.settings.language, gateway.settings.zone)
         self.auth = WebAuth(sessions, "admin", gateway.settings.public_base_url)
         self.sign_in = AdminSignIn(
             admins,

@@ -9,13 +9,15 @@ provider confirms. Every page wants the dashboard's admin session, the refund it
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute
 
+from solaris.clock import local_midnight, recent_days
 from solaris.errors import ApiError, ServiceUnavailable
 from solaris.operations.orders import OrderFilter, OrderNotFound, Orders
 from solaris.portal import charts
@@ -54,7 +56,8 @@ class OrderPages:
             return self.dashboard.to_login(request)
         t = self.renderer.translator(request)
         chosen = {name: request.query_params.get(name, "").strip()[:255] for name in FILTERS}
-        since, until = _day(chosen["since"]), _day(chosen["until"])
+        zone = self.orders.zone
+        since, until = _day(chosen["since"], zone), _day(chosen["until"], zone)
         bad_date = (chosen["since"] and since is None) or (chosen["until"] and until is None)
         if since and until and since >= until:
             since = until = None
@@ -91,8 +94,8 @@ class OrderPages:
         days = await self.orders.daily_revenue(CHART_DAYS)
         if not days:
             return []
-        first = datetime.strptime(days[next(iter(days))][0].key, "%Y-%m-%d").replace(tzinfo=UTC)
-        packs = await self.orders.revenue("pack", first, first + timedelta(days=CHART_DAYS))
+        _keys, since, until = recent_days(self.orders.clock(), self.orders.zone, CHART_DAYS)
+        packs = await self.orders.revenue("pack", since, until)
         drawn = []
         for currency, rows in days.items():
             name = t("orders.minor_units", currency=currency)
@@ -168,10 +171,10 @@ class OrderPages:
         return redirect(f"/admin/orders/{public_id}?done=refund")
 
 
-def _day(value: str) -> datetime | None:
-    """A YYYY-MM-DD date as the start of that UTC day; None when empty or not a date."""
+def _day(value: str, zone: ZoneInfo) -> datetime | None:
+    """A YYYY-MM-DD date as the moment that local day starts; None when empty or not a date."""
     try:
-        moment = datetime.strptime(value, "%Y-%m-%d").replace(tzinfo=UTC)
+        day = datetime.strptime(value, "%Y-%m-%d").date()
     except ValueError:
         return None
-    return moment if 1970 <= moment.year <= 9000 else None
+    return local_midnight(day, zone) if 1970 <= day.year <= 9000 else None

@@ -53,7 +53,7 @@ class PortalPages:
     def __init__(self, gateway: Running, sessions: Sessions) -> None:
         self.gateway = gateway
         self.settings = settings = gateway.settings
-        self.renderer = Renderer("portal", settings.language)
+        self.renderer = Renderer("portal", settings.language, settings.zone)
         self.auth = WebAuth(sessions, "user", settings.public_base_url)
         self.key = settings.signing_key()
         self.purchase_pages = PurchasePages(gateway, gateway.purchases, self.renderer, self._user)
@@ -102,7 +102,7 @@ class PortalPages:
     def _periods(self, request: Request) -> list[tuple[str, str]]:
         t = self.renderer.translator(request)
         language = self.renderer.language(request)
-        months = recent_months(self.gateway.ledger.clock())
+        months = recent_months(self.gateway.ledger.clock(), self.gateway.ledger.zone)
         return [("current", t("statement.current"))] + [
             (f"{year:04d}-{month:02d}", format_month(language, year, month))
             for year, month in months
@@ -135,7 +135,7 @@ class PortalPages:
         if found is None:
             return redirect("/portal/statement")
         stream = io.StringIO()
-        found.write_csv(stream)
+        found.write_csv(stream, self.gateway.ledger.zone)
         name = self.renderer.translator(request)("statement.filename")
         label = period if period != "current" else f"{found.start:%Y-%m-%d}"
         return Response(

@@ -2,14 +2,15 @@
 page under `templates/`, shared pieces in `templates/_partials/`.
 
 Every page gets the same helpers: `t` (the catalog in the page's language), `n` (tokens with
-the language's separators), `d` / `dt` (dates, times in UTC), the language switch link, and the
+the language's separators), `d` / `dt` / `tm` (dates and times in
+the operator's zone), the language switch link, and the
 CSRF token of whoever is signed in.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import UTC
+from datetime import UTC, tzinfo
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -18,8 +19,10 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
+from solaris.clock import as_utc
 from solaris.texts import Language
 from solaris.texts.formats import (
+    format_clock,
     format_date,
     format_moment,
     format_money,
@@ -37,9 +40,10 @@ TEMPLATES_DIR = Path(__file__).parent / "templates"
 class Renderer:
     """Renders the pages of one area (`/admin` or `/portal`)."""
 
-    def __init__(self, area: str, default_language: Language) -> None:
+    def __init__(self, area: str, default_language: Language, zone: tzinfo = UTC) -> None:
         assert area in ("admin", "portal"), area
         self.area = area
+        self.zone = zone
         self.default_language = default_language
         self.environment = Environment(
             loader=FileSystemLoader(TEMPLATES_DIR),
@@ -78,9 +82,9 @@ class Renderer:
             "csrf": csrf,
             "t": translator(language),
             "n": lambda value: format_tokens(language, value),
-            "d": lambda value: format_date(language, value),
-            "dt": lambda value: format_moment(language, value),
-            "tm": lambda value: f"{value.astimezone(UTC):%H:%M}",
+            "d": lambda value: format_date(language, value, self.zone),
+            "dt": lambda value: format_moment(language, value, self.zone),
+            "tm": lambda value: format_clock(as_utc(value).astimezone(self.zone)),
             "pct": lambda fraction: format_percent(language, fraction),
             "usd": lambda value: format_usd(language, value),
             "money": lambda cents, currency: format_money(language, cents, currency),

@@ -2,7 +2,9 @@
 
 The database groups the usage rows by (key, model); Python merges the models of each key and
 prices each (key, model) group, since prices are per model and live in Python
-(`solaris.reports.prices`). Hours and days are UTC. A report is bounded: at most `ROWS_MAX`
+(`solaris.reports.prices`). Days are the operator's (`SOLARIS_TIMEZONE`), grouped by the
+database; hours are grouped in UTC (an hour is an hour everywhere) and labelled with the zone's
+offset, so a day of daylight-saving change has its 23 or 25 hours. A report is bounded: at most `ROWS_MAX`
 rows from at most `GROUPS_MAX` (key, model) groups; a wider window comes back cut, in key
 order, with `truncated` set.
 """
@@ -12,12 +14,14 @@ from __future__ import annotations
 from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, PlainSerializer
 from sqlalchemy import ColumnElement, Select, case, func, select
 
 from solaris.clock import as_utc
 from solaris.reports.prices import group_cost_usd
+from solaris.store.columns import local_day
 from solaris.store.database import Database
 from solaris.store.schema import usage, users
 
@@ -35,10 +39,10 @@ Grouping = Literal["user", "model", "hour", "day"]
 ROWS_MAX = 10_000
 GROUPS_MAX = 100_000  # (key, model) pairs read from the database for one report
 
-# The bucket's ISO string, made in SQL so both databases group by the same text. SQLite holds
+# The UTC hour's ISO string, made in SQL so both databases group by the same text. SQLite holds
 # the ledger's UTC timestamps as "YYYY-MM-DD HH:MM:SS.ffffff" strings; strftime reads those.
-_SQLITE_FORMATS = {"hour": "%Y-%m-%dT%H:00:00+00:00", "day": "%Y-%m-%d"}
-_POSTGRES_FORMATS = {"hour": 'YYYY-MM-DD"T"HH24":00:00+00:00"', "day": "YYYY-MM-DD"}
+_SQLITE_HOUR = "%Y-%m-%dT%H:00:00+00:00"
+_POSTGRES_HOUR = 'YYYY-MM-DD"T"HH24":00:00+00:00"'
 
 
 # A USD estimate: exact in Python, a JSON number for clients and charts.
@@ -46,8 +50,8 @@ Usd = Annotated[Decimal, PlainSerializer(float, return_type=float, when_used="js
 
 
 class UsageRow(BaseModel):
-    """One key's totals. `key` is the user's external id, the model, or the UTC hour
-    ("2025-01-02T03:00:00+00:00") or day ("2025-01-02"). `cost_usd` sums the priced models'
+    """One key's totals. `key` is the user's external id, the model, or the hour
+    ("2025-01-02T00:00:00-03:00") or day ("2025-01-02") in the operator's zone. `cost_usd` sums the priced models'
     costs; it is None when none was priced, and `unpriced_requests` counts requests left out.
     The admin API answers with it as it is."""
 
@@ -78,19 +82,20 @@ async def usage_report(
     since: datetime | None = None,
     until: datetime | None = None,
     user_external_id: str | None = None,
+    zone: ZoneInfo,
 ) -> UsageReport:
     """Usage from `since` (inclusive) to `until` (exclusive), grouped `by` one key.
 
     Naive datetimes are taken as UTC. Returns at most ROWS_MAX rows (see `UsageReport.truncated`).
     """
-    query = _grouped_query(database.dialect, by, since, until, user_external_id)
+    query = _grouped_query(database.dialect, by, since, until, user_external_id, zone)
     async with database.transaction() as conn:
         groups = list(await conn.execute(query.limit(GROUPS_MAX + 1)))
     truncated = len(groups) > GROUPS_MAX
     if truncated:  # the last key may have lost some of its models to the limit: drop it whole
         last_key = groups[GROUPS_MAX - 1].key
         groups = [group for group in groups[:GROUPS_MAX] if group.key != last_key]
-    report = UsageReport(_merge(groups))
+    report = UsageReport(_merge(groups, zone if by == "hour" else None))
     if len(report) > ROWS_MAX:
         del report[ROWS_MAX:]
         truncated = True
@@ -104,10 +109,11 @@ def _grouped_query(
     since: datetime | None,
     until: datetime | None,
     user_external_id: str | None,
+    zone: ZoneInfo,
 ) -> Select[Any]:
     """One row per (key, model) with its sums, ordered by key so a limit cuts between keys."""
     rows = select(
-        _key_column(dialect, by).label("key"),
+        _key_column(dialect, by, zone).label("key"),
         usage.c.model,
         usage.c.prompt_tokens,
         usage.c.completion_tokens,
@@ -147,22 +153,28 @@ def _grouped_query(
     )
 
 
-def _key_column(dialect: str, by: Grouping) -> ColumnElement[Any]:
+def _key_column(dialect: str, by: Grouping, zone: ZoneInfo) -> ColumnElement[Any]:
     if by == "user":
         return users.c.external_id
     if by == "model":
         return usage.c.model
     if by not in ("hour", "day"):
         raise ValueError(f"unknown grouping {by!r}: user, model, hour or day")
+    if by == "day":
+        return local_day(dialect, usage.c.created_at, zone)
     if dialect == "postgresql":
-        return func.to_char(func.timezone("UTC", usage.c.created_at), _POSTGRES_FORMATS[by])
-    return func.strftime(_SQLITE_FORMATS[by], usage.c.created_at)
+        return func.to_char(func.timezone("UTC", usage.c.created_at), _POSTGRES_HOUR)
+    return func.strftime(_SQLITE_HOUR, usage.c.created_at)
 
 
-def _merge(groups: list[Any]) -> list[UsageRow]:
-    """Fold each key's models into one row, pricing each (key, model) group."""
+def _merge(groups: list[Any], hours_in: ZoneInfo | None) -> list[UsageRow]:
+    """Fold each key's models into one row, pricing each (key, model) group; UTC hours are
+    relabelled in `hours_in`."""
     merged: dict[str, UsageRow] = {}
     for group in groups:
+        key = str(group.key)
+        if hours_in is not None:
+            key = datetime.fromisoformat(key).astimezone(hours_in).isoformat()
         requests = int(group.requests)
         cost = group_cost_usd(
             group.model,
@@ -172,7 +184,7 @@ def _merge(groups: list[Any]) -> list[UsageRow]:
             int(group.cached_tokens),
         )
         row = UsageRow(
-            key=str(group.key),
+            key=key,
             requests=requests,
             prompt_tokens=int(group.prompt_tokens),
             completion_tokens=int(group.completion_tokens),

@@ -28,6 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 
 from solaris.config import sqlite_path
 from solaris.errors import StoreError, StoreUnavailable
+from solaris.store.columns import SQLITE_LOCAL_DAY, sqlite_local_day
 from solaris.store.schema import deployment
 
 if TYPE_CHECKING:  # alembic is imported only by the commands that need it (start-up time)
@@ -129,6 +130,7 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.close()
+        dbapi_connection.create_function(SQLITE_LOCAL_DAY, 2, sqlite_local_day, deterministic=True)
 
     @event.listens_for(engine.sync_engine, "begin")
     def on_begin(connection: SyncConnection) -> None:

@@ -155,6 +155,7 @@ def threshold_sentence(
     total: int,
     balance: int,
     period_end: datetime,
+    timezone: str | None = None,
 ) -> str:
     template = THRESHOLD_SENTENCE[language]["out" if percent >= 100 else "near"]
     return template.format(
@@ -163,7 +164,7 @@ def threshold_sentence(
         used=format_tokens(language, used),
         total=format_tokens(language, total),
         balance=format_tokens(language, balance),
-        period_end=moment_in_words(language, period_end),
+        period_end=moment_in_words(language, period_end, timezone),
     )
 
 

@@ -1,9 +1,10 @@
-"""How numbers, money and dates read in each language: in the pages (times in UTC) and in
-sentences (e-mails, webhooks: times in the operator's zone, with its offset)."""
+"""How numbers, money and dates read in each language. Dates and times are the operator's
+(`SOLARIS_TIMEZONE`), in the pages and in sentences (e-mails, webhooks), with the zone's offset
+wherever a time of day is shown."""
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta, tzinfo
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
@@ -14,6 +15,7 @@ from solaris.texts import Language
 
 __all__ = [
     "MONTHS",
+    "format_clock",
     "format_date",
     "format_moment",
     "format_money",
@@ -64,22 +66,28 @@ def format_money(language: Language, cents: int, currency: str) -> str:
     return format_currency(amount, currency, locale=locale)
 
 
-def format_date(language: Language, moment: datetime | date | None) -> str:
+def format_date(language: Language, moment: datetime | date | None, zone: tzinfo = UTC) -> str:
+    """The day of `moment` in `zone` (a `date` is already a day)."""
     if moment is None:
         return "—"
     if isinstance(moment, datetime):
-        moment = moment.astimezone(UTC).date()
+        moment = as_utc(moment).astimezone(zone).date()
     if language == "pt-BR":
         return f"{moment:%d/%m/%Y}"
     return f"{MONTHS['en'][moment.month - 1][:3]} {moment.day}, {moment.year}"
 
 
-def format_moment(language: Language, moment: datetime | None) -> str:
-    """A date and time in UTC, the zone every figure of the pages is in."""
+def format_moment(language: Language, moment: datetime | None, zone: tzinfo = UTC) -> str:
+    """A date and time in `zone`, with its offset: 02/12/2026 11:46 (UTC-03:00)."""
     if moment is None:
         return "—"
-    utc = as_utc(moment)
-    return f"{format_date(language, utc)} {utc:%H:%M} UTC"
+    local = as_utc(moment).astimezone(zone)
+    return f"{format_date(language, local.date())} {format_clock(local)}"
+
+
+def format_clock(moment: datetime) -> str:
+    """The time of day of an aware moment, with its offset: 11:46 (UTC-03:00)."""
+    return f"{moment:%H:%M} ({_offset(moment.utcoffset())})"
 
 
 def format_month(language: Language, year: int, month: int) -> str:
@@ -90,7 +98,7 @@ def format_month(language: Language, year: int, month: int) -> str:
 def moment_in_words(language: Language, moment: datetime, timezone: str | None = None) -> str:
     """31/01/2026 às 07:00 (UTC-03:00) | January 31, 2026, 07:00 (UTC-03:00)."""
     local = moment.astimezone(ZoneInfo(timezone) if timezone else UTC)
-    clock = f"{local:%H:%M} ({_offset(local.utcoffset())})"
+    clock = format_clock(local)
     if language == "pt-BR":
         return f"{local:%d/%m/%Y} às {clock}"
     return f"{MONTHS['en'][local.month - 1]} {local.day}, {local.year}, {clock}"

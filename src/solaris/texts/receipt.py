@@ -53,6 +53,7 @@ def receipt_email(
     paid_at: datetime,
     credits_expire_at: datetime | None,
     order_url: str,
+    timezone: str | None = None,
 ) -> EmailText:
     words = RECEIPT[language]
     values = {
@@ -60,9 +61,11 @@ def receipt_email(
         "pack": pack,
         "tokens": format_tokens(language, tokens),
         "amount": format_money(language, amount_cents, currency),
-        "paid_at": moment_in_words(language, paid_at),
+        "paid_at": moment_in_words(language, paid_at, timezone),
         "provider": PROVIDERS.get(provider, {}).get(language, provider),
-        "expires_at": moment_in_words(language, credits_expire_at) if credits_expire_at else "",
+        "expires_at": (
+            moment_in_words(language, credits_expire_at, timezone) if credits_expire_at else ""
+        ),
     }
     greeting = GREETING[language][0].format(name=name) if name else GREETING[language][1]
     parts = ["paid", "credited", *(["expires"] if credits_expire_at else []), "keep"]
