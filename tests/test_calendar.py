@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Iterator
+from functools import partial
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -29,8 +30,14 @@ LISBON = ZoneInfo("Europe/Lisbon")
 HOUR = timedelta(hours=1)
 
 
-def utc(*parts: int) -> datetime:
-    return datetime(*parts, tzinfo=UTC)  # type: ignore[misc]
+def utc(
+    year: int, month: int, day: int, hour: int = 0, minute: int = 0, second: int = 0
+) -> datetime:
+    return datetime(year, month, day, hour, minute, second, tzinfo=UTC)
+
+
+def _fixed(moment: datetime) -> datetime:
+    return moment
 
 
 def calendar(period: str, now: datetime, zone: ZoneInfo) -> tuple[datetime, datetime]:
@@ -162,7 +169,7 @@ def test_changing_the_zone_does_not_grant_the_current_period_twice(database_url:
             (SAO_PAULO, utc(2027, 1, 1, 2, 59)),  # still 31 December there
             (SAO_PAULO, utc(2027, 1, 1, 3)),  # January
         ):
-            users = Users(Ledger(database, lambda moment=moment: moment, zone=zone))
+            users = Users(Ledger(database, partial(_fixed, moment), zone=zone))
             user = await users.ensure("calendar-user")
             subscription = await users.plans.of_user(user.id)
             async with database.transaction() as conn:
