@@ -288,6 +288,12 @@ def test_plans_and_a_plan_change(admin: Admin, user: str) -> None:
         saved = api.put("/admin/plans/pro", json={"allowance_tokens": 20_000, "rpm": 60})
         assert saved.status_code == 200, saved.text
         assert {p["name"] for p in api.get("/admin/plans").json()} >= {"pro", "default"}
+        capped = {"allowance_tokens": 1000, "rollover": True, "rollover_max_percent": 20}
+        assert api.put("/admin/plans/capped", json=capped).json()["rollover_max_percent"] == 20
+        uncapped = {"allowance_tokens": 1000, "rollover_max_tokens": 20}
+        refused = api.put("/admin/plans/x", json=uncapped)
+        assert_error(refused, 400)
+        assert "needs rollover" in refused.json()["error"]["message"]
         moved = api.put(f"/admin/users/{target}/plan", json={"plan": "pro"}).json()
         assert moved["plan"] == "pro" and moved["balance"] == 20_000
         assert_error(api.put(f"/admin/users/{target}/plan", json={"plan": "nope"}), 404)

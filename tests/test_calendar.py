@@ -7,8 +7,8 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Iterator
-from functools import partial
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from zoneinfo import ZoneInfo
 
 import pytest

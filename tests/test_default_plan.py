@@ -117,3 +117,19 @@ def test_the_default_allowance_follows_its_setting_and_an_admin_edit_stays(
     migrate(with_allowance(base, 11_000, SOLARIS_CONFIG=str(config)))
     assert default_plan(env)["allowance"] == 9_000
     assert len(seedings(blank.url)) == 4
+
+
+def test_plans_set_takes_the_anchor_and_a_rollover_cap(blank: Database, tmp_path: Path) -> None:
+    env = {"SOLARIS_DATABASE_URL": blank.url, "SOLARIS_JOURNAL_DIR": str(tmp_path / "journal")}
+    migrate(env)
+    solaris(env, "plans", "set", "half", "--allowance", "1000", "--anchor", "calendar",
+            "--rollover", "50%")  # fmt: skip
+    listed = json.loads(solaris(env, "plans", "list", "--json"))
+    [half] = [plan for plan in listed if plan["plan"] == "half"]
+    assert (half["anchor"], half["rollover"]) == ("calendar", "50%")
+    refused = subprocess.run(
+        [sys.executable, "-m", "solaris", "plans", "set", "x", "--allowance", "1",
+         "--rollover", "lots"],
+        env={**os.environ, **env}, capture_output=True, text=True,
+    )  # fmt: skip
+    assert refused.returncode != 0 and "--rollover must be" in refused.stderr

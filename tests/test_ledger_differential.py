@@ -46,7 +46,9 @@ OPERATIONS = st.lists(
         st.tuples(st.just("grant"), st.integers(1, 3000), st.sampled_from([0, 2, 40])),
         st.tuples(st.just("deduct"), st.integers(1, 1500), st.just(0)),
         st.tuples(st.just("advance"), st.sampled_from([0.3, 45, 700, 86_400 * 3]), st.just(0)),
-        st.tuples(st.just("plan"), st.sampled_from(["basic", "pro", "rolling"]), st.just(0)),
+        st.tuples(
+            st.just("plan"), st.sampled_from(["basic", "pro", "rolling", "capped"]), st.just(0)
+        ),
     ),
     min_size=5,
     max_size=60,
@@ -78,6 +80,7 @@ class Side:
             ("basic", PlanConfig(allowance_tokens=1000, default=True)),
             ("pro", PlanConfig(allowance_tokens=4000)),
             ("rolling", PlanConfig(allowance_tokens=900, rollover=True)),
+            ("capped", PlanConfig(allowance_tokens=800, rollover=True, rollover_max_percent=25)),
         ):
             async with self.database.transaction() as conn:
                 await plans.save(conn, name, config, self.clock())

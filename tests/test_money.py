@@ -123,6 +123,10 @@ async def world(database_url: str) -> AsyncIterator[World]:
         await plans.save(conn, "basic", PlanConfig(allowance_tokens=1000, default=True), clock())
         await plans.save(conn, "rolling", PlanConfig(allowance_tokens=1000, rollover=True), clock())
         await plans.save(conn, "pro", PlanConfig(allowance_tokens=5000), clock())
+        capped = PlanConfig(allowance_tokens=1000, rollover=True, rollover_max_tokens=250)
+        await plans.save(conn, "capped", capped, clock())
+        tenth = PlanConfig(allowance_tokens=1000, rollover=True, rollover_max_percent=10)
+        await plans.save(conn, "tenth", tenth, clock())
         await plans.save(
             conn,
             "calendar-daily",
@@ -162,6 +166,46 @@ async def test_rollover_keeps_what_was_left(world: World) -> None:
     world.clock.advance(days=31)
     await world.refresh(user)
     assert await world.balance(user) == 600 + 1000
+
+
+async def test_rollover_carries_at_most_its_cap_as_an_entry_of_its_own(world: World) -> None:
+    user = await world.user("capped")
+    await world.grant(user, 100)  # a credit is not allowance: it never counts against the cap
+    await world.use(user, 400)  # 600 of the allowance left
+    world.clock.advance(days=31)
+    await world.refresh(user)
+    await world.refresh(user)  # idempotent
+    assert await world.balance(user) == 250 + 1000 + 100
+    world.clock.advance(days=31)  # nothing used: 1250 of allowance left, still at most 250
+    await world.refresh(user)
+    assert await world.balance(user) == 250 + 1000 + 100
+    result = await statement(
+        world.database, user.id, user.external_id, START, world.clock() + timedelta(days=1)
+    )
+    rolled = [line for line in result.lines if "rolled over" in (line.note or "")]
+    assert [(line.kind, line.amount) for line in rolled] == [("allowance", 250), ("allowance", 250)]
+    # One expiry per lot: the first plan's allowance (at the change), what the first period
+    # left, then both lots of the second (what was carried, and that period's allowance).
+    expired = [line.amount for line in result.lines if line.kind == "expiry"]
+    assert expired == [-1000, -600, -250, -1000]
+    assert await verify_ledger(world.database) == []
+
+
+async def test_a_rollover_cap_in_percent_follows_the_allowance(world: World) -> None:
+    user = await world.user("tenth")
+    await world.use(user, 500)
+    world.clock.advance(days=31)
+    await world.refresh(user)
+    assert await world.balance(user) == 100 + 1000
+
+
+def test_a_rollover_cap_needs_rollover_and_is_one_kind() -> None:
+    with pytest.raises(ValueError, match="needs rollover"):
+        PlanConfig(allowance_tokens=10, rollover_max_tokens=5)
+    with pytest.raises(ValueError, match="not both"):
+        PlanConfig(
+            allowance_tokens=10, rollover=True, rollover_max_tokens=5, rollover_max_percent=5
+        )
 
 
 async def test_a_gateway_down_over_boundaries_renews_once_for_the_current_period(

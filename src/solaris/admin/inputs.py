@@ -20,6 +20,7 @@ from solaris.config import (
     HostedTool,
     ModelPolicy,
     PlanConfig,
+    rollover_problem,
 )
 from solaris.operations.core import TOKENS_MAX
 
@@ -147,7 +148,17 @@ class PlanBody(BaseModel):
     models: list[ModelName] = Field(default_factory=lambda: ["*"], min_length=1, max_length=200)
     weights: dict[ModelName, Weights] = Field(default_factory=dict, max_length=200)
     rollover: bool = False
+    rollover_max_tokens: int | None = Field(default=None, ge=0, le=TOKENS_MAX)
+    rollover_max_percent: int | None = Field(default=None, ge=0, le=1000)
     default: bool = False
+
+    @model_validator(mode="after")
+    def _one_rollover_cap(self) -> PlanBody:
+        if problem := rollover_problem(
+            self.rollover, self.rollover_max_tokens, self.rollover_max_percent
+        ):
+            raise ValueError(problem)
+        return self
 
     def config(self) -> PlanConfig:
         weights = {model: ModelPolicy(**w.model_dump()) for model, w in self.weights.items()}

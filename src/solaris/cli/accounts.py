@@ -9,9 +9,11 @@ import typer
 
 from solaris.cli._common import JsonOption, find_user, print_rows, run_job, users_of
 from solaris.clock import utcnow
+from solaris.errors import SolarisError
 
 if TYPE_CHECKING:  # imported by the commands that use them (see _common)
     from solaris.config import Settings
+    from solaris.ledger.plans import Plan
     from solaris.ledger.users import User
     from solaris.store.database import Database
 
@@ -89,6 +91,8 @@ def plans_list(as_json: JsonOption = False) -> None:
                 "plan": plan.name,
                 "allowance": plan.allowance_tokens,
                 "period": plan.period,
+                "anchor": plan.anchor,
+                "rollover": _rollover_words(plan),
                 "rpm": plan.rpm,
                 "tpm": plan.tpm,
                 "models": ",".join(plan.models),
@@ -98,7 +102,9 @@ def plans_list(as_json: JsonOption = False) -> None:
         ]
 
     print_rows(
-        run_job(job), as_json, ["plan", "allowance", "period", "rpm", "tpm", "models", "default"]
+        run_job(job),
+        as_json,
+        ["plan", "allowance", "period", "anchor", "rollover", "rpm", "tpm", "models", "default"],
     )
 
 
@@ -110,20 +116,34 @@ def plans_set(
     rpm: Annotated[int | None, typer.Option(min=1, help="Requests per minute.")] = None,
     tpm: Annotated[int | None, typer.Option(min=1, help="Tokens per minute.")] = None,
     models: Annotated[str, typer.Option(help="Allowed models, comma-separated patterns.")] = "*",
+    anchor: Annotated[
+        str, typer.Option(help="subscription (the day joined) or calendar (local 1st/Monday).")
+    ] = "subscription",
+    rollover: Annotated[
+        str | None,
+        typer.Option(help="Carry unused allowance over: 'all', tokens (200000) or a % (50%)."),
+    ] = None,
     default: Annotated[bool, typer.Option(help="New users get this plan.")] = False,
 ) -> None:
     """Create or change a plan. Example: solaris plans set pro --allowance 2000000 --rpm 60"""
+    from pydantic import ValidationError
+
     from solaris.config import PlanConfig
     from solaris.operations.core import CLI_ACTOR, Operations
 
-    config = PlanConfig(
-        allowance_tokens=allowance,
-        period=period,
-        rpm=rpm,
-        tpm=tpm,
-        models=[m.strip() for m in models.split(",") if m.strip()],
-        default=default,
-    )
+    try:
+        config = PlanConfig(
+            allowance_tokens=allowance,
+            period=period,
+            anchor=anchor,
+            rpm=rpm,
+            tpm=tpm,
+            models=[m.strip() for m in models.split(",") if m.strip()],
+            default=default,
+            **_rollover(rollover),
+        )
+    except ValidationError as error:
+        raise SolarisError(f"invalid plan: {error.errors()[0]['msg']}") from None
 
     async def job(settings: Settings, database: Database) -> None:
         await Operations.standalone(settings, database).save_plan(CLI_ACTOR, name, config)
@@ -192,3 +212,29 @@ def keys_create(user: str) -> None:
         return await operations.create_key(CLI_ACTOR, found.id)  # audited like the API's
 
     typer.echo(run_job(job))
+
+
+def _rollover(given: str | None) -> dict[str, Any]:
+    """--rollover all | 200000 | 50% as PlanConfig's fields."""
+    if given is None:
+        return {}
+    text = given.strip().lower()
+    try:
+        if text == "all":
+            return {"rollover": True}
+        if text.endswith("%"):
+            return {"rollover": True, "rollover_max_percent": int(text[:-1])}
+        return {"rollover": True, "rollover_max_tokens": int(text)}
+    except ValueError:
+        raise SolarisError(
+            f"--rollover must be all, a token count or a percentage: {given!r}"
+        ) from None
+
+
+def _rollover_words(plan: Plan) -> str:
+    """What `--rollover` would set: "", all, 250000 or 50%."""
+    if not plan.rollover:
+        return ""
+    if plan.rollover_max_percent is not None:
+        return f"{plan.rollover_max_percent}%"
+    return "all" if plan.rollover_max_tokens is None else str(plan.rollover_max_tokens)

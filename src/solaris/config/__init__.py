@@ -12,6 +12,7 @@ from solaris.config.items import (
     ModelPolicy,
     PlanConfig,
     ServiceAccount,
+    rollover_problem,
 )
 from solaris.config.settings import Settings, load_settings, sqlite_path
 
@@ -28,5 +29,6 @@ __all__ = [
     "Settings",
     "load_settings",
     "missing_setup",
+    "rollover_problem",
     "sqlite_path",
 ]

@@ -19,6 +19,7 @@ __all__ = [
     "ModelPolicy",
     "PlanConfig",
     "ServiceAccount",
+    "rollover_problem",
 ]
 
 # The Responses API's hosted tool calls, by their output item type, and the `tools` entry
@@ -125,8 +126,27 @@ class PlanConfig(BaseModel):
     tpm: int | None = Field(default=None, gt=0)
     models: list[str] = Field(default_factory=lambda: ["*"])  # fnmatch patterns
     weights: dict[str, ModelPolicy] = Field(default_factory=dict)
-    rollover: bool = False
+    rollover: bool = False  # unused allowance carries into the next period…
+    rollover_max_tokens: int | None = Field(default=None, ge=0)  # …up to this many tokens
+    rollover_max_percent: int | None = Field(default=None, ge=0, le=1000)  # …or this % of it
     default: bool = False
+
+    @model_validator(mode="after")
+    def _one_rollover_cap(self) -> PlanConfig:
+        if problem := rollover_problem(
+            self.rollover, self.rollover_max_tokens, self.rollover_max_percent
+        ):
+            raise ValueError(problem)
+        return self
+
+
+def rollover_problem(rollover: bool, max_tokens: int | None, max_percent: int | None) -> str | None:
+    """What is wrong with a plan's rollover settings, if anything."""
+    if max_tokens is not None and max_percent is not None:
+        return "give rollover_max_tokens or rollover_max_percent, not both"
+    if not rollover and (max_tokens is not None or max_percent is not None):
+        return "a rollover cap needs rollover: true"
+    return None
 
 
 class CreditPack(BaseModel):

@@ -235,14 +235,28 @@ class Ledger:
         # A start less than half a period after the one granted is that same period seen from
         # another zone (SOLARIS_TIMEZONE changed): renewing then would grant it twice.
         if new_plan or granted is None or start - granted > (end - start) / 2:
-            if new_plan or not plan.rollover:
-                await expire_lots(conn, user_id, now, allowance_only=True)
+            # Unused allowance expires, unless the plan rolls it over; with a cap, it all
+            # expires and what the cap allows comes back as an entry of its own.
+            cap = None if new_plan or not plan.rollover else plan.rollover_cap()
+            unused = 0
+            if new_plan or not plan.rollover or cap is not None:
+                unused = await expire_lots(conn, user_id, now, allowance_only=True)
             # A new period offers what is left now (after expiry) plus what is credited below.
             await conn.execute(
                 update(accounts)
                 .where(accounts.c.user_id == user_id)
                 .values(period_start=start, period_used=0, period_offered=accounts.c.balance)
             )
+            if cap and unused:
+                await self.credit(
+                    conn,
+                    user_id,
+                    "allowance",
+                    min(unused, cap),
+                    idempotency_key=f"rollover:{user_id}:{start.isoformat()}",
+                    created_by="gateway",
+                    note=f"rolled over from the period before (plan {plan.name}: at most {cap})",
+                )
             if plan.allowance_tokens:
                 # A period's allowance is granted once, whoever asks first; a plan change
                 # grants a fresh one inside the same transaction that records the change.

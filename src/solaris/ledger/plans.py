@@ -61,6 +61,14 @@ class Plan:
     models: tuple[str, ...]
     weights: dict[str, ModelPolicy] = field(default_factory=dict)
     rollover: bool = False
+    rollover_max_tokens: int | None = None
+    rollover_max_percent: int | None = None
+
+    def rollover_cap(self) -> int | None:
+        """At most how much unused allowance a new period carries; None: all of it."""
+        if self.rollover_max_percent is not None:
+            return self.allowance_tokens * self.rollover_max_percent // 100
+        return self.rollover_max_tokens
 
     def allows(self, model: str) -> bool:
         return any(fnmatch.fnmatchcase(model, pattern) for pattern in self.models)
@@ -82,6 +90,8 @@ class Plan:
             models=tuple(orjson.loads(row.models)),
             weights=weights,
             rollover=bool(row.rollover),
+            rollover_max_tokens=row.rollover_max_tokens,
+            rollover_max_percent=row.rollover_max_percent,
         )
 
 
@@ -104,6 +114,8 @@ def _row(name: str, config: PlanConfig, now: datetime) -> dict[str, Any]:
             {k: v.model_dump(mode="json") for k, v in config.weights.items()}
         ).decode(),
         "rollover": config.rollover,
+        "rollover_max_tokens": config.rollover_max_tokens,
+        "rollover_max_percent": config.rollover_max_percent,
         "is_default": config.default,
         "updated_at": now,
     }

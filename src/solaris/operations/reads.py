@@ -194,6 +194,8 @@ async def plan_summaries(conn: AsyncConnection, name: str | None = None) -> list
                 tpm=plan.tpm,
                 models=list(plan.models),
                 rollover=plan.rollover,
+                rollover_max_tokens=plan.rollover_max_tokens,
+                rollover_max_percent=plan.rollover_max_percent,
                 default=bool(row.is_default),
                 users=int(row.users),
             )

@@ -99,6 +99,8 @@ class PlanSummary(_View):
     tpm: int | None
     models: list[str]
     rollover: bool
+    rollover_max_tokens: int | None
+    rollover_max_percent: int | None
     default: bool
     users: int  # subscribed now
 

@@ -204,6 +204,8 @@ plans = Table(
     Column("models", Text, nullable=False),  # JSON list of fnmatch patterns
     Column("weights", Text, nullable=False),  # JSON {model: {input_weight, output_weight}}
     Column("rollover", Boolean, nullable=False),
+    Column("rollover_max_tokens", BigInteger),  # NULL: no cap (with rollover)
+    Column("rollover_max_percent", Integer),  # of the allowance; at most one cap is set
     Column("is_default", Boolean, nullable=False),
     Column("updated_at", Timestamp, nullable=False),
     CheckConstraint("allowance_tokens >= 0", name="allowance_not_negative"),
