@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 from sqlalchemy import select
 
 from solaris.config import PlanConfig
+from solaris.ledger.caps import Cap
 from solaris.ledger.ledger import Ledger, UsageRecord
 from solaris.ledger.plans import Plans
 from solaris.ledger.postgres import PostgresPending
@@ -95,18 +96,27 @@ class Side:
                 conn, self.user_id, subscription.plan, subscription.anchored_at, self.clock()
             )
 
+    def _caps(self, seed: int) -> tuple[Cap, ...]:
+        """A rolling window, a model cap (whose pattern `_` must not read as LIKE's wildcard),
+        both, or none: the same for both sides."""
+        now = self.clock()
+        window = Cap("hours", 2500, now - timedelta(hours=2), None, hours=2)
+        model = Cap("model", 1800, now - timedelta(days=1), now, pattern="gpt-4o-m?n*")
+        literal = Cap("model", 10, now - timedelta(days=1), now, pattern="gpt_4o*")
+        return ((), (window,), (model, literal), (window, model))[seed % 4]
+
     async def step(self, operation: str, first: Any, second: Any) -> object:
         ledger, user = self.ledger, self.user_id
         if operation == "reserve":
             request_id = f"r{len(self.open)}-{uuid.uuid4().hex[:6]}"
             wanted, minimum = max(first, second), min(first, second)
-            hold = await ledger.reserve(user, request_id, wanted, minimum, TTL_S)
+            hold = await ledger.reserve(user, request_id, wanted, minimum, TTL_S, self._caps(first))
             if hold.amount:
                 self.open.append(request_id)
                 return ("held", hold.amount, hold.balance)
             if hold.balance < minimum:
                 await ledger.note_exhausted(user)
-            return ("refused", hold.balance)
+            return ("refused", hold.balance, hold.refused_by)
         if operation in ("settle", "release"):
             if not self.open:
                 return None

@@ -12,11 +12,13 @@
         ├── Forbidden            403 model_not_allowed
         │   └── UserBlocked      403 user_blocked (an admin blocked the user)
         ├── PaymentRequired      402 insufficient_balance (the block reply of API calls)
+        ├── CapReached           402 usage_cap_reached (a usage window or cap, reopening later)
         ├── NotFound             404 unknown_url
         ├── PayloadTooLarge      413
         ├── UnsupportedMediaType 415
         ├── RateLimited          429 rate_limit_exceeded (+ Retry-After)
-        │   └── BalanceHeld      429 balance_held (the user's running requests hold it)
+        │   ├── BalanceHeld      429 balance_held (the user's running requests hold it)
+        │   └── CapReachedSoon   429 usage_cap_reached (reopens within a minute)
         ├── InternalError        500 internal_error (a bug: logged with its traceback)
         ├── ServiceUnavailable   503 (database unreachable: fail closed)
         ├── UpstreamUnreachable  502
@@ -36,6 +38,8 @@ __all__ = [
     "ApiError",
     "BadRequest",
     "BalanceHeld",
+    "CapReached",
+    "CapReachedSoon",
     "ConfigError",
     "Forbidden",
     "InternalError",
@@ -157,6 +161,21 @@ class PaymentRequired(ApiError):
     status = 402
     type = "insufficient_balance"
     code = "insufficient_balance"
+
+
+class CapReachedSoon(RateLimited):
+    """A usage window or cap is full and reopens within a minute: retry then."""
+
+    code = "usage_cap_reached"
+
+
+class CapReached(ApiError):
+    """A usage window or cap is full until a time the message states; buying credits does not
+    help, so it is not `insufficient_balance`."""
+
+    status = 402
+    type = "usage_cap"
+    code = "usage_cap_reached"
 
 
 class NotFound(ApiError):

@@ -20,8 +20,10 @@ from solaris.config import (
     HostedTool,
     ModelPolicy,
     PlanConfig,
+    UsageWindow,
     rollover_problem,
 )
+from solaris.config.items import CAPS_MAX
 from solaris.operations.core import TOKENS_MAX
 
 __all__ = [
@@ -150,6 +152,8 @@ class PlanBody(BaseModel):
     rollover: bool = False
     rollover_max_tokens: int | None = Field(default=None, ge=0, le=TOKENS_MAX)
     rollover_max_percent: int | None = Field(default=None, ge=0, le=1000)
+    windows: list[UsageWindow] = Field(default_factory=list, max_length=CAPS_MAX)
+    model_caps: dict[ModelName, int] = Field(default_factory=dict, max_length=CAPS_MAX)
     default: bool = False
 
     @model_validator(mode="after")
@@ -162,4 +166,6 @@ class PlanBody(BaseModel):
 
     def config(self) -> PlanConfig:
         weights = {model: ModelPolicy(**w.model_dump()) for model, w in self.weights.items()}
-        return PlanConfig(**self.model_dump(exclude={"weights"}), weights=weights)
+        return PlanConfig(
+            **self.model_dump(exclude={"weights", "windows"}), weights=weights, windows=self.windows
+        )

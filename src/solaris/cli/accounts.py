@@ -66,6 +66,35 @@ def users_show(user: str, as_json: JsonOption = False) -> None:
         )
 
 
+@users_app.command("limit")
+def users_limit(
+    user: str,
+    day: Annotated[int | None, typer.Option(min=1, help="At most this many tokens a day.")] = None,
+    month: Annotated[
+        int | None, typer.Option(min=1, help="At most this many tokens a month.")
+    ] = None,
+    off: Annotated[bool, typer.Option("--off", help="Lift the user's own limit.")] = False,
+) -> None:
+    """Set the limit USER chose for themselves (as the portal does), in SOLARIS_TIMEZONE's days
+    or calendar months. Example: solaris users limit u123 --day 50000"""
+    from solaris.ledger.plans import OwnCap
+    from solaris.operations.core import CLI_ACTOR, Operations
+
+    if sum((day is not None, month is not None, off)) != 1:
+        raise SolarisError("give one of --day N, --month N or --off")
+    cap = None if off else OwnCap(day, "day") if day is not None else OwnCap(month or 0, "month")
+
+    async def job(settings: Settings, database: Database) -> None:
+        operations = Operations.standalone(settings, database)
+        found = await find_user(operations.users, user)
+        await operations.set_own_cap(CLI_ACTOR, found.id, cap)
+
+    run_job(job)
+    typer.echo(
+        f"{user}: {'no limit of their own' if cap is None else f'at most {cap.tokens} tokens a {cap.period}'}"
+    )
+
+
 @users_app.command("plan")
 def users_plan(user: str, plan: str) -> None:
     """Put USER on PLAN at once (recorded). Example: solaris users plan u123 pro"""

@@ -12,6 +12,7 @@ from solaris.config.items import (
     ModelPolicy,
     PlanConfig,
     ServiceAccount,
+    UsageWindow,
     rollover_problem,
 )
 from solaris.config.settings import Settings, load_settings, sqlite_path
@@ -27,6 +28,7 @@ __all__ = [
     "PlanConfig",
     "ServiceAccount",
     "Settings",
+    "UsageWindow",
     "load_settings",
     "missing_setup",
     "rollover_problem",

@@ -4,10 +4,11 @@ validated where it is declared, with its bounds."""
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 __all__ = [
     "DEFAULT_MODEL_POLICY",
@@ -19,6 +20,7 @@ __all__ = [
     "ModelPolicy",
     "PlanConfig",
     "ServiceAccount",
+    "UsageWindow",
     "rollover_problem",
 ]
 
@@ -116,6 +118,28 @@ class ModelPolicy(BaseModel):
 DEFAULT_MODEL_POLICY = ModelPolicy()
 
 
+WINDOW_HOURS_MAX = 31 * 24
+CAPS_MAX = 16  # windows, and model caps, per plan: each is one sum in the reservation
+CAP_PATTERN = re.compile(r"[A-Za-z0-9._:/@+*?-]{1,128}")  # a model name, with * and ? only
+
+
+class UsageWindow(BaseModel):
+    """At most `tokens` billable tokens per local day or week, or per rolling `hours`, whatever
+    pays for them (allowance or credits)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    tokens: int = Field(gt=0)
+    every: Literal["day", "week"] | None = None
+    hours: int | None = Field(default=None, ge=1, le=WINDOW_HOURS_MAX)
+
+    @model_validator(mode="after")
+    def _one_span(self) -> UsageWindow:
+        if (self.every is None) == (self.hours is None):
+            raise ValueError("a window has `every: day|week` or `hours: N`, one of them")
+        return self
+
+
 class PlanConfig(BaseModel):
     """A plan as the operator writes it in YAML (`plans:`) or on the command line."""
 
@@ -129,7 +153,20 @@ class PlanConfig(BaseModel):
     rollover: bool = False  # unused allowance carries into the next period…
     rollover_max_tokens: int | None = Field(default=None, ge=0)  # …up to this many tokens
     rollover_max_percent: int | None = Field(default=None, ge=0, le=1000)  # …or this % of it
+    windows: list[UsageWindow] = Field(default_factory=list, max_length=CAPS_MAX)
+    # Billable tokens per period for the models matching each pattern (`*` and `?` only).
+    model_caps: dict[str, int] = Field(default_factory=dict, max_length=CAPS_MAX)
     default: bool = False
+
+    @field_validator("model_caps")
+    @classmethod
+    def _model_caps(cls, value: dict[str, int]) -> dict[str, int]:
+        for pattern, tokens in value.items():
+            if not CAP_PATTERN.fullmatch(pattern):
+                raise ValueError(f"a model cap's pattern uses * and ? only: {pattern!r}")
+            if tokens <= 0:
+                raise ValueError(f"a model cap is a positive token count: {pattern}: {tokens}")
+        return value
 
     @model_validator(mode="after")
     def _one_rollover_cap(self) -> PlanConfig:

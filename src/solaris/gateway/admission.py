@@ -26,6 +26,7 @@ from solaris.errors import (
 from solaris.gateway.body import parse_json, read_body
 from solaris.gateway.endpoints import ENDPOINTS, Endpoint
 from solaris.gateway.identity import Caller, Identity
+from solaris.ledger.caps import Cap, caps_for
 from solaris.ledger.ledger import Ledger
 from solaris.limits import Limit, RateLimiter
 from solaris.metering import billing, tokenizer
@@ -59,6 +60,7 @@ class Ticket:
     minimum: int  # the least hold the request could be served with
     held: int  # 0: refused
     balance: int  # the account's balance at the reservation, holds aside
+    refused_by: Cap | None  # the cap that refused it (a window, a model cap, the user's own)
     upstream_headers: dict[str, str]  # client headers the upstream needs too (API version)
     tools_held: int = 0  # of `held`: for the hosted tool calls the request may make
     tool_calls_cap: int | None = None  # hosted tool calls the upstream may run, if changed
@@ -138,6 +140,14 @@ class Admission:
         )
         if priced is not None:  # known before it is forwarded: all of it, or a refusal
             wanted = minimum = max(1, priced.amount)
+        plan, own = caller.plan, subscription.own_cap
+        caps = (
+            caps_for(
+                plan, own, model, subscription.anchored_at, self.ledger.clock(), self.ledger.zone
+            )
+            if plan.windows or plan.model_caps or own
+            else ()
+        )
         try:
             hold = await self.ledger.reserve(
                 caller.user_id,
@@ -145,6 +155,7 @@ class Admission:
                 wanted,
                 minimum,
                 self.settings.reservation_timeout_s,
+                caps,
             )
         except StoreUnavailable as error:
             raise self._database_down(exchange, error) from None
@@ -152,8 +163,9 @@ class Admission:
             self.metrics.reservations_open.inc()
         ticket = Ticket(
             exchange, endpoint, caller, body, raw, model, policy, prompt_tokens, held_prompt,
-            cap, minimum, hold.amount, hold.balance, endpoint.upstream_headers(headers),
-            priced=priced,
+            cap, minimum, hold.amount, hold.balance,
+            None if hold.refused_by is None else caps[hold.refused_by],
+            endpoint.upstream_headers(headers), priced=priced,
         )  # fmt: skip
         if hold.amount and price and calls:
             held_calls = billing.tool_calls_held(hold.amount, tokens_wanted, price, calls)

@@ -40,7 +40,7 @@ from solaris.errors import (
     UpstreamUnreachable,
 )
 from solaris.gateway.admission import Admission, Ticket
-from solaris.gateway.block import block_json, block_stream
+from solaris.gateway.block import Refusals
 from solaris.gateway.body import upstream_body
 from solaris.gateway.endpoints import ENDPOINTS, Usage
 from solaris.gateway.identity import Identity
@@ -51,7 +51,6 @@ from solaris.gateway.upstream import Upstream
 from solaris.ledger.ledger import Ledger, SettleOutcome, UsageRecord
 from solaris.ledger.settlements import Settlements
 from solaris.limits import RateLimiter
-from solaris.links import buy_url, sign_link
 from solaris.metering import billing
 from solaris.observability.requests import Exchange, RequestLog
 from solaris.texts.chat import chat_notice, refusal
@@ -90,6 +89,7 @@ class Proxy:
         self.requests = requests
         self.metrics = requests.metrics
         self.admit = Admission(settings, identity, ledger, limiter, requests.metrics)
+        self.block = Refusals(settings, ledger, signing_key)
         self._settling: set[asyncio.Task[SettleOutcome]] = set()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -119,45 +119,6 @@ class Proxy:
                 await send_error(send, failed, (), endpoint.error_body)
         finally:
             self.requests.finish(exchange, time.perf_counter())
-
-    async def block(self, ticket: Ticket, send: Send) -> None:
-        """Refuse for want of balance. When the balance is there but the user's own running
-        requests hold it, say so: that is no exhaustion (no 100% alert, no buy link)."""
-        settings = self.settings
-        held = ticket.balance >= ticket.minimum
-        ticket.exchange.outcome = "held" if held else "blocked"
-        if ticket.caller.via_librechat and ticket.stream and ticket.endpoint.in_chat_block:
-            ticket.exchange.status = 200
-            token = sign_link(
-                self.signing_key, ticket.caller.user_id, settings.link_ttl_s, self.ledger.clock()
-            )
-            await block_stream(
-                send,
-                ticket.endpoint,
-                settings.language,
-                ticket.model,
-                buy_url(settings.public_base_url, token),
-                settings.link_ttl_s,
-                ticket.body,
-                ticket.request_id,
-                held=held,
-            )
-        else:
-            ticket.exchange.status = 429 if held else 402
-            await block_json(
-                send,
-                ticket.endpoint,
-                settings.language,
-                settings.public_base_url,
-                ticket.request_id,
-                held,
-            )
-        if held:
-            return
-        try:  # after the answer: the blocked user is not kept waiting for this
-            await self.ledger.note_exhausted(ticket.caller.user_id)
-        except StoreUnavailable as error:
-            log.warning("exhausted_alert_failed", user_id=ticket.caller.user_id, error=str(error))
 
     async def serve(self, ticket: Ticket, receive: Receive, send: Send) -> None:
         exchange = ticket.exchange

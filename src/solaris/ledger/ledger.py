@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import uuid
 from collections import OrderedDict
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -18,6 +19,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from solaris.clock import DEFAULT_TIMEZONE, Clock, utcnow
+from solaris.ledger.caps import Cap
 from solaris.ledger.lots import add_lot, expire_lots, next_expiry, spend
 from solaris.ledger.pending import Pending, StatementPending
 from solaris.ledger.periods import period_bounds
@@ -63,10 +65,17 @@ class Ledger:
         await self.pending.close()
 
     async def reserve(
-        self, user_id: int, request_id: str, wanted: int, minimum: int, ttl_s: float
+        self,
+        user_id: int,
+        request_id: str,
+        wanted: int,
+        minimum: int,
+        ttl_s: float,
+        caps: Sequence[Cap] = (),
     ) -> Hold:
-        """Hold up to `wanted` billable tokens, at least `minimum` (`pending.Pending`)."""
-        return await self.pending.reserve(user_id, request_id, wanted, minimum, ttl_s)
+        """Hold up to `wanted` billable tokens, at least `minimum`, within each cap
+        (`pending.Pending`)."""
+        return await self.pending.reserve(user_id, request_id, wanted, minimum, ttl_s, caps)
 
     async def settle(self, record: UsageRecord) -> SettleOutcome:
         """Charge what was used, close the reservation; idempotent by request id."""

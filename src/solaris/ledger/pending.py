@@ -16,14 +16,16 @@ the same rules as PL/pgSQL functions (one round trip each) for the PostgreSQL re
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 import orjson
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from solaris.clock import Clock
+from solaris.ledger.caps import Cap
 from solaris.ledger.lots import spend
 from solaris.ledger.records import Hold, SettleOutcome, UsageRecord
 from solaris.ledger.thresholds import Thresholds, crossed_thresholds, enqueue_thresholds
@@ -40,7 +42,13 @@ class Pending(Protocol):
     async def start(self) -> None: ...
     async def close(self) -> None: ...
     async def reserve(
-        self, user_id: int, request_id: str, wanted: int, minimum: int, ttl_s: float
+        self,
+        user_id: int,
+        request_id: str,
+        wanted: int,
+        minimum: int,
+        ttl_s: float,
+        caps: Sequence[Cap] = (),
     ) -> Hold: ...
     async def settle(self, record: UsageRecord) -> SettleOutcome: ...
     async def release(self, user_id: int, request_id: str) -> None: ...
@@ -61,10 +69,17 @@ class StatementPending:
         """Nothing to close."""
 
     async def reserve(
-        self, user_id: int, request_id: str, wanted: int, minimum: int, ttl_s: float
+        self,
+        user_id: int,
+        request_id: str,
+        wanted: int,
+        minimum: int,
+        ttl_s: float,
+        caps: Sequence[Cap] = (),
     ) -> Hold:
-        """Hold up to `wanted` billable tokens, at least `minimum`; 0 when not even that fits.
-        Holds past their expiry stop counting whenever they would make this one smaller."""
+        """Hold up to `wanted` billable tokens, at least `minimum`, within the balance and each
+        cap; 0 when not even that fits (the balance first, then the caps in order). Holds past
+        their expiry stop counting whenever they would make this one smaller or meet a cap."""
         assert 0 < minimum <= wanted, (minimum, wanted)
         now = self.clock()
         async with self.database.transaction() as conn:
@@ -76,11 +91,16 @@ class StatementPending:
                 )
             ).one()
             balance, reserved = int(row.balance), int(row.reserved)
-            if reserved > 0 and balance - reserved < wanted:
+            if reserved > 0 and (balance - reserved < wanted or caps):
                 reserved -= await self._expire_overdue(conn, user_id, now)
             if balance - reserved < minimum:
                 return Hold(0, balance)
             amount = min(wanted, balance - reserved)
+            for index, cap in enumerate(caps):
+                room = cap.tokens - await _spent(conn, user_id, cap) - reserved
+                if room < minimum:
+                    return Hold(0, balance, refused_by=index)
+                amount = min(amount, room)
             await conn.execute(
                 update(accounts)
                 .where(accounts.c.user_id == user_id)
@@ -249,3 +269,16 @@ def _usage_row(record: UsageRecord, now: datetime) -> dict[str, Any]:
         "tool_calls": tool_calls_json(record),
         "tool_billable": record.tool_billable,
     }
+
+
+async def _spent(conn: AsyncConnection, user_id: int, cap: Cap) -> int:
+    """What the user was charged since the cap's window began, of its models."""
+    query = select(func.coalesce(func.sum(usage.c.billable), 0)).where(
+        usage.c.user_id == user_id, usage.c.created_at >= cap.since
+    )
+    if cap.pattern is not None:  # case-sensitive on both: SQLite's LIKE would ignore case
+        if conn.dialect.name == "sqlite":
+            query = query.where(usage.c.model.op("GLOB")(cap.pattern))
+        else:
+            query = query.where(usage.c.model.like(cap.model_like, escape="\\"))
+    return int(await conn.scalar(query) or 0)

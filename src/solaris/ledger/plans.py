@@ -25,7 +25,7 @@ import structlog
 from sqlalchemy import select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from solaris.config import ModelPolicy, PlanConfig, Settings
+from solaris.config import ModelPolicy, PlanConfig, Settings, UsageWindow
 from solaris.store.audit import Actor, record
 from solaris.store.database import Database, insert
 from solaris.store.schema import audit_log, plan_changes, plans, subscriptions
@@ -34,6 +34,7 @@ __all__ = [
     "DEFAULT_PLAN",
     "SEED_ACTION",
     "SEED_ACTOR",
+    "OwnCap",
     "Plan",
     "PlanConfig",
     "Plans",
@@ -63,6 +64,8 @@ class Plan:
     rollover: bool = False
     rollover_max_tokens: int | None = None
     rollover_max_percent: int | None = None
+    windows: tuple[UsageWindow, ...] = ()
+    model_caps: tuple[tuple[str, int], ...] = ()  # (fnmatch pattern, tokens per period)
 
     def rollover_cap(self) -> int | None:
         """At most how much unused allowance a new period carries; None: all of it."""
@@ -72,6 +75,10 @@ class Plan:
 
     def allows(self, model: str) -> bool:
         return any(fnmatch.fnmatchcase(model, pattern) for pattern in self.models)
+
+    @staticmethod
+    def matches(pattern: str, model: str) -> bool:
+        return fnmatch.fnmatchcase(model, pattern)
 
     def policy(self, model: str, settings: Settings) -> ModelPolicy:
         """The plan's weights for a model, else the operator's global ones."""
@@ -92,13 +99,29 @@ class Plan:
             rollover=bool(row.rollover),
             rollover_max_tokens=row.rollover_max_tokens,
             rollover_max_percent=row.rollover_max_percent,
+            windows=tuple(UsageWindow(**w) for w in orjson.loads(row.windows or "[]")),
+            model_caps=tuple(orjson.loads(row.model_caps or "{}").items()),
         )
+
+
+@dataclass(frozen=True, slots=True)
+class OwnCap:
+    """The cap a user set in the portal: `tokens` per local "day" or calendar "month"."""
+
+    tokens: int
+    period: str
+
+    @classmethod
+    def from_row(cls, row: Any) -> OwnCap | None:
+        tokens, period = row.own_cap_tokens, row.own_cap_period
+        return None if tokens is None or period is None else cls(int(tokens), str(period))
 
 
 @dataclass(frozen=True, slots=True)
 class Subscription:
     plan: Plan
     anchored_at: datetime  # periods anchored at the subscription count from here
+    own_cap: OwnCap | None = None
 
 
 def _row(name: str, config: PlanConfig, now: datetime) -> dict[str, Any]:
@@ -116,9 +139,15 @@ def _row(name: str, config: PlanConfig, now: datetime) -> dict[str, Any]:
         "rollover": config.rollover,
         "rollover_max_tokens": config.rollover_max_tokens,
         "rollover_max_percent": config.rollover_max_percent,
+        "windows": _json_or_null([w.model_dump(exclude_none=True) for w in config.windows]),
+        "model_caps": _json_or_null(config.model_caps),
         "is_default": config.default,
         "updated_at": now,
     }
+
+
+def _json_or_null(value: list[Any] | dict[str, Any]) -> str | None:
+    return orjson.dumps(value).decode() if value else None
 
 
 class Plans:

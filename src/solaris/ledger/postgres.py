@@ -22,6 +22,7 @@ import orjson
 
 from solaris.clock import Clock
 from solaris.ledger.batches import GroupCommit
+from solaris.ledger.caps import Cap
 from solaris.ledger.pending import tool_calls_json, tool_entries
 from solaris.ledger.records import Hold, SettleOutcome, UsageRecord
 from solaris.ledger.thresholds import Thresholds
@@ -29,7 +30,10 @@ from solaris.store.database import is_outage, unavailable
 
 __all__ = ["BATCH_CALLS_MAX", "PostgresPending"]
 
-BATCH = "SELECT b_index, b_amount, b_balance, b_crossed FROM solaris_batch($1::jsonb, $2, $3)"
+BATCH = (
+    "SELECT b_index, b_amount, b_balance, b_crossed, b_refused"
+    " FROM solaris_batch($1::jsonb, $2, $3)"
+)
 BATCH_CALLS_MAX = 128  # calls per transaction: bounds a batch's statement and its locks
 # A pooled connection can be dead after a database restart; such a call never reached the
 # database's commit, so it is tried once more on a fresh connection.
@@ -73,12 +77,20 @@ class PostgresPending:
             await self._pool.close()
 
     async def reserve(
-        self, user_id: int, request_id: str, wanted: int, minimum: int, ttl_s: float
+        self,
+        user_id: int,
+        request_id: str,
+        wanted: int,
+        minimum: int,
+        ttl_s: float,
+        caps: Sequence[Cap] = (),
     ) -> Hold:
         assert 0 < minimum <= wanted, (minimum, wanted)
         now = self.clock()
         call = {"call": "reserve", "user": user_id, "request": request_id, "wanted": wanted}
         call |= {"minimum": minimum, "now": now, "expires": now + timedelta(seconds=ttl_s)}
+        if caps:
+            call["caps"] = [cap.to_call() for cap in caps]
         try:
             row = await self._calls.submit(call)
         except asyncio.CancelledError:
@@ -88,10 +100,11 @@ class PostgresPending:
             self._abandoned.add(task)
             task.add_done_callback(self._abandoned.discard)
             raise
-        amount, balance = int(row["b_amount"]), int(row["b_balance"])
+        amount, balance, refused = int(row["b_amount"]), int(row["b_balance"]), row["b_refused"]
         assert 0 <= amount <= wanted, (amount, wanted)
         assert amount == 0 or amount >= minimum, (amount, minimum)
-        return Hold(amount, balance)
+        assert refused is None or (amount == 0 and 0 <= refused < len(caps)), (refused, amount)
+        return Hold(amount, balance, refused)
 
     async def settle(self, record: UsageRecord) -> SettleOutcome:
         tools = tool_entries(record)

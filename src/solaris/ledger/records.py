@@ -59,10 +59,12 @@ class UsageRecord:
 class Hold:
     """What a reservation got: `amount` tokens held (0: refused), and the account's balance
     then, holds aside (a refusal with a balance of at least the minimum is the user's other
-    requests still holding it, not a balance used up)."""
+    requests still holding it, not a balance used up). `refused_by`: the index of the cap that
+    refused it, if one did (`caps.Cap`)."""
 
     amount: int
     balance: int
+    refused_by: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

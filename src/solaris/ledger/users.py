@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from solaris.errors import SolarisError
 from solaris.ledger.ledger import Ledger
-from solaris.ledger.plans import Plan, Plans, Subscription
+from solaris.ledger.plans import OwnCap, Plan, Plans, Subscription
 from solaris.store.database import insert
 from solaris.store.schema import accounts, api_keys, plans, subscriptions, users
 
@@ -126,6 +126,8 @@ class Users:
                         subscriptions.c.anchored_at,
                         users.c.blocked_at,
                         users.c.blocked_reason,
+                        users.c.own_cap_tokens,
+                        users.c.own_cap_period,
                     )
                     .join(subscriptions, subscriptions.c.plan_name == plans.c.name)
                     .join(users, users.c.id == subscriptions.c.user_id)
@@ -135,8 +137,26 @@ class Users:
         assert row is not None, f"user {user_id} has no subscription"
         anchored_at = row.anchored_at
         assert anchored_at is not None
-        subscription = Subscription(Plan.from_row(row), anchored_at)
+        subscription = Subscription(Plan.from_row(row), anchored_at, OwnCap.from_row(row))
         return Standing(subscription, row.blocked_at is not None, row.blocked_reason)
+
+    async def set_own_cap(
+        self, conn: AsyncConnection, user_id: int, cap: OwnCap | None
+    ) -> OwnCap | None:
+        """Set the cap the user chose themselves (None: none), in the caller's transaction;
+        returns the one it replaces."""
+        values = (None, None) if cap is None else (cap.tokens, cap.period)
+        before = (
+            await conn.execute(
+                select(users.c.own_cap_tokens, users.c.own_cap_period).where(users.c.id == user_id)
+            )
+        ).one()
+        await conn.execute(
+            update(users)
+            .where(users.c.id == user_id)
+            .values(own_cap_tokens=values[0], own_cap_period=values[1])
+        )
+        return OwnCap.from_row(before)
 
     async def set_blocked(
         self, conn: AsyncConnection, user_id: int, reason: str | None, now: datetime

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Awaitable, Callable
+from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any, Literal, NamedTuple
 
@@ -19,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from solaris.clock import recent_days
 from solaris.config import PlanConfig, Settings
 from solaris.errors import BadRequest, NotFound
-from solaris.ledger.plans import Plans, Subscription
+from solaris.ledger.plans import OwnCap, Plans, Subscription
 from solaris.ledger.statement import Statement, statement
 from solaris.operations import reads
 from solaris.operations.overview import overview
@@ -47,6 +48,7 @@ __all__ = [
 ]
 
 TOKENS_MAX = 10**12  # one grant or deduction; far beyond any real one, far below BIGINT
+OWN_PERIODS = ("day", "month")  # what a user's own cap may count
 NOTE_LENGTH_MAX = 500
 REASON_LENGTH_MAX = 500
 DAYS_MAX = 366
@@ -303,6 +305,21 @@ class Operations:
             )  # fmt: skip
         self._forget(user_id)
         return after
+
+    async def set_own_cap(self, actor: Actor, user_id: int, cap: OwnCap | None) -> None:
+        """The cap a user sets themselves: at most `tokens` per local day or calendar month
+        (None lifts it); recorded, and in force on every gateway within seconds."""
+        if cap is not None and not (0 < cap.tokens <= TOKENS_MAX and cap.period in OWN_PERIODS):
+            raise BadRequest(f"a limit is 1..{TOKENS_MAX} tokens a day or a month", param="tokens")
+        async with self.database.transaction() as conn:
+            await reads.user_summary(conn, user_id)  # NotFound
+            before = await self.users.set_own_cap(conn, user_id, cap)
+            await record(
+                conn, actor, "user.own_cap", "user", user_id,
+                None if before is None else asdict(before), None if cap is None else asdict(cap),
+                self.clock(),
+            )  # fmt: skip
+        self._forget(user_id)
 
     async def create_key(self, actor: Actor, user_id: int) -> str:
         """Issue one more API key for the user (returned, shown once); others stay valid."""

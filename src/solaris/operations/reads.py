@@ -196,6 +196,8 @@ async def plan_summaries(conn: AsyncConnection, name: str | None = None) -> list
                 rollover=plan.rollover,
                 rollover_max_tokens=plan.rollover_max_tokens,
                 rollover_max_percent=plan.rollover_max_percent,
+                windows=list(plan.windows),
+                model_caps=dict(plan.model_caps),
                 default=bool(row.is_default),
                 users=int(row.users),
             )

@@ -8,6 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
+from solaris.config import UsageWindow
 from solaris.reports.usage import UsageRow, Usd
 
 __all__ = [
@@ -101,6 +102,8 @@ class PlanSummary(_View):
     rollover: bool
     rollover_max_tokens: int | None
     rollover_max_percent: int | None
+    windows: list[UsageWindow]
+    model_caps: dict[str, int]
     default: bool
     users: int  # subscribed now
 

@@ -75,6 +75,10 @@ users = Table(
     # Set by an admin (solaris.admin): the user's requests get 403 `user_blocked` meanwhile.
     Column("blocked_at", Timestamp),
     Column("blocked_reason", Text),
+    # A cap the user set themselves, below the plan's (the portal): tokens per local "day" or
+    # calendar "month". NULL: none.
+    Column("own_cap_tokens", BigInteger),
+    Column("own_cap_period", String(8)),
 )
 
 accounts = Table(
@@ -206,6 +210,8 @@ plans = Table(
     Column("rollover", Boolean, nullable=False),
     Column("rollover_max_tokens", BigInteger),  # NULL: no cap (with rollover)
     Column("rollover_max_percent", Integer),  # of the allowance; at most one cap is set
+    Column("windows", Text),  # JSON [{tokens, every | hours}]; NULL: none
+    Column("model_caps", Text),  # JSON {pattern: tokens per period}; NULL: none
     Column("is_default", Boolean, nullable=False),
     Column("updated_at", Timestamp, nullable=False),
     CheckConstraint("allowance_tokens >= 0", name="allowance_not_negative"),

@@ -1,5 +1,7 @@
 CREATE FUNCTION solaris_batch(p_calls jsonb, p_thresholds integer[], p_channels text[])
-RETURNS TABLE (b_index integer, b_amount bigint, b_balance bigint, b_crossed integer[])
+RETURNS TABLE (
+    b_index integer, b_amount bigint, b_balance bigint, b_crossed integer[], b_refused integer
+)
 LANGUAGE plpgsql AS $$
 DECLARE
     v_call jsonb;
@@ -15,13 +17,14 @@ BEGIN
         b_amount := NULL;
         b_balance := NULL;
         b_crossed := NULL;
+        b_refused := NULL;
         CASE v_call->>'call'
         WHEN 'reserve' THEN
-            SELECT r.o_amount, r.o_balance INTO b_amount, b_balance
+            SELECT r.o_amount, r.o_balance, r.o_refused INTO b_amount, b_balance, b_refused
             FROM solaris_reserve(
                 (v_call->>'user')::bigint, v_call->>'request', (v_call->>'wanted')::bigint,
                 (v_call->>'minimum')::bigint, (v_call->>'now')::timestamptz,
-                (v_call->>'expires')::timestamptz
+                (v_call->>'expires')::timestamptz, coalesce(v_call->'caps', '[]'::jsonb)
             ) r;
         WHEN 'settle' THEN
             v_moves_money := true;

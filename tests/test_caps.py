@@ -1,0 +1,187 @@
+"""Usage windows, per-model caps and a user's own cap, checked in the reservation that holds the
+balance: nothing over any limit, on either database, across gateways; and a refusal that says
+which limit and when it reopens."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from solaris.gateway.identity import PLAN_CACHE_TTL_S
+from solaris.ledger.ledger import UsageRecord
+from solaris.ledger.users import Users
+from solaris.metering.estimate import chat_prompt_tokens
+from tests.conftest import SERVICE_KEY, Database, Gateway, gateway_env, start_gateway
+
+MESSAGES = [{"role": "user", "content": "Conte uma história."}]
+COST = chat_prompt_tokens({"model": "gpt-4o-mini", "messages": MESSAGES}) + 16  # max_tokens 16
+
+CAPS_YAML = """
+plans:
+  free:
+    allowance_tokens: 0
+    default: true
+  daily:
+    allowance_tokens: 0
+    windows: [{every: day, tokens: 300}]
+  hourly:
+    allowance_tokens: 0
+    windows: [{hours: 1, tokens: 200}]
+  mini:
+    allowance_tokens: 0
+    model_caps: {"gpt-4o-mini": 250}
+"""
+
+
+def chat(stream: bool, model: str = "gpt-4o-mini") -> dict[str, Any]:
+    return {"model": model, "messages": MESSAGES, "stream": stream, "max_tokens": 16}
+
+
+def capped_env(tmp: Path, provider: str, backend: Database) -> dict[str, str]:
+    config = tmp / "solaris.yaml"
+    config.write_text(CAPS_YAML)
+    return gateway_env(tmp, provider, backend, SOLARIS_CONFIG=str(config))
+
+
+@pytest.fixture(scope="module")
+def capped(
+    own_backend: Database, provider: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Gateway]:
+    tmp = tmp_path_factory.mktemp("capped")
+    yield from start_gateway(capped_env(tmp, provider, own_backend), tmp)
+
+
+def on_plan(gateway: Gateway, plan: str, tokens: int = 100_000) -> str:
+    """A funded user on `plan`, whom no gateway has seen yet (so none caches their plan)."""
+    user = f"{plan}-{uuid.uuid4().hex[:8]}"
+    gateway.fund(user, tokens)
+    gateway.cli("users", "plan", user, plan)
+    return user
+
+
+def spend_until_refused(gateway: Gateway, user: str) -> httpx.Response:
+    with gateway.client(user) as http:
+        for _ in range(100):
+            response = http.post("/v1/chat/completions", json=chat(False))
+            if response.status_code != 200:
+                return response
+    raise AssertionError("never refused")
+
+
+def test_a_day_window_refuses_with_its_limit_and_local_reopening(capped: Gateway) -> None:
+    user = on_plan(capped, "daily")
+    refused = spend_until_refused(capped, user)
+    assert refused.status_code == 402
+    assert refused.headers["x-solaris-blocked"] == "cap_day"
+    error = refused.json()["error"]
+    assert error["code"] == "usage_cap_reached"
+    assert "limite diário do seu plano (daily: 300 tokens por dia)" in error["message"]
+    assert "reabre em" in error["message"] and "às 00:00 (UTC-03:00)" in error["message"]
+    charged = sum(row["billable"] for row in capped.usage_rows(user))
+    assert 300 - COST < charged <= 300, "filled to the window, never past it"
+    assert capped.user_row(user)["balance"] == 100_000 - charged  # the balance was not the limit
+    with capped.client(user) as http:  # LibreChat's streamed chat: an assistant message
+        streamed = http.post("/v1/chat/completions", json=chat(True))
+    assert streamed.status_code == 200 and streamed.headers["x-solaris-blocked"] == "cap_day"
+    assert "⏳ Você atingiu o limite diário" in streamed.text and "[DONE]" in streamed.text
+
+
+def test_a_rolling_window_about_to_reopen_says_retry_after(capped: Gateway) -> None:
+    user = on_plan(capped, "hourly")
+    # 190 tokens charged 59 min 40 s ago: the window is full for 20 more seconds.
+    finished = datetime.now(UTC) - timedelta(minutes=59, seconds=40)
+
+    async def old_usage(users: Users) -> None:
+        found = await users.find(user)
+        assert found is not None
+        record = UsageRecord(
+            "req_" + uuid.uuid4().hex, found.id, "chat", "gpt-4o-mini", 150, 40, 0, 0, 190,
+            False, "ok", 5, finished_at=finished,
+        )  # fmt: skip
+        await users.ledger.settle(record)
+
+    capped._with_users(old_usage)
+    with capped.client(user) as http:
+        refused = http.post("/v1/chat/completions", json=chat(False))
+    assert refused.status_code == 429, refused.text
+    assert 1 <= int(refused.headers["retry-after"]) <= 25
+    assert refused.json()["error"]["code"] == "usage_cap_reached"
+    assert "a cada 1 h" in refused.json()["error"]["message"]
+
+
+def test_a_model_cap_counts_its_models_only(capped: Gateway) -> None:
+    user = on_plan(capped, "mini")
+    refused = spend_until_refused(capped, user)
+    assert refused.status_code == 402 and refused.headers["x-solaris-blocked"] == "cap_model"
+    assert "para gpt-4o-mini" in refused.json()["error"]["message"]
+    rows = capped.usage_rows(user)
+    assert sum(row["billable"] for row in rows) <= 250
+    with capped.client(user) as http:  # another model of the plan is not capped
+        other = http.post("/v1/chat/completions", json=chat(False, model="gpt-4o"))
+    assert other.status_code == 200, other.text
+
+
+def test_a_users_own_cap_is_enforced_and_can_be_lifted(capped: Gateway) -> None:
+    user = on_plan(capped, "free")
+    capped.cli("users", "limit", user, "--day", "120")
+    refused = spend_until_refused(capped, user)
+    assert refused.headers["x-solaris-blocked"] == "cap_own_day"
+    assert "limite diário que definiu para si (120 tokens por dia)" in refused.text
+    assert sum(row["billable"] for row in capped.usage_rows(user)) <= 120
+    capped.cli("users", "limit", user, "--off")
+    time.sleep(PLAN_CACHE_TTL_S + 0.2)  # what every gateway process takes to see it
+    with capped.client(user) as http:
+        assert http.post("/v1/chat/completions", json=chat(False)).status_code == 200
+
+
+@pytest.fixture
+def two_capped(
+    postgres_url: str, redis_url: str, provider: str, tmp_path: Path
+) -> Iterator[tuple[Gateway, Gateway]]:
+    from tests.conftest import new_postgres_database
+
+    with new_postgres_database() as url:
+        env = capped_env(tmp_path, provider, Database(url, redis_url))
+        first, second = start_gateway(env, tmp_path), start_gateway(env, tmp_path)
+        yield next(first), next(second)
+        for gateway in (first, second):
+            next(gateway, None)
+
+
+async def _fire(urls: list[str], user: str, total: int) -> Counter[str]:
+    outcomes: Counter[str] = Counter()
+    headers = {"Authorization": f"Bearer {SERVICE_KEY}", "X-LibreChat-User-Id": user}
+
+    async def one(index: int, http: httpx.AsyncClient) -> None:
+        url = urls[index % len(urls)] + "/v1/chat/completions"
+        response = await http.post(url, json=chat(False), headers=headers)
+        blocked = response.headers.get("x-solaris-blocked")
+        outcomes[blocked or str(response.status_code)] += 1
+
+    async with httpx.AsyncClient(timeout=60, limits=httpx.Limits(max_connections=32)) as http:
+        await asyncio.gather(*(one(i, http) for i in range(total)))
+    return outcomes
+
+
+def test_two_gateways_in_parallel_never_pass_a_window(
+    two_capped: tuple[Gateway, Gateway],
+) -> None:
+    first, second = two_capped
+    for plan, header in (("daily", "cap_day"), ("mini", "cap_model")):
+        user = on_plan(first, plan)
+        outcomes = asyncio.run(_fire([first.url, second.url], user, total=60))
+        rows = first.usage_rows(user)
+        assert outcomes["200"] == len(rows) >= 300 // COST - 2, outcomes
+        assert outcomes["200"] + outcomes[header] + outcomes["balance_held"] == 60, outcomes
+        assert sum(row["billable"] for row in rows) <= (300 if plan == "daily" else 250)
+        assert first.user_row(user)["held"] == 0
+    assert "ledger verified" in first.cli("ledger", "verify")
