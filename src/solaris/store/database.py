@@ -13,9 +13,11 @@ refusal) is an answer, not an outage, and passes through unchanged.
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -41,11 +43,18 @@ __all__ = [
     "is_outage",
     "migrate",
     "open_database",
+    "schema_head",
     "store_errors",
     "unavailable",
 ]
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+VERSION_TABLE = "alembic_version"  # alembic's default, where `migrate` stamps the revision
+# The lines of a migration file (script.py.mako) naming its revision and the one it revises.
+_REVISION = re.compile(r"^revision(?:: str)? = [\"'](?P<id>[^\"']+)[\"']", re.MULTILINE)
+_DOWN_REVISION = re.compile(
+    r"^down_revision(?:: str \| None)? = (?:None|[\"'](?P<id>[^\"']+)[\"'])", re.MULTILINE
+)
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 MIGRATION_LOCK = 0x501A815  # any constant: the advisory lock all `solaris migrate` runs share
 # What says the database could not be reached or the connection broke, whichever driver raised
@@ -150,18 +159,22 @@ class Database:
             yield connection
 
     async def schema_revision(self) -> str | None:
-        from alembic.runtime.migration import MigrationContext
+        """The revision alembic stamped (its one-row version table), None before any."""
+
+        def read(sync: SyncConnection) -> str | None:
+            if not sync.dialect.has_table(sync, VERSION_TABLE):
+                return None
+            found = sync.execute(text(f"SELECT version_num FROM {VERSION_TABLE}")).scalars().all()
+            if len(found) > 1:  # as alembic's MigrationContext.get_current_revision refuses
+                raise StoreError(f"version table {VERSION_TABLE!r} has more than one head")
+            return found[0] if found else None
 
         async with store_errors(), self.engine.connect() as connection:
-            return await connection.run_sync(
-                lambda sync: MigrationContext.configure(sync).get_current_revision()
-            )
+            return await connection.run_sync(read)
 
     async def check_migrated(self) -> None:
         """Refuse to serve on a database that is behind the code's schema."""
-        from alembic.script import ScriptDirectory
-
-        head = ScriptDirectory.from_config(_alembic_config()).get_current_head()
+        head = schema_head()
         current = await self.schema_revision()
         if current != head:
             raise StoreError(
@@ -206,6 +219,24 @@ def open_database(database_url: str, pool_size: int = 10) -> Database:
             pool_pre_ping=False,
         )
     return Database(engine)
+
+
+@cache
+def schema_head() -> str:
+    """The code's newest revision, read from the migration files as alembic's ScriptDirectory
+    would (the one no other revises), without importing alembic and every migration into a
+    gateway that only checks it (tests/test_schema.py checks both agree)."""
+    revises: dict[str, str | None] = {}
+    for path in sorted((MIGRATIONS_DIR / "versions").glob("*.py")):
+        source = path.read_text()
+        found = _REVISION.search(source), _DOWN_REVISION.search(source)
+        if found[0] is None or found[1] is None:
+            raise StoreError(f"no revision in migration {path.name}")
+        revises[found[0]["id"]] = found[1]["id"] or None
+    heads = set(revises) - set(revises.values())
+    if len(heads) != 1:
+        raise StoreError(f"the migrations have {len(heads)} heads: {sorted(heads)}")
+    return heads.pop()
 
 
 def _alembic_config() -> Config:
