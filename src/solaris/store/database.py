@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import re
 import sqlite3
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import asyncpg  # type: ignore[import-untyped]
 import sqlalchemy.exc
 from sqlalchemy import Table, event, select, text
 from sqlalchemy.dialects import postgresql, sqlite
@@ -66,11 +66,6 @@ MIGRATION_LOCK = 0x501A815  # any constant: the advisory lock all `solaris migra
 DRIVER_ERRORS: tuple[type[BaseException], ...] = (
     OSError,
     TimeoutError,
-    asyncpg.InterfaceError,
-    asyncpg.InternalClientError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.exceptions.OperatorInterventionError,
-    asyncpg.exceptions.InsufficientResourcesError,
     sqlite3.OperationalError,
     sqlalchemy.exc.OperationalError,
     sqlalchemy.exc.InterfaceError,
@@ -87,12 +82,31 @@ def is_outage(error: BaseException) -> bool:
     for _depth in range(4):  # SQLAlchemy error → adapted DBAPI error → asyncpg error
         if seen is None:
             return False
-        if isinstance(seen, DRIVER_ERRORS):
+        if isinstance(seen, DRIVER_ERRORS) or _is_asyncpg_outage(seen):
             return True
         if isinstance(seen, sqlalchemy.exc.DBAPIError) and seen.connection_invalidated:
             return True
         seen = getattr(seen, "orig", None) or seen.__cause__
     return False
+
+
+def _is_asyncpg_outage(error: BaseException) -> bool:
+    """asyncpg's outage errors: only PostgreSQL loads asyncpg (~3 MiB), and an error of it can
+    exist only once it is loaded, so a gateway on SQLite never imports it for this check."""
+    if "asyncpg" not in sys.modules:
+        return False
+    import asyncpg  # type: ignore[import-untyped]
+
+    return isinstance(
+        error,
+        (
+            asyncpg.InterfaceError,
+            asyncpg.InternalClientError,
+            asyncpg.PostgresConnectionError,
+            asyncpg.exceptions.OperatorInterventionError,
+            asyncpg.exceptions.InsufficientResourcesError,
+        ),
+    )
 
 
 def insert(dialect: str, table: Table) -> postgresql.Insert | sqlite.Insert:
