@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy.exc
 from sqlalchemy import Table, event, select, text
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine import Connection as SyncConnection
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
@@ -34,6 +34,7 @@ from solaris.store.schema import deployment
 
 if TYPE_CHECKING:  # alembic is imported only by the commands that need it (start-up time)
     from alembic.config import Config
+    from sqlalchemy.dialects import postgresql
 
 __all__ = [
     "DRIVER_ERRORS",
@@ -111,7 +112,12 @@ def _is_asyncpg_outage(error: BaseException) -> bool:
 
 def insert(dialect: str, table: Table) -> postgresql.Insert | sqlite.Insert:
     """An INSERT with the dialect's ON CONFLICT clauses (`on_conflict_do_nothing`, …)."""
-    return postgresql.insert(table) if dialect == "postgresql" else sqlite.insert(table)
+    if dialect == "postgresql":
+        # Loaded with a PostgreSQL engine's dialect; a gateway on SQLite never needs it (~2 MiB).
+        from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+
+        return postgresql_insert(table)
+    return sqlite.insert(table)
 
 
 def unavailable(error: BaseException) -> StoreUnavailable:
