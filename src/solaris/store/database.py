@@ -14,7 +14,6 @@ refusal) is an answer, not an outage, and passes through unchanged.
 from __future__ import annotations
 
 import re
-import sqlite3
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -24,7 +23,6 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy.exc
 from sqlalchemy import Table, event, select, text
-from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine import Connection as SyncConnection
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
@@ -34,7 +32,7 @@ from solaris.store.schema import deployment
 
 if TYPE_CHECKING:  # alembic is imported only by the commands that need it (start-up time)
     from alembic.config import Config
-    from sqlalchemy.dialects import postgresql
+    from sqlalchemy.dialects import postgresql, sqlite
 
 __all__ = [
     "DRIVER_ERRORS",
@@ -63,11 +61,10 @@ MIGRATION_LOCK = 0x501A815  # any constant: the advisory lock all `solaris migra
 # broken connection, protocol faults) and the server's connection and shutdown classes (08, 57),
 # SQLAlchemy's pool and operational errors, SQLite's "database is locked". A statement the
 # database *refused* (a constraint, a trigger, bad data) is an answer, not an outage: it passes
-# through as the driver raised it.
+# through as the driver raised it. The drivers' own classes are checked by `_is_driver_outage`.
 DRIVER_ERRORS: tuple[type[BaseException], ...] = (
     OSError,
     TimeoutError,
-    sqlite3.OperationalError,
     sqlalchemy.exc.OperationalError,
     sqlalchemy.exc.InterfaceError,
     sqlalchemy.exc.TimeoutError,
@@ -83,7 +80,7 @@ def is_outage(error: BaseException) -> bool:
     for _depth in range(4):  # SQLAlchemy error → adapted DBAPI error → asyncpg error
         if seen is None:
             return False
-        if isinstance(seen, DRIVER_ERRORS) or _is_asyncpg_outage(seen):
+        if isinstance(seen, DRIVER_ERRORS) or _is_driver_outage(seen):
             return True
         if isinstance(seen, sqlalchemy.exc.DBAPIError) and seen.connection_invalidated:
             return True
@@ -91,9 +88,13 @@ def is_outage(error: BaseException) -> bool:
     return False
 
 
-def _is_asyncpg_outage(error: BaseException) -> bool:
-    """asyncpg's outage errors: only PostgreSQL loads asyncpg (~3 MiB), and an error of it can
-    exist only once it is loaded, so a gateway on SQLite never imports it for this check."""
+def _is_driver_outage(error: BaseException) -> bool:
+    """A driver's own outage errors: asyncpg's (~3 MiB, loaded only on PostgreSQL) and sqlite3's
+    (only on SQLite). An error of a driver exists only once the driver is loaded, so neither is
+    imported for this check."""
+    sqlite3 = sys.modules.get("sqlite3")
+    if sqlite3 is not None and isinstance(error, sqlite3.OperationalError):
+        return True
     if "asyncpg" not in sys.modules:
         return False
     import asyncpg  # type: ignore[import-untyped]
@@ -113,11 +114,14 @@ def _is_asyncpg_outage(error: BaseException) -> bool:
 def insert(dialect: str, table: Table) -> postgresql.Insert | sqlite.Insert:
     """An INSERT with the dialect's ON CONFLICT clauses (`on_conflict_do_nothing`, …)."""
     if dialect == "postgresql":
-        # Loaded with a PostgreSQL engine's dialect; a gateway on SQLite never needs it (~2 MiB).
+        # Each dialect's module is loaded by its engine: a gateway needs only its own (the
+        # PostgreSQL one is ~2 MiB).
         from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 
         return postgresql_insert(table)
-    return sqlite.insert(table)
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    return sqlite_insert(table)
 
 
 def unavailable(error: BaseException) -> StoreUnavailable:
