@@ -27,3 +27,15 @@ def test_migrations_create_exactly_the_declared_schema(fresh_backend: Database) 
             await database.close()
 
     assert asyncio.run(differences()) == []
+
+
+def test_the_head_the_gateway_checks_is_alembics() -> None:
+    # `check_migrated` reads the head from the migration files without alembic (start-up memory).
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    from solaris.store.database import MIGRATIONS_DIR, schema_head
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    assert schema_head() == ScriptDirectory.from_config(config).get_current_head()

@@ -84,7 +84,9 @@ def serve_process(settings: Settings, sockets: list[socket.socket] | None = None
     import uvicorn
 
     from solaris.app import build_app
+    from solaris.metering.tokenizer import few_malloc_arenas
 
+    few_malloc_arenas()  # before the app's threads start
     # uvicorn drains on SIGTERM, then re-raises the signal to the handler it found: make that
     # one a clean exit, so a graceful shutdown exits 0.
     signal.signal(signal.SIGTERM, _exit_cleanly)

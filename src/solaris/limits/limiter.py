@@ -10,16 +10,16 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-import redis.asyncio as aioredis
 import structlog
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
-from redis.exceptions import RedisError
 
 from solaris.limits.gcra import Limit, LocalLimiter, Verdict, pre_check, verdict
 
 __all__ = ["REDIS_RETRY_S", "REDIS_TIMEOUT_S", "RateLimiter", "redis_keys"]
+
+if TYPE_CHECKING:  # redis-py (~6 MiB with what it imports) is loaded only when configured
+    import redis.asyncio as aioredis
 
 log = structlog.get_logger(__name__)
 
@@ -78,7 +78,15 @@ class RateLimiter:
         self._on_redis_error = on_redis_error
         self._local = LocalLimiter(clock)
         self._redis: aioredis.Redis | None = None
+        # What a Redis call raises when Redis fails (redis-py's errors once it is imported).
+        self._failures: tuple[type[Exception], ...] = (OSError,)
         if redis_url:
+            import redis.asyncio as aioredis
+            from redis.asyncio.retry import Retry
+            from redis.backoff import NoBackoff
+            from redis.exceptions import RedisError
+
+            self._failures = (RedisError, OSError)
             self._redis = aioredis.from_url(
                 redis_url,
                 socket_timeout=REDIS_TIMEOUT_S,
@@ -103,7 +111,7 @@ class RateLimiter:
                     keys=redis_keys(user_id, self.namespace),
                     args=(limit.rpm or 0, limit.tpm or 0, tokens),
                 )
-            except (RedisError, OSError) as error:
+            except self._failures as error:
                 self._redis_failed(error)
             else:
                 self._redis_recovered()

@@ -14,14 +14,14 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import redis.asyncio as aioredis
 import structlog
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
-from redis.exceptions import RedisError
 
 __all__ = ["MEMORY_S", "Failures", "SignInFailures"]
+
+if TYPE_CHECKING:  # redis-py (~6 MiB with what it imports) is loaded only when configured
+    import redis.asyncio as aioredis
 
 log = structlog.get_logger(__name__)
 
@@ -69,7 +69,15 @@ class SignInFailures:
         self._clock = clock
         self._local: OrderedDict[str, tuple[int, float]] = OrderedDict()  # key -> (n, until)
         self._redis: aioredis.Redis | None = None
+        # What a Redis call raises when Redis fails (redis-py's errors once it is imported).
+        self._failures: tuple[type[Exception], ...] = (OSError,)
         if redis_url:
+            import redis.asyncio as aioredis
+            from redis.asyncio.retry import Retry
+            from redis.backoff import NoBackoff
+            from redis.exceptions import RedisError
+
+            self._failures = (RedisError, OSError)
             self._redis = aioredis.from_url(
                 redis_url,
                 socket_timeout=REDIS_TIMEOUT_S,
@@ -92,7 +100,7 @@ class SignInFailures:
         if self._redis is not None:
             try:
                 found = await self._read(keys=keys)
-            except (RedisError, OSError) as error:
+            except self._failures as error:
                 self._redis_failed(error)
             else:
                 self._redis_recovered()
@@ -107,7 +115,7 @@ class SignInFailures:
         if self._redis is not None:
             try:
                 await self._add(keys=keys, args=(round(self.memory_s * 1000),))
-            except (RedisError, OSError) as error:
+            except self._failures as error:
                 self._redis_failed(error)
             else:
                 self._redis_recovered()
@@ -127,7 +135,7 @@ class SignInFailures:
         if self._redis is not None:
             try:
                 await self._redis.delete(key)
-            except (RedisError, OSError) as error:
+            except self._failures as error:
                 self._redis_failed(error)
 
     async def close(self) -> None:

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
+from typing import TYPE_CHECKING
 
-import redis.asyncio as aioredis
 import structlog
-from redis.exceptions import RedisError
 
 from solaris.observability.metrics import Metrics
+
+if TYPE_CHECKING:  # redis-py (~6 MiB with what it imports) is loaded only when configured
+    import redis.asyncio as aioredis
 
 __all__ = ["IdentityCache"]
 
@@ -32,16 +34,20 @@ class IdentityCache:
         self._misses = metrics.identity_cache.labels("miss")
         self._redis_errors = metrics.store_errors.labels("redis")
         self._local: OrderedDict[str, tuple[float, int]] = OrderedDict()
-        self._redis = (
-            aioredis.from_url(
+        self._redis: aioredis.Redis | None = None
+        # What a Redis call raises when Redis fails (redis-py's errors once it is imported).
+        self._failures: tuple[type[Exception], ...] = (OSError,)
+        if redis_url:
+            import redis.asyncio as aioredis
+            from redis.exceptions import RedisError
+
+            self._redis = aioredis.from_url(
                 redis_url,
                 socket_timeout=REDIS_TIMEOUT_S,
                 socket_connect_timeout=REDIS_TIMEOUT_S,
                 decode_responses=True,
             )
-            if redis_url
-            else None
-        )
+            self._failures = (RedisError, OSError)
         self._redis_healthy = True
         # Set at start-up to the deployment's id: other deployments may share this Redis.
         self.namespace = ""
@@ -65,7 +71,7 @@ class IdentityCache:
             return None
         try:
             value = await self._redis.get(self._key(key))
-        except (RedisError, OSError) as error:
+        except self._failures as error:
             self._redis_failed(error)
             return None
         self._redis_recovered()
@@ -77,7 +83,7 @@ class IdentityCache:
             return
         try:
             await self._redis.set(self._key(key), user_id, ex=max(1, int(self.ttl_s)))
-        except (RedisError, OSError) as error:
+        except self._failures as error:
             self._redis_failed(error)
         else:
             self._redis_recovered()
@@ -91,7 +97,7 @@ class IdentityCache:
             return
         try:
             await self._redis.delete(*(self._key(key) for key in keys))
-        except (RedisError, OSError) as error:
+        except self._failures as error:
             self._redis_failed(error)
         else:
             self._redis_recovered()
@@ -102,7 +108,7 @@ class IdentityCache:
             return "not configured"
         try:
             await self._redis.ping()
-        except (RedisError, OSError) as error:
+        except self._failures as error:
             return f"unreachable: {error}"
         return "ok"
 

@@ -13,16 +13,16 @@ refusal) is an answer, not an outage, and passes through unchanged.
 
 from __future__ import annotations
 
-import sqlite3
+import re
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import asyncpg  # type: ignore[import-untyped]
 import sqlalchemy.exc
 from sqlalchemy import Table, event, select, text
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection as SyncConnection
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
@@ -33,6 +33,7 @@ from solaris.store.schema import deployment
 
 if TYPE_CHECKING:  # alembic is imported only by the commands that need it (start-up time)
     from alembic.config import Config
+    from sqlalchemy.dialects import postgresql, sqlite
 
 __all__ = [
     "DRIVER_ERRORS",
@@ -42,11 +43,18 @@ __all__ = [
     "is_outage",
     "migrate",
     "open_database",
+    "schema_head",
     "store_errors",
     "unavailable",
 ]
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+VERSION_TABLE = "alembic_version"  # alembic's default, where `migrate` stamps the revision
+# The lines of a migration file (script.py.mako) naming its revision and the one it revises.
+_REVISION = re.compile(r"^revision(?:: str)? = [\"'](?P<id>[^\"']+)[\"']", re.MULTILINE)
+_DOWN_REVISION = re.compile(
+    r"^down_revision(?:: str \| None)? = (?:None|[\"'](?P<id>[^\"']+)[\"'])", re.MULTILINE
+)
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 MIGRATION_LOCK = 0x501A815  # any constant: the advisory lock all `solaris migrate` runs share
 # What says the database could not be reached or the connection broke, whichever driver raised
@@ -54,16 +62,10 @@ MIGRATION_LOCK = 0x501A815  # any constant: the advisory lock all `solaris migra
 # broken connection, protocol faults) and the server's connection and shutdown classes (08, 57),
 # SQLAlchemy's pool and operational errors, SQLite's "database is locked". A statement the
 # database *refused* (a constraint, a trigger, bad data) is an answer, not an outage: it passes
-# through as the driver raised it.
+# through as the driver raised it. The drivers' own classes are checked by `_is_driver_outage`.
 DRIVER_ERRORS: tuple[type[BaseException], ...] = (
     OSError,
     TimeoutError,
-    asyncpg.InterfaceError,
-    asyncpg.InternalClientError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.exceptions.OperatorInterventionError,
-    asyncpg.exceptions.InsufficientResourcesError,
-    sqlite3.OperationalError,
     sqlalchemy.exc.OperationalError,
     sqlalchemy.exc.InterfaceError,
     sqlalchemy.exc.TimeoutError,
@@ -79,7 +81,7 @@ def is_outage(error: BaseException) -> bool:
     for _depth in range(4):  # SQLAlchemy error → adapted DBAPI error → asyncpg error
         if seen is None:
             return False
-        if isinstance(seen, DRIVER_ERRORS):
+        if isinstance(seen, DRIVER_ERRORS) or _is_driver_outage(seen):
             return True
         if isinstance(seen, sqlalchemy.exc.DBAPIError) and seen.connection_invalidated:
             return True
@@ -87,9 +89,40 @@ def is_outage(error: BaseException) -> bool:
     return False
 
 
+def _is_driver_outage(error: BaseException) -> bool:
+    """A driver's own outage errors: asyncpg's (~3 MiB, loaded only on PostgreSQL) and sqlite3's
+    (only on SQLite). An error of a driver exists only once the driver is loaded, so neither is
+    imported for this check."""
+    sqlite3 = sys.modules.get("sqlite3")
+    if sqlite3 is not None and isinstance(error, sqlite3.OperationalError):
+        return True
+    if "asyncpg" not in sys.modules:
+        return False
+    import asyncpg  # type: ignore[import-untyped]
+
+    return isinstance(
+        error,
+        (
+            asyncpg.InterfaceError,
+            asyncpg.InternalClientError,
+            asyncpg.PostgresConnectionError,
+            asyncpg.exceptions.OperatorInterventionError,
+            asyncpg.exceptions.InsufficientResourcesError,
+        ),
+    )
+
+
 def insert(dialect: str, table: Table) -> postgresql.Insert | sqlite.Insert:
     """An INSERT with the dialect's ON CONFLICT clauses (`on_conflict_do_nothing`, …)."""
-    return postgresql.insert(table) if dialect == "postgresql" else sqlite.insert(table)
+    if dialect == "postgresql":
+        # Each dialect's module is loaded by its engine: a gateway needs only its own (the
+        # PostgreSQL one is ~2 MiB).
+        from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+
+        return postgresql_insert(table)
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    return sqlite_insert(table)
 
 
 def unavailable(error: BaseException) -> StoreUnavailable:
@@ -152,18 +185,22 @@ class Database:
             yield connection
 
     async def schema_revision(self) -> str | None:
-        from alembic.runtime.migration import MigrationContext
+        """The revision alembic stamped (its one-row version table), None before any."""
+
+        def read(sync: SyncConnection) -> str | None:
+            if not sync.dialect.has_table(sync, VERSION_TABLE):
+                return None
+            found = sync.execute(text(f"SELECT version_num FROM {VERSION_TABLE}")).scalars().all()
+            if len(found) > 1:  # as alembic's MigrationContext.get_current_revision refuses
+                raise StoreError(f"version table {VERSION_TABLE!r} has more than one head")
+            return found[0] if found else None
 
         async with store_errors(), self.engine.connect() as connection:
-            return await connection.run_sync(
-                lambda sync: MigrationContext.configure(sync).get_current_revision()
-            )
+            return await connection.run_sync(read)
 
     async def check_migrated(self) -> None:
         """Refuse to serve on a database that is behind the code's schema."""
-        from alembic.script import ScriptDirectory
-
-        head = ScriptDirectory.from_config(_alembic_config()).get_current_head()
+        head = schema_head()
         current = await self.schema_revision()
         if current != head:
             raise StoreError(
@@ -208,6 +245,26 @@ def open_database(database_url: str, pool_size: int = 10) -> Database:
             pool_pre_ping=False,
         )
     return Database(engine)
+
+
+@cache
+def schema_head() -> str:
+    """The code's newest revision, read from the migration files as alembic's ScriptDirectory
+    would (the one no other revises), without importing alembic and every migration into a
+    gateway that only checks it (tests/test_schema.py checks both agree)."""
+    revises: dict[str, str | None] = {}
+    for path in sorted((MIGRATIONS_DIR / "versions").glob("*.py")):
+        if path.name == "__init__.py":  # not a revision, to alembic either
+            continue
+        source = path.read_text()
+        found = _REVISION.search(source), _DOWN_REVISION.search(source)
+        if found[0] is None or found[1] is None:
+            raise StoreError(f"no revision in migration {path.name}")
+        revises[found[0]["id"]] = found[1]["id"] or None
+    heads = set(revises) - set(revises.values())
+    if len(heads) != 1:
+        raise StoreError(f"the migrations have {len(heads)} heads: {sorted(heads)}")
+    return heads.pop()
 
 
 def _alembic_config() -> Config:
