@@ -143,7 +143,13 @@ ledger_entries = Table(
         name="kind_known",
     ),
     CheckConstraint("amount <> 0", name="amount_not_zero"),
-    Index("ix_ledger_entries_user_id_created_at", "user_id", "created_at"),
+    # `amount` rides along (PostgreSQL) so the sum before a statement's period is index-only.
+    Index(
+        "ix_ledger_entries_user_id_created_at",
+        "user_id",
+        "created_at",
+        postgresql_include=["amount"],
+    ),
 )
 
 usage = Table(
@@ -179,6 +185,7 @@ usage = Table(
         name="tokens_not_negative",
     ),
     Index("ix_usage_user_id_created_at", "user_id", "created_at"),
+    Index("ix_usage_created_at", "created_at"),  # reads by time alone: overview, reports
 )
 
 api_keys = Table(
