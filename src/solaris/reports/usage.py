@@ -14,7 +14,7 @@ from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, PlainSerializer
-from sqlalchemy import ColumnElement, Select, case, func, select
+from sqlalchemy import ColumnElement, FromClause, Select, case, func, select
 
 from solaris.clock import as_utc
 from solaris.reports.prices import group_cost_usd
@@ -108,7 +108,7 @@ def _grouped_query(
     On PostgreSQL an hour or day is grouped as a truncated timestamp and made text once per
     group, not per row: over 30 days of 10 M rows that was most of the query (HISTORY.md).
     `users` is joined only when a user is the key or the filter."""
-    source = usage
+    source: FromClause = usage
     if by == "user" or user_external_id is not None:
         source = usage.join(users, users.c.id == usage.c.user_id)
     rows = select(
