@@ -5,7 +5,7 @@ limited or failed leave no row)."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select
@@ -48,15 +48,36 @@ def _percentile(sorted_values: list[int], fraction: float) -> int | None:
     return sorted_values[index]
 
 
-async def _top(conn: AsyncConnection, column: Any, since: datetime) -> list[RankedRow]:
+async def _top_users(conn: AsyncConnection, since: datetime) -> list[RankedRow]:
+    """Ranked by user id, named afterwards: grouping 10 M rows' month by the external id's text
+    (through a join) was most of the overview's time (bench/HISTORY.md)."""
     billable = func.sum(usage.c.billable).label("billable")
-    rows = await conn.execute(
-        select(column.label("key"), billable, func.count().label("requests"))
-        .select_from(usage.join(users, users.c.id == usage.c.user_id))
+    top = (
+        select(usage.c.user_id, billable, func.count().label("requests"))
         .where(usage.c.created_at >= since)
-        .group_by(column)
+        .group_by(usage.c.user_id)
         .order_by(billable.desc())
         .limit(TOP_ROWS)
+        .subquery()
+    )
+    rows = await conn.execute(
+        select(users.c.external_id.label("key"), top.c.billable, top.c.requests)
+        .join(top, top.c.user_id == users.c.id)
+        .order_by(top.c.billable.desc())
+    )
+    return [
+        RankedRow(key=str(r.key), billable=int(r.billable), requests=int(r.requests)) for r in rows
+    ]
+
+
+async def _models(conn: AsyncConnection, since: datetime) -> list[RankedRow]:
+    """Every model since `since`, most tokens first: its sum is also the month's total."""
+    billable = func.sum(usage.c.billable).label("billable")
+    rows = await conn.execute(
+        select(usage.c.model.label("key"), billable, func.count().label("requests"))
+        .where(usage.c.created_at >= since)
+        .group_by(usage.c.model)
+        .order_by(billable.desc())
     )
     return [
         RankedRow(key=str(r.key), billable=int(r.billable), requests=int(r.requests)) for r in rows
@@ -84,9 +105,7 @@ async def overview(
             ).where(today)
         )
     ).one()
-    month_billable = await conn.scalar(
-        select(func.coalesce(func.sum(usage.c.billable), 0)).where(usage.c.created_at >= month)
-    )
+    month_models = await _models(conn, month)
     cost = None
     models_today = await conn.execute(
         select(
@@ -124,14 +143,14 @@ async def overview(
     return Overview(
         generated_at=now,
         tokens_today=int(totals.billable),
-        tokens_this_month=int(month_billable or 0),
+        tokens_this_month=sum(row.billable for row in month_models),
         requests_today=int(totals.requests),
         cost_today_usd=cost,
         active_users_today=int(totals.users),
         users_total=int(users_total or 0),
         users_blocked=int(users_blocked or 0),
-        top_users=await _top(conn, users.c.external_id, month),
-        top_models=await _top(conn, usage.c.model, month),
+        top_users=await _top_users(conn, month),
+        top_models=month_models[:TOP_ROWS],
         latency_p50_ms=_percentile(latencies, 0.5),
         latency_p95_ms=_percentile(latencies, 0.95),
         process_started_at=process_started_at,

@@ -75,10 +75,8 @@ users = Table(
     # Set by an admin (solaris.admin): the user's requests get 403 `user_blocked` meanwhile.
     Column("blocked_at", Timestamp),
     Column("blocked_reason", Text),
-    # A cap the user set themselves, below the plan's (the portal): tokens per local "day" or
-    # calendar "month". NULL: none.
-    Column("own_cap_tokens", BigInteger),
-    Column("own_cap_period", String(8)),
+    Column("own_cap_tokens", BigInteger),  # a cap the user set themselves (NULL: none)…
+    Column("own_cap_period", String(8)),  # …per local "day" or calendar "month"
 )
 
 accounts = Table(
@@ -130,6 +128,7 @@ reservations = Table(
     Index("ix_reservations_user_id_state", "user_id", "state"),
 )
 
+ENTRIES_BY_USER = "ix_ledger_entries_user_id_created_at"
 ledger_entries = Table(
     "ledger_entries",
     metadata,
@@ -147,7 +146,8 @@ ledger_entries = Table(
         name="kind_known",
     ),
     CheckConstraint("amount <> 0", name="amount_not_zero"),
-    Index("ix_ledger_entries_user_id_created_at", "user_id", "created_at"),
+    # `amount` rides along (PostgreSQL): the sum before a statement's period is index-only.
+    Index(ENTRIES_BY_USER, "user_id", "created_at", postgresql_include=["amount"]),
 )
 
 usage = Table(
@@ -183,6 +183,7 @@ usage = Table(
         name="tokens_not_negative",
     ),
     Index("ix_usage_user_id_created_at", "user_id", "created_at"),
+    Index("ix_usage_created_at", "created_at"),  # reads by time alone: overview, reports
 )
 
 api_keys = Table(
@@ -208,8 +209,8 @@ plans = Table(
     Column("models", Text, nullable=False),  # JSON list of fnmatch patterns
     Column("weights", Text, nullable=False),  # JSON {model: {input_weight, output_weight}}
     Column("rollover", Boolean, nullable=False),
-    Column("rollover_max_tokens", BigInteger),  # NULL: no cap (with rollover)
-    Column("rollover_max_percent", Integer),  # of the allowance; at most one cap is set
+    Column("rollover_max_tokens", BigInteger),  # at most one of the two caps is set…
+    Column("rollover_max_percent", Integer),  # …(a % of the allowance); none: all rolls over
     Column("windows", Text),  # JSON [{tokens, every | hours}]; NULL: none
     Column("model_caps", Text),  # JSON {pattern: tokens per period}; NULL: none
     Column("is_default", Boolean, nullable=False),
