@@ -113,7 +113,8 @@ def _calls(
 
     def report(by: Grouping) -> Call:
         async def call() -> object:
-            return await usage_report(database, by=by, since=NOW - timedelta(days=30), until=NOW)
+            since, zone = NOW - timedelta(days=30), operations.zone
+            return await usage_report(database, by=by, since=since, until=NOW, zone=zone)
 
         return call
 
