@@ -199,6 +199,7 @@ def test_a_plans_weights_keep_the_tier() -> None:
     class Row:
         name, allowance_tokens, period, anchor, rpm, tpm = "p", 0, "monthly", "calendar", 1, 1
         models, weights, rollover = '["*"]', json.dumps(stored), False
+        rollover_max_tokens = rollover_max_percent = windows = model_caps = None
 
     policy = Plan.from_row(Row()).weights[OPENAI_MODEL]
     assert billing.weights(policy, THRESHOLD + 1).input == 2
