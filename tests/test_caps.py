@@ -20,7 +20,9 @@ from solaris.gateway.identity import PLAN_CACHE_TTL_S
 from solaris.ledger.ledger import UsageRecord
 from solaris.ledger.users import Users
 from solaris.metering.estimate import chat_prompt_tokens
+from solaris.store.audit import AuditEntry, audit_entries
 from tests.conftest import SERVICE_KEY, Database, Gateway, gateway_env, start_gateway
+from tests.test_web import Visitor, portal_link
 
 MESSAGES = [{"role": "user", "content": "Conte uma história."}]
 COST = chat_prompt_tokens({"model": "gpt-4o-mini", "messages": MESSAGES}) + 16  # max_tokens 16
@@ -185,3 +187,40 @@ def test_two_gateways_in_parallel_never_pass_a_window(
         assert sum(row["billable"] for row in rows) <= (300 if plan == "daily" else 250)
         assert first.user_row(user)["held"] == 0
     assert "ledger verified" in first.cli("ledger", "verify")
+
+
+def test_the_portal_shows_the_windows_and_sets_the_users_own_cap(capped: Gateway) -> None:
+    user = on_plan(capped, "daily")
+    spend_until_refused(capped, user)
+    user_id = int(capped.user_row(user)["id"])
+    with Visitor(capped) as member:
+        member.portal_sign_in(portal_link(capped, user_id))
+        page = member.get("/portal/limit")
+        assert page.status_code == 200
+        used = sum(row["billable"] for row in capped.usage_rows(user))
+        assert 'data-kind="day"' in page.text and "Por dia (plano)" in page.text
+        assert f"{used}<progress" in page.text and "Recomeça" in page.text
+        token = member.csrf("/portal/limit")
+        assert member.post("/portal/limit", data={"action": "set", "period": "month",
+                                                  "tokens": "5000"}).status_code == 403  # fmt: skip
+        saved = member.post(
+            "/portal/limit",
+            data={"csrf": token, "action": "set", "period": "month", "tokens": "5.000"},
+        )
+        assert saved.status_code == 303 and saved.headers["location"] == "/portal/limit?done=1"
+        shown = member.get("/portal/limit?done=1").text
+        assert "Limite salvo." in shown and 'data-kind="own_month"' in shown
+        bad = {"csrf": token, "action": "set", "period": "year", "tokens": "10"}
+        assert member.post("/portal/limit", data=bad).status_code == 400
+        assert (
+            member.post("/portal/limit", data={"csrf": token, "action": "remove"}).status_code
+            == 303
+        )
+        assert 'data-kind="own_month"' not in member.get("/portal/limit").text
+
+    async def entries(users: Users) -> list[AuditEntry]:
+        async with users.database.transaction() as conn:
+            return await audit_entries(conn, 10, 0, "user", str(user_id))
+
+    changes = [entry for entry in capped._with_users(entries) if entry.action == "user.own_cap"]
+    assert [entry.actor for entry in changes] == [f"user:{user_id}"] * 2

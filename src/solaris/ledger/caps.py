@@ -17,7 +17,8 @@ from datetime import datetime, timedelta
 from typing import Literal
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from solaris.clock import local_date, local_midnight, month_bounds
 from solaris.ledger.periods import period_bounds
@@ -25,7 +26,7 @@ from solaris.ledger.plans import OwnCap, Plan
 from solaris.store.database import Database
 from solaris.store.schema import usage
 
-__all__ = ["Cap", "CapKind", "caps_for", "reopens_at"]
+__all__ = ["Cap", "CapKind", "caps_for", "plan_caps", "reopens_at", "spent"]
 
 CapKind = Literal["day", "week", "hours", "model", "own_day", "own_month"]
 
@@ -63,6 +64,14 @@ def caps_for(
     """The caps on a request for `model` at `now`; none for most plans (then nothing is summed)."""
     if not (plan.windows or plan.model_caps or own):
         return ()
+    caps = plan_caps(plan, own, anchored_at, now, zone)
+    return tuple(cap for cap in caps if cap.pattern is None or plan.matches(cap.pattern, model))
+
+
+def plan_caps(
+    plan: Plan, own: OwnCap | None, anchored_at: datetime, now: datetime, zone: ZoneInfo
+) -> tuple[Cap, ...]:
+    """Every cap of the plan and the user's own at `now`, model caps whatever their models."""
     caps: list[Cap] = []
     for window in plan.windows:
         if window.hours is not None:
@@ -75,8 +84,7 @@ def caps_for(
     if plan.model_caps:
         start, end = period_bounds(plan.period, plan.anchor, anchored_at, now, zone)
         for pattern, tokens in plan.model_caps:
-            if plan.matches(pattern, model):
-                caps.append(Cap("model", tokens, start, end, pattern=pattern))
+            caps.append(Cap("model", tokens, start, end, pattern=pattern))
     if own is not None:
         if own.period == "day":
             today = local_date(now, zone)
@@ -87,6 +95,19 @@ def caps_for(
             assert bounds is not None
             caps.append(Cap("own_month", own.tokens, *bounds))
     return tuple(caps)
+
+
+async def spent(conn: AsyncConnection, user_id: int, cap: Cap) -> int:
+    """What the user was charged since the cap's window began, of its models."""
+    query = select(func.coalesce(func.sum(usage.c.billable), 0)).where(
+        usage.c.user_id == user_id, usage.c.created_at >= cap.since
+    )
+    if cap.pattern is not None:  # case-sensitive on both: SQLite's LIKE would ignore case
+        if conn.dialect.name == "sqlite":
+            query = query.where(usage.c.model.op("GLOB")(cap.pattern))
+        else:
+            query = query.where(usage.c.model.like(cap.model_like, escape="\\"))
+    return int(await conn.scalar(query) or 0)
 
 
 async def reopens_at(

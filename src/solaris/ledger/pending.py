@@ -21,11 +21,11 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 import orjson
-from sqlalchemy import func, select, update
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from solaris.clock import Clock
-from solaris.ledger.caps import Cap
+from solaris.ledger.caps import Cap, spent
 from solaris.ledger.lots import spend
 from solaris.ledger.records import Hold, SettleOutcome, UsageRecord
 from solaris.ledger.thresholds import Thresholds, crossed_thresholds, enqueue_thresholds
@@ -97,7 +97,7 @@ class StatementPending:
                 return Hold(0, balance)
             amount = min(wanted, balance - reserved)
             for index, cap in enumerate(caps):
-                room = cap.tokens - await _spent(conn, user_id, cap) - reserved
+                room = cap.tokens - await spent(conn, user_id, cap) - reserved
                 if room < minimum:
                     return Hold(0, balance, refused_by=index)
                 amount = min(amount, room)
@@ -269,16 +269,3 @@ def _usage_row(record: UsageRecord, now: datetime) -> dict[str, Any]:
         "tool_calls": tool_calls_json(record),
         "tool_billable": record.tool_billable,
     }
-
-
-async def _spent(conn: AsyncConnection, user_id: int, cap: Cap) -> int:
-    """What the user was charged since the cap's window began, of its models."""
-    query = select(func.coalesce(func.sum(usage.c.billable), 0)).where(
-        usage.c.user_id == user_id, usage.c.created_at >= cap.since
-    )
-    if cap.pattern is not None:  # case-sensitive on both: SQLite's LIKE would ignore case
-        if conn.dialect.name == "sqlite":
-            query = query.where(usage.c.model.op("GLOB")(cap.pattern))
-        else:
-            query = query.where(usage.c.model.like(cap.model_like, escape="\\"))
-    return int(await conn.scalar(query) or 0)

@@ -30,6 +30,7 @@ from solaris.portal.account import (
     user_statement,
 )
 from solaris.portal.auth import WebAuth, redeem_link
+from solaris.portal.limit_pages import LimitPages
 from solaris.portal.purchase_pages import PurchasePages
 from solaris.portal.routing import (
     error_page,
@@ -57,6 +58,7 @@ class PortalPages:
         self.auth = WebAuth(sessions, "user", settings.public_base_url)
         self.key = settings.signing_key()
         self.purchase_pages = PurchasePages(gateway, gateway.purchases, self.renderer, self._user)
+        self.limit_pages = LimitPages(gateway, self.renderer, self._user)
 
     def routes(self) -> list[BaseRoute]:
         return [
@@ -65,6 +67,7 @@ class PortalPages:
             page_route("/portal/statement.csv", self.statement_csv),
             page_route("/portal/buy", self.buy, ("GET", "POST")),
             *self.purchase_pages.routes(),
+            *self.limit_pages.routes(),
             page_route("/portal/login", self.login, ("GET", "POST")),
             page_route("/portal/logout", self.logout, ("POST",)),
             page_route("/portal/lang/{code}", language_switch("portal")),
