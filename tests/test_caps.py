@@ -15,14 +15,18 @@ from typing import Any
 
 import httpx
 import pytest
+from aiosmtpd.controller import Controller
+from sqlalchemy import select
 
 from solaris.gateway.identity import PLAN_CACHE_TTL_S
 from solaris.ledger.ledger import UsageRecord
 from solaris.ledger.users import Users
 from solaris.metering.estimate import chat_prompt_tokens
 from solaris.store.audit import AuditEntry, audit_entries
+from solaris.store.schema import alert_outbox
 from tests.conftest import SERVICE_KEY, Database, Gateway, gateway_env, start_gateway
-from tests.test_web import Visitor, portal_link
+from tests.servers import free_port
+from tests.test_web import Inbox, Visitor, portal_link
 
 MESSAGES = [{"role": "user", "content": "Conte uma história."}]
 COST = chat_prompt_tokens({"model": "gpt-4o-mini", "messages": MESSAGES}) + 16  # max_tokens 16
@@ -55,11 +59,28 @@ def capped_env(tmp: Path, provider: str, backend: Database) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
+def inbox() -> Iterator[Inbox]:
+    handler, port = Inbox(), free_port()
+    controller = Controller(handler, hostname="127.0.0.1", port=port)
+    controller.start()
+    handler.port = port  # type: ignore[attr-defined]
+    yield handler
+    controller.stop()
+
+
+@pytest.fixture(scope="module")
 def capped(
-    own_backend: Database, provider: str, tmp_path_factory: pytest.TempPathFactory
+    own_backend: Database, provider: str, tmp_path_factory: pytest.TempPathFactory, inbox: Inbox
 ) -> Iterator[Gateway]:
     tmp = tmp_path_factory.mktemp("capped")
-    yield from start_gateway(capped_env(tmp, provider, own_backend), tmp)
+    env = capped_env(tmp, provider, own_backend)
+    env.update(
+        SOLARIS_SMTP_HOST="127.0.0.1",
+        SOLARIS_SMTP_PORT=str(inbox.port),  # type: ignore[attr-defined]
+        SOLARIS_SMTP_SECURITY="none",
+        SOLARIS_ALERT_POLL_INTERVAL_S="0.2",
+    )
+    yield from start_gateway(env, tmp)
 
 
 def on_plan(gateway: Gateway, plan: str, tokens: int = 100_000) -> str:
@@ -224,3 +245,35 @@ def test_the_portal_shows_the_windows_and_sets_the_users_own_cap(capped: Gateway
 
     changes = [entry for entry in capped._with_users(entries) if entry.action == "user.own_cap"]
     assert [entry.actor for entry in changes] == [f"user:{user_id}"] * 2
+
+
+def test_a_window_at_80_percent_says_so_in_the_chat_and_by_email_once(
+    capped: Gateway, inbox: Inbox
+) -> None:
+    user = on_plan(capped, "daily")
+    email = f"{user}@example.com"
+    replies = []
+    with capped.client(user, **{"X-LibreChat-User-Email": email}) as http:
+        for _ in range(20):
+            response = http.post("/v1/chat/completions", json=chat(True))
+            if response.headers.get("x-solaris-blocked"):
+                break
+            replies.append(response.text)
+    noticed = [i for i, text in enumerate(replies) if "do seu limite diário" in text]
+    used_before = [COST * (i + 1) for i in noticed]
+    assert len(noticed) == 1 and used_before[0] >= 240, (noticed, len(replies))
+    assert "⚠️ Você já usou 80% do seu limite diário" in replies[noticed[0]]
+    message = inbox.wait_for(email)
+    assert message["Subject"] == "Você usou 80% do seu limite diário"
+    assert "/portal/limit" in message.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    user_id = int(capped.user_row(user)["id"])
+
+    async def cap_alerts(users: Users) -> list[str]:
+        async with users.database.transaction() as conn:
+            rows = await conn.scalars(
+                select(alert_outbox.c.dedupe_key).where(alert_outbox.c.kind == "cap_threshold")
+            )
+            return [key for key in rows if key.startswith(f"cap:{user_id}:")]
+
+    [key] = capped._with_users(cap_alerts)  # one alert, though later replies stayed past 80%
+    assert key.endswith(":80:email")

@@ -7,13 +7,14 @@ ANTHROPIC_REVERSE_PROXY.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
 import pytest
 
 from solaris.links import verify_link
-from tests.conftest import SERVICE_KEY, Gateway
+from tests.conftest import SERVICE_KEY, Database, Gateway, gateway_env, start_gateway
 from tests.librechat import ensure_installed, run_librechat
 from tests.test_proxy import provider_requests
 
@@ -30,6 +31,14 @@ ANTHROPIC_HEADERS = {
 @pytest.fixture(scope="session", autouse=True)
 def librechat_client() -> None:
     ensure_installed()
+
+
+@pytest.fixture(scope="module")
+def english_gateway(
+    backend: Database, provider: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Gateway]:
+    tmp = tmp_path_factory.mktemp("english")
+    yield from start_gateway(gateway_env(tmp, provider, backend, SOLARIS_LANGUAGE="en"), tmp)
 
 
 def job(gateway: Gateway, user: str, mode: str, **extra: Any) -> dict[str, Any]:
@@ -192,3 +201,30 @@ def test_librechat_shows_the_80_percent_notice_on_the_newer_shapes(
     assert chat["content"].endswith(notice), chat["content"]
     [row] = gateway.usage_rows(user)
     assert row["status"] == "ok" and not row["estimated"]
+
+
+@pytest.mark.parametrize("language", ["pt-BR", "en"])
+def test_librechat_shows_which_limit_was_reached_and_when_it_reopens(
+    request: pytest.FixtureRequest, gateway: Gateway, user: str, language: str
+) -> None:
+    """A cap of the user's own (as a window would): the second chat reads as an assistant
+    message naming the limit and its local reopening time; the title call gets a 402 that reads
+    on its own."""
+    served = gateway if language == "pt-BR" else request.getfixturevalue("english_gateway")
+    served.fund(user, 10_000)
+    served.cli("users", "limit", user, "--day", "40")
+    assert run_librechat(job(served, user, "chat"))["ok"]
+    chat = run_librechat(job(served, user, "chat"))
+    assert chat["ok"], chat
+    wanted = {
+        "pt-BR": ("⏳ Você atingiu o limite diário que definiu para si (40 tokens por dia).",
+                  "Ele reabre em", "às 00:00 (UTC-03:00)."),
+        "en": ("⏳ You have reached the daily limit you set yourself (40 tokens a day).",
+               "It reopens on", ", 00:00 (UTC-03:00)."),
+    }[language]  # fmt: skip
+    assert all(part in chat["content"] for part in wanted), chat["content"]
+    assert "/portal/limit" in chat["content"]
+    title = run_librechat(job(served, user, "title", titleFallback=False))
+    assert not title["ok"] and title["status"] == 402
+    assert wanted[0].removeprefix("⏳ ") in title["message"]
+    assert len(served.usage_rows(user)) == 1

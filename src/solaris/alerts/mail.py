@@ -21,7 +21,7 @@ from solaris.alerts.channels import Delivery, DeliveryError
 from solaris.alerts.model import SystemEvent, ThresholdAlert
 from solaris.config import Settings
 from solaris.errors import ConfigError
-from solaris.store.outbox import KIND_RECEIPT, KIND_USER_THRESHOLD
+from solaris.store.outbox import KIND_CAP_THRESHOLD, KIND_RECEIPT, KIND_USER_THRESHOLD
 from solaris.texts import Language, language_of
 from solaris.texts.alerts import (
     EmailText,
@@ -29,6 +29,7 @@ from solaris.texts.alerts import (
     system_sentence,
     threshold_email,
 )
+from solaris.texts.caps import cap_alert_email
 from solaris.texts.receipt import receipt_email
 
 __all__ = ["EmailChannel", "SmtpSettings", "build_email", "smtp_from"]
@@ -107,6 +108,9 @@ def _words(delivery: Delivery, operator_language: Language) -> EmailText:
         )
     if delivery.kind == KIND_RECEIPT:
         return _receipt(delivery.payload)
+    if delivery.kind == KIND_CAP_THRESHOLD:
+        payload = delivery.payload
+        return cap_alert_email(language_of(payload["language"]), None, payload["data"])
     event = SystemEvent.from_payload(delivery.payload)
     sentence = system_sentence(operator_language, event.event, event.data)
     return operator_email(operator_language, event.severity, sentence)

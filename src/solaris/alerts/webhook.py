@@ -19,9 +19,10 @@ import orjson
 from solaris.alerts.channels import Delivery, DeliveryError
 from solaris.alerts.model import SystemEvent, ThresholdAlert
 from solaris.errors import ConfigError
-from solaris.store.outbox import KIND_USER_THRESHOLD
+from solaris.store.outbox import KIND_CAP_THRESHOLD, KIND_USER_THRESHOLD
 from solaris.texts import Language
 from solaris.texts.alerts import system_sentence, threshold_sentence
+from solaris.texts.caps import cap_sentence
 
 __all__ = [
     "SIGNATURE_HEADER",
@@ -86,6 +87,16 @@ def webhook_body(delivery: Delivery, language: Language) -> dict[str, Any]:
             "user": payload["user"],
             # The portal link logs the user in: it is for the user's eyes, not a team channel.
             "data": {k: v for k, v in payload["data"].items() if k != "portal_url"},
+            "created_at": created_at,
+        }
+    if delivery.kind == KIND_CAP_THRESHOLD:
+        user, data = delivery.payload["user"], delivery.payload["data"]
+        return {
+            "kind": delivery.kind,
+            "severity": "warning" if data["percent"] >= 100 else "info",
+            "text": cap_sentence(language, user["email"] or user["external_id"], data),
+            "user": user,
+            "data": data,
             "created_at": created_at,
         }
     event = SystemEvent.from_payload(delivery.payload)

@@ -61,6 +61,7 @@ class Ticket:
     held: int  # 0: refused
     balance: int  # the account's balance at the reservation, holds aside
     refused_by: Cap | None  # the cap that refused it (a window, a model cap, the user's own)
+    caps: tuple[Cap, ...]  # what it was reserved under (their alerts follow its settle)
     upstream_headers: dict[str, str]  # client headers the upstream needs too (API version)
     tools_held: int = 0  # of `held`: for the hosted tool calls the request may make
     tool_calls_cap: int | None = None  # hosted tool calls the upstream may run, if changed
@@ -164,7 +165,7 @@ class Admission:
         ticket = Ticket(
             exchange, endpoint, caller, body, raw, model, policy, prompt_tokens, held_prompt,
             cap, minimum, hold.amount, hold.balance,
-            None if hold.refused_by is None else caps[hold.refused_by],
+            None if hold.refused_by is None else caps[hold.refused_by], caps,
             endpoint.upstream_headers(headers), priced=priced,
         )  # fmt: skip
         if hold.amount and price and calls:

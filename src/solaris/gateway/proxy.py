@@ -48,11 +48,13 @@ from solaris.gateway.recording import usage_record
 from solaris.gateway.relay import ClientWatch, SseRelay
 from solaris.gateway.responses import SSE, send_bytes, send_error
 from solaris.gateway.upstream import Upstream
+from solaris.ledger.cap_alerts import CapAlerts
 from solaris.ledger.ledger import Ledger, SettleOutcome, UsageRecord
 from solaris.ledger.settlements import Settlements
 from solaris.limits import RateLimiter
 from solaris.metering import billing
 from solaris.observability.requests import Exchange, RequestLog
+from solaris.texts.caps import cap_notice
 from solaris.texts.chat import chat_notice, refusal
 
 __all__ = ["Proxy"]
@@ -90,6 +92,10 @@ class Proxy:
         self.metrics = requests.metrics
         self.admit = Admission(settings, identity, ledger, limiter, requests.metrics)
         self.block = Refusals(settings, ledger, signing_key)
+        self.cap_alerts = CapAlerts(
+            ledger.database, ledger.thresholds, settings.language, settings.timezone,
+            settings.public_base_url,
+        )  # fmt: skip
         self._settling: set[asyncio.Task[SettleOutcome]] = set()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -215,10 +221,11 @@ class Proxy:
         # Settled (or journaled) before the answer leaves: a crash can then cost the user an
         # answer they paid for, but never give one away unrecorded.
         try:
-            await self._settle(record)
+            settled = await self._settle(record)
         except SettlementLost:
             exchange.record = None
             raise ServiceUnavailable(refusal(self.language, "unavailable")) from None
+        await self._alert_caps(ticket, settled)
         exchange.status, exchange.outcome = response.status, "served"
         content_type = response.headers.get("Content-Type", "application/json").encode()
         id_header = [(b"x-request-id", ticket.request_id.encode())]
@@ -272,8 +279,9 @@ class Proxy:
                 exchange.record, exchange.error = None, "settlement_lost"
             broke = STREAM_ENDINGS.get(status)
             ending = relay.closing + (b"" if broke is None else endpoint.stream_error(broke))
-            if status == "ok" and settled is not None and settled.crossed:
-                ending = self._notice(ticket, settled, relay)
+            reached = await self._alert_caps(ticket, settled) if status == "ok" else []
+            if status == "ok" and settled is not None and (settled.crossed or reached):
+                ending = self._notice(ticket, settled, relay, reached)
             if relay.done and status != "unrecorded":
                 ending += DONE
             await send({"type": "http.response.body", "body": ending})
@@ -310,12 +318,18 @@ class Proxy:
                 exchange.record, exchange.error = None, "settlement_lost"
             await send({"type": "http.response.body", "body": b""})
 
-    def _notice(self, ticket: Ticket, settled: SettleOutcome, relay: SseRelay) -> bytes:
+    def _notice(
+        self, ticket: Ticket, settled: SettleOutcome, relay: SseRelay, reached: list[Any]
+    ) -> bytes:
         """The held closing events, with the in-chat line for a reply that crossed a threshold
-        before them (shapes that have room)."""
+        of the balance or of a cap before them (shapes that have room)."""
         if not (self.settings.alert_chat_notice and ticket.endpoint.in_chat_block):
             return relay.closing
-        line = chat_notice(self.settings.language, max(settled.crossed), settled.balance or 0)
+        language = self.settings.language
+        lines = [cap_notice(language, data) for data in reached]
+        if settled.crossed:
+            lines.insert(0, chat_notice(language, max(settled.crossed), settled.balance or 0))
+        line = "\n\n".join(lines)
         endpoint = ticket.endpoint
         return endpoint.with_notice(
             line, ticket.model, ticket.request_id, relay.closing, relay.parts
@@ -326,6 +340,19 @@ class Proxy:
         tool_calls: Mapping[str, int],
     ) -> UsageRecord:  # fmt: skip
         return usage_record(ticket, usage, generated, status, tool_calls, self.settings.log_content)
+
+    async def _alert_caps(self, ticket: Ticket, settled: SettleOutcome | None) -> list[Any]:
+        """The alerts of the caps the request was reserved under; those it was first to reach."""
+        if not ticket.caps or settled is None or settled.already_settled:
+            return []
+        try:
+            user, plan = ticket.caller.user_id, ticket.caller.plan.name
+            return await self.cap_alerts.after_settle(
+                user, plan, ticket.caps, settled.charged, self.ledger.clock()
+            )
+        except StoreUnavailable as error:  # the next settle in the window raises it
+            log.warning("cap_alerts_failed", request_id=ticket.request_id, error=str(error))
+            return []
 
     async def _settle(self, record: UsageRecord) -> SettleOutcome:
         """Settle in a task of its own: a cancelled request (shutdown) still settles, and

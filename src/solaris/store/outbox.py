@@ -24,6 +24,7 @@ from solaris.store.schema import ALERT_STATES, alert_outbox
 
 __all__ = [
     "CHANNELS",
+    "KIND_CAP_THRESHOLD",
     "KIND_RECEIPT",
     "KIND_SYSTEM",
     "KIND_USER_THRESHOLD",
@@ -43,6 +44,7 @@ LIST_ROWS_MAX = 1000
 KIND_USER_THRESHOLD = "user_threshold"
 KIND_SYSTEM = "system"
 KIND_RECEIPT = "receipt"  # a paid order's receipt, e-mailed to its buyer
+KIND_CAP_THRESHOLD = "cap_threshold"  # a usage window or cap at a threshold (ledger/cap_alerts)
 CHANNELS = ("email", "webhook")
 OPERATOR = "operator"  # the recipient of webhooks: the configured URL, looked up at delivery
 
