@@ -5,6 +5,9 @@ which limit and when it reopens."""
 from __future__ import annotations
 
 import asyncio
+import csv
+import io
+import json
 import time
 import uuid
 from collections import Counter
@@ -116,6 +119,28 @@ def test_a_day_window_refuses_with_its_limit_and_local_reopening(capped: Gateway
         streamed = http.post("/v1/chat/completions", json=chat(True))
     assert streamed.status_code == 200 and streamed.headers["x-solaris-blocked"] == "cap_day"
     assert "⏳ Você atingiu o limite diário" in streamed.text and "[DONE]" in streamed.text
+    # The statement says why: one line for both refusals of that minute, nothing charged.
+    statement = json.loads(capped.cli("statement", user, "--json"))
+    [refused] = [line for line in statement["lines"] if line["kind"] == "refusal"]
+    assert refused["amount"] == 0 and refused["model"] == "gpt-4o-mini"
+    assert refused["note"].startswith("cap_day: Você atingiu o limite diário do seu plano")
+    assert statement["closing"] == capped.user_row(user)["balance"]
+
+
+def test_a_refusal_for_want_of_balance_is_a_line_of_the_csv(
+    capped: Gateway, tmp_path: Path
+) -> None:
+    user = on_plan(capped, "free", tokens=1)
+    with capped.client(user) as http:
+        assert http.post("/v1/chat/completions", json=chat(False)).status_code == 402
+    capped.cli("statement", user, "--csv", str(tmp_path / "extrato.csv"))
+    rows = list(csv.DictReader(io.StringIO((tmp_path / "extrato.csv").read_text("utf-8-sig"))))
+    assert [(row["kind"], row["debit"], row["credit"]) for row in rows] == [
+        ("grant", "", "1"),
+        ("refusal", "", ""),
+    ]
+    assert rows[1]["note"].startswith("insufficient_balance: Saldo de tokens insuficiente")
+    assert rows[1]["balance"] == "1"
 
 
 def test_a_rolling_window_about_to_reopen_says_retry_after(capped: Gateway) -> None:

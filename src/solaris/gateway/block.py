@@ -42,6 +42,7 @@ from solaris.gateway.endpoints import Endpoint
 from solaris.gateway.responses import JSON, SSE, send_bytes
 from solaris.ledger.caps import Cap, reopens_at
 from solaris.ledger.ledger import Ledger
+from solaris.ledger.refusals import note_refusal
 from solaris.links import buy_url, sign_link
 from solaris.texts import Language
 from solaris.texts.caps import SOON_S, cap_refusal
@@ -173,6 +174,8 @@ class Refusals:
             await self.ledger.note_exhausted(ticket.caller.user_id)
         except StoreUnavailable as error:
             log.warning("exhausted_alert_failed", user_id=ticket.caller.user_id, error=str(error))
+        told = ERROR_TEXT[self.language].format(portal=self.settings.public_base_url)
+        await self._remember(ticket, EXHAUSTED, told)
 
     async def _cap_reached(self, ticket: Ticket, cap: Cap, send: Send) -> None:
         """A usage window or cap refused: say which, and when it reopens."""
@@ -195,6 +198,17 @@ class Refusals:
             send, ticket.endpoint, text, wait_s, cap.kind,
             (ticket.model, ticket.body) if in_chat else None, ticket.request_id,
         )  # fmt: skip
+        await self._remember(ticket, f"cap_{cap.kind}", text)
+
+    async def _remember(self, ticket: Ticket, reason: str, told: str) -> None:
+        """The refusal's line of the statement, after the answer was sent."""
+        user_id = ticket.caller.user_id
+        try:
+            await note_refusal(
+                self.ledger.database, user_id, reason, ticket.model, told, self.ledger.clock()
+            )
+        except StoreUnavailable as error:
+            log.warning("refusal_not_recorded", user_id=user_id, error=str(error))
 
 
 def _headers(request_id: str, reason: str) -> list[tuple[bytes, bytes]]:

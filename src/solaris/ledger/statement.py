@@ -13,14 +13,16 @@ tool calls (a Responses web search, …) are lines of their own beside its token
 from __future__ import annotations
 
 import csv
+from collections import deque
 from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
-from typing import TextIO
+from typing import Any, TextIO
 
 import orjson
 from sqlalchemy import func, select
 
 from solaris.ledger.csv_cells import safe_row
+from solaris.ledger.refusals import refusals_between
 from solaris.store.database import Database
 from solaris.store.schema import ledger_entries, lots, usage
 
@@ -125,13 +127,17 @@ async def statement(
     async with database.transaction() as conn:
         opening = int(await conn.scalar(opening_query) or 0)
         rows = (await conn.execute(lines_query)).all()
-    truncated = len(rows) > LINES_MAX
+        refused = await refusals_between(conn, user_id, start, end, LINES_MAX)
+    truncated = len(rows) > LINES_MAX or len(refused) == LINES_MAX
     balance = opening
     lines = []
+    pending = deque(refused)
     for row in rows[:LINES_MAX]:
         balance += int(row.amount)
         at = row.created_at
         assert at is not None
+        while pending and pending[0].created_at < at:
+            lines.append(_refusal_line(pending.popleft(), balance - int(row.amount)))
         tool, calls = _tool_of(row.idempotency_key, row.tool_calls)
         lines.append(
             StatementLine(
@@ -149,7 +155,16 @@ async def statement(
                 tool_calls=calls,
             )
         )
+    lines.extend(_refusal_line(refusal, balance) for refusal in pending)
     return Statement(external_id, start, end, opening, lines, balance, truncated)
+
+
+def _refusal_line(refusal: Any, balance: int) -> StatementLine:
+    """A refused request: nothing charged, the balance as it was, and why (`note`)."""
+    return StatementLine(
+        at=refusal.created_at, kind="refusal", amount=0, balance=balance, model=refusal.model,
+        note=f"{refusal.reason}: {refusal.note}",
+    )  # fmt: skip
 
 
 def _tool_of(key: str, tool_calls: str | None) -> tuple[str | None, int | None]:

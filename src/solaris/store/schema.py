@@ -26,31 +26,11 @@ from sqlalchemy import (
 from solaris.store.columns import Id, Timestamp
 
 __all__ = [
-    "ALERT_STATES",
-    "ORDER_STATES",
-    "PAYMENT_PROVIDERS",
-    "RESERVATION_STATES",
-    "accounts",
-    "admin_api_keys",
-    "admins",
-    "alert_outbox",
-    "api_keys",
-    "audit_log",
-    "deployment",
-    "ledger_entries",
-    "lots",
-    "metadata",
-    "orders",
-    "payment_events",
-    "plan_changes",
-    "plans",
-    "reservations",
-    "subscriptions",
-    "usage",
-    "used_links",
-    "users",
-    "web_sessions",
-]
+    "ALERT_STATES", "ORDER_STATES", "PAYMENT_PROVIDERS", "RESERVATION_STATES", "accounts",
+    "admin_api_keys", "admins", "alert_outbox", "api_keys", "audit_log", "deployment",
+    "ledger_entries", "lots", "metadata", "orders", "payment_events", "plan_changes", "plans",
+    "refusals", "reservations", "subscriptions", "usage", "used_links", "users", "web_sessions",
+]  # fmt: skip
 
 metadata = MetaData(
     naming_convention={
@@ -168,11 +148,9 @@ usage = Table(
     Column("latency_ms", Integer, nullable=False),
     Column("conversation_id", String(128)),
     Column("created_at", Timestamp, nullable=False),
-    # What the row was billed with, so its statement lines can be recomputed: the prompt
-    # tokens written to the provider's cache (a part of `prompt_tokens`, as `cached_tokens`
-    # are), the weights applied (JSON of decimal strings: input, output, cached_input,
-    # cache_write, reasoning; NULL on rows from before they were kept), the hosted tool calls
-    # (JSON {tool: {calls, price}}) and what they cost, of `billable`.
+    # What the row was billed with, so a statement line can be recomputed: cache writes (of
+    # `prompt_tokens`), the weights (JSON of decimal strings; NULL on rows from before), the
+    # hosted tool calls (JSON {tool: {calls, price}}) and what they cost, of `billable`.
     Column("cache_write_tokens", Integer, nullable=False, server_default="0"),
     Column("weights", Text),
     Column("tool_calls", Text),
@@ -247,10 +225,24 @@ used_links = Table(
     Column("used_at", Timestamp, nullable=False),
 )
 
-# Alerts waiting for, or done with, delivery (solaris.alerts). A row is written in the same
-# transaction as the settle that raised it; the unique dedupe_key makes "once per user, threshold
-# and period" hold across any number of gateway processes.
+# Alerts waiting for, or done with, delivery (solaris.alerts), written in the settle's transaction;
+# the unique dedupe_key makes "once per user, threshold and period" hold across processes.
 ALERT_STATES = ("pending", "sent", "failed")
+
+# Requests refused for want of balance or by a cap, for the statement: what the user was told.
+# At most one a reason a minute per user (`dedupe_key`), however often they press Send.
+refusals = Table(
+    "refusals",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("user_id", Id, ForeignKey("users.id"), nullable=False),
+    Column("reason", String(32), nullable=False),  # insufficient_balance, cap_day, cap_model, …
+    Column("model", String(128), nullable=False),
+    Column("note", Text, nullable=False),
+    Column("created_at", Timestamp, nullable=False),
+    Column("dedupe_key", String(96), nullable=False, unique=True),
+    Index("ix_refusals_user_id_created_at", "user_id", "created_at"),
+)
 
 alert_outbox = Table(
     "alert_outbox",

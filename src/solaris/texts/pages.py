@@ -241,6 +241,7 @@ MESSAGES: dict[str, tuple[str, str]] = {
     # Entry kinds of a statement.
     "kind.allowance": ("Franquia", "Allowance"),
     "kind.grant": ("Crédito", "Credit"),
+    "kind.refusal": ("Recusada", "Refused"),
     "kind.purchase": ("Compra", "Purchase"),
     "kind.usage": ("Uso", "Usage"),
     "kind.refund": ("Estorno", "Refund"),
