@@ -224,13 +224,19 @@ def test_two_gateways_in_parallel_never_pass_a_window(
     two_capped: tuple[Gateway, Gateway],
 ) -> None:
     first, second = two_capped
-    for plan, header in (("daily", "cap_day"), ("mini", "cap_model")):
+    for plan, header, limit in (
+        ("daily", "cap_day", 300),
+        ("mini", "cap_model", 250),
+        ("free", "cap_own_day", 280),  # the user's own cap
+    ):
         user = on_plan(first, plan)
+        if plan == "free":
+            first.cli("users", "limit", user, "--day", str(limit))
         outcomes = asyncio.run(_fire([first.url, second.url], user, total=60))
         rows = first.usage_rows(user)
-        assert outcomes["200"] == len(rows) >= 300 // COST - 2, outcomes
+        assert outcomes["200"] == len(rows) >= limit // COST - 2, outcomes
         assert outcomes["200"] + outcomes[header] + outcomes["balance_held"] == 60, outcomes
-        assert sum(row["billable"] for row in rows) <= (300 if plan == "daily" else 250)
+        assert sum(row["billable"] for row in rows) <= limit
         assert first.user_row(user)["held"] == 0
     assert "ledger verified" in first.cli("ledger", "verify")
 
