@@ -135,12 +135,11 @@ def test_a_refusal_for_want_of_balance_is_a_line_of_the_csv(
         assert http.post("/v1/chat/completions", json=chat(False)).status_code == 402
     capped.cli("statement", user, "--csv", str(tmp_path / "extrato.csv"))
     rows = list(csv.DictReader(io.StringIO((tmp_path / "extrato.csv").read_text("utf-8-sig"))))
-    assert [(row["kind"], row["debit"], row["credit"]) for row in rows] == [
-        ("grant", "", "1"),
-        ("refusal", "", ""),
+    # The period began with the plan change, after the grant: the refusal is its only line.
+    assert [(row["kind"], row["debit"], row["credit"], row["balance"]) for row in rows] == [
+        ("refusal", "", "", "1")
     ]
-    assert rows[1]["note"].startswith("insufficient_balance: Saldo de tokens insuficiente")
-    assert rows[1]["balance"] == "1"
+    assert rows[0]["note"].startswith("insufficient_balance: Saldo de tokens insuficiente")
 
 
 def test_a_rolling_window_about_to_reopen_says_retry_after(capped: Gateway) -> None:

@@ -355,7 +355,7 @@ def test_user_opens_the_portal_from_a_block_reply_and_downloads_the_statement(
 
     page.click("nav >> text=Extrato")
     table = page.locator("[data-testid=statement]").inner_text()
-    assert "Crédito" in table and "Uso" in table
+    assert "Crédito" in table and "Uso" in table and "Recusada" in table
     assert page.locator("[data-testid=closing]").inner_text() == pt_tokens(row["balance"])
     screenshots(page, "portal-statement")
     with page.expect_download() as download:
@@ -365,6 +365,7 @@ def test_user_opens_the_portal_from_a_block_reply_and_downloads_the_statement(
     assert [(r["kind"], r["credit"], r["debit"]) for r in rows] == [
         ("grant", "400", ""),
         ("usage", "", str(charged)),
+        ("refusal", "", ""),  # the block reply that brought the user here
     ]
     assert rows[1]["model"] == "gpt-4o-mini" and int(rows[-1]["balance"]) == row["balance"]
 
