@@ -8,7 +8,6 @@ import asyncio
 import csv
 import io
 import json
-import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
@@ -21,7 +20,6 @@ import pytest
 from aiosmtpd.controller import Controller
 from sqlalchemy import select
 
-from solaris.gateway.identity import PLAN_CACHE_TTL_S
 from solaris.ledger.ledger import UsageRecord
 from solaris.ledger.users import Users
 from solaris.metering.estimate import chat_prompt_tokens
@@ -89,8 +87,14 @@ def capped(
 def on_plan(gateway: Gateway, plan: str, tokens: int = 100_000) -> str:
     """A funded user on `plan`, whom no gateway has seen yet (so none caches their plan)."""
     user = f"{plan}-{uuid.uuid4().hex[:8]}"
+
+    async def subscribe(users: Users) -> None:  # the library `solaris users plan` calls
+        found = await users.ensure(user)
+        async with users.database.transaction() as conn:
+            await users.change_plan(conn, found.id, plan, by="test")
+
+    gateway._with_users(subscribe)
     gateway.fund(user, tokens)
-    gateway.cli("users", "plan", user, plan)
     return user
 
 
@@ -135,11 +139,11 @@ def test_a_refusal_for_want_of_balance_is_a_line_of_the_csv(
         assert http.post("/v1/chat/completions", json=chat(False)).status_code == 402
     capped.cli("statement", user, "--csv", str(tmp_path / "extrato.csv"))
     rows = list(csv.DictReader(io.StringIO((tmp_path / "extrato.csv").read_text("utf-8-sig"))))
-    # The period began with the plan change, after the grant: the refusal is its only line.
     assert [(row["kind"], row["debit"], row["credit"], row["balance"]) for row in rows] == [
-        ("refusal", "", "", "1")
+        ("grant", "", "1", "1"),
+        ("refusal", "", "", "1"),  # nothing charged, the balance as it was
     ]
-    assert rows[0]["note"].startswith("insufficient_balance: Saldo de tokens insuficiente")
+    assert rows[1]["note"].startswith("insufficient_balance: Saldo de tokens insuficiente")
 
 
 def test_a_rolling_window_about_to_reopen_says_retry_after(capped: Gateway) -> None:
@@ -184,8 +188,11 @@ def test_a_users_own_cap_is_enforced_and_can_be_lifted(capped: Gateway) -> None:
     assert refused.headers["x-solaris-blocked"] == "cap_own_day"
     assert "limite diário que definiu para si (120 tokens por dia)" in refused.text
     assert sum(row["billable"] for row in capped.usage_rows(user)) <= 120
-    capped.cli("users", "limit", user, "--off")
-    time.sleep(PLAN_CACHE_TTL_S + 0.2)  # what every gateway process takes to see it
+    user_id = int(capped.user_row(user)["id"])
+    with Visitor(capped) as member:  # lifted in the portal, which runs in the gateway's process
+        member.portal_sign_in(portal_link(capped, user_id))
+        token = member.csrf("/portal/limit")
+        member.post("/portal/limit", data={"csrf": token, "action": "remove"})
     with capped.client(user) as http:
         assert http.post("/v1/chat/completions", json=chat(False)).status_code == 200
 
