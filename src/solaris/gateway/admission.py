@@ -141,14 +141,7 @@ class Admission:
         )
         if priced is not None:  # known before it is forwarded: all of it, or a refusal
             wanted = minimum = max(1, priced.amount)
-        plan, own = caller.plan, subscription.own_cap
-        caps = (
-            caps_for(
-                plan, own, model, subscription.anchored_at, self.ledger.clock(), self.ledger.zone
-            )
-            if plan.windows or plan.model_caps or own
-            else ()
-        )
+        caps = caps_for(subscription, model, self.ledger.clock, self.ledger.zone)
         try:
             hold = await self.ledger.reserve(
                 caller.user_id,

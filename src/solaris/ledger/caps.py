@@ -14,15 +14,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from fnmatch import fnmatchcase
 from typing import Literal
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from solaris.clock import local_date, local_midnight, month_bounds
+from solaris.clock import Clock, local_date, local_midnight, month_bounds
 from solaris.ledger.periods import period_bounds
-from solaris.ledger.plans import OwnCap, Plan
+from solaris.ledger.plans import Subscription
 from solaris.store.database import Database
 from solaris.store.schema import usage
 
@@ -54,24 +55,20 @@ class Cap:
 
 
 def caps_for(
-    plan: Plan,
-    own: OwnCap | None,
-    model: str,
-    anchored_at: datetime,
-    now: datetime,
-    zone: ZoneInfo,
+    subscription: Subscription, model: str, clock: Clock, zone: ZoneInfo
 ) -> tuple[Cap, ...]:
-    """The caps on a request for `model` at `now`; none for most plans (then nothing is summed)."""
-    if not (plan.windows or plan.model_caps or own):
+    """The caps on a request for `model`; none for most plans (then nothing is summed, and
+    the clock is not read)."""
+    plan = subscription.plan
+    if not (plan.windows or plan.model_caps or subscription.own_cap):
         return ()
-    caps = plan_caps(plan, own, anchored_at, now, zone)
-    return tuple(cap for cap in caps if cap.pattern is None or plan.matches(cap.pattern, model))
+    caps = plan_caps(subscription, clock(), zone)
+    return tuple(cap for cap in caps if cap.pattern is None or fnmatchcase(model, cap.pattern))
 
 
-def plan_caps(
-    plan: Plan, own: OwnCap | None, anchored_at: datetime, now: datetime, zone: ZoneInfo
-) -> tuple[Cap, ...]:
+def plan_caps(subscription: Subscription, now: datetime, zone: ZoneInfo) -> tuple[Cap, ...]:
     """Every cap of the plan and the user's own at `now`, model caps whatever their models."""
+    plan, own, anchored_at = subscription.plan, subscription.own_cap, subscription.anchored_at
     caps: list[Cap] = []
     for window in plan.windows:
         if window.hours is not None:

@@ -246,22 +246,23 @@ class Ledger:
         if new_plan or granted is None or start - granted > (end - start) / 2:
             # Unused allowance expires, unless the plan rolls it over; with a cap, it all
             # expires and what the cap allows comes back as an entry of its own.
-            cap = None if new_plan or not plan.rollover else plan.rollover_cap()
-            unused = 0
-            if new_plan or not plan.rollover or cap is not None:
-                unused = await expire_lots(conn, user_id, now, allowance_only=True)
+            carried, cap = 0, plan.rollover_cap()
+            if new_plan or not plan.rollover:
+                await expire_lots(conn, user_id, now, allowance_only=True)
+            elif cap is not None:
+                carried = min(cap, await expire_lots(conn, user_id, now, allowance_only=True))
             # A new period offers what is left now (after expiry) plus what is credited below.
             await conn.execute(
                 update(accounts)
                 .where(accounts.c.user_id == user_id)
                 .values(period_start=start, period_used=0, period_offered=accounts.c.balance)
             )
-            if cap and unused:
+            if carried:
                 await self.credit(
                     conn,
                     user_id,
                     "allowance",
-                    min(unused, cap),
+                    carried,
                     idempotency_key=f"rollover:{user_id}:{start.isoformat()}",
                     created_by="gateway",
                     note=f"rolled over from the period before (plan {plan.name}: at most {cap})",

@@ -76,10 +76,6 @@ class Plan:
     def allows(self, model: str) -> bool:
         return any(fnmatch.fnmatchcase(model, pattern) for pattern in self.models)
 
-    @staticmethod
-    def matches(pattern: str, model: str) -> bool:
-        return fnmatch.fnmatchcase(model, pattern)
-
     def policy(self, model: str, settings: Settings) -> ModelPolicy:
         """The plan's weights for a model, else the operator's global ones."""
         return self.weights.get(model) or settings.model_policy(model)

@@ -17,8 +17,8 @@ from starlette.routing import BaseRoute
 
 from solaris.errors import BadRequest
 from solaris.ledger.caps import Cap, plan_caps, reopens_at, spent
-from solaris.ledger.plans import OwnCap, Plans
-from solaris.operations.core import TOKENS_MAX, Operations
+from solaris.ledger.plans import OwnCap, Subscription
+from solaris.operations.core import Operations
 from solaris.operations.resources import Running
 from solaris.portal.account import PortalUser
 from solaris.portal.routing import error_page, page_route, read_form, redirect
@@ -71,28 +71,23 @@ class LimitPages:
                 problem = "limit.invalid"
             else:
                 return redirect(PATH + "?done=1")
+        subscription = (await self.gateway.users.standing(user.id)).subscription
         context = {
             "section": "limit",
-            "lines": await self._lines(user.id),
-            "own": await self._own(user.id),
+            "lines": await self._lines(user.id, subscription),
+            "own": subscription.own_cap,
             "done": request.query_params.get("done") == "1",
             "problem": problem,
-            "tokens_max": TOKENS_MAX,
         }
         status = 400 if problem else 200
         return self.renderer.page(
             request, "portal/limit.html", context, csrf=csrf, status_code=status
         )
 
-    async def _own(self, user_id: int) -> OwnCap | None:
-        return (await self.gateway.users.standing(user_id)).subscription.own_cap
-
-    async def _lines(self, user_id: int) -> list[CapLine]:
+    async def _lines(self, user_id: int, subscription: Subscription) -> list[CapLine]:
         database, ledger = self.gateway.database, self.gateway.ledger
-        subscription = await Plans(database).of_user(user_id)
-        own = await self._own(user_id)
         now = ledger.clock()
-        caps = plan_caps(subscription.plan, own, subscription.anchored_at, now, ledger.zone)
+        caps = plan_caps(subscription, now, ledger.zone)
         lines = []
         for cap in caps:
             async with database.transaction() as conn:
@@ -104,11 +99,12 @@ class LimitPages:
 
 
 def _own_cap(action: str, period: object, tokens: object) -> OwnCap | None:
-    """The form's cap: `remove`, or `set` with a period and a whole number of tokens."""
+    """The form's cap: `remove`, or `set` with a period and a whole number of tokens (the
+    period and the bounds are `Operations.set_own_cap`'s to check)."""
     if action == "remove":
         return None
-    if action != "set" or period not in ("day", "month"):
-        raise ValueError("set or remove, per day or month")
+    if action != "set":
+        raise ValueError("set or remove")
     text = str(tokens or "").strip().replace(".", "").replace(",", "")
     if not text.isdigit():
         raise ValueError("tokens: a whole number")
