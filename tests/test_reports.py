@@ -24,7 +24,7 @@ from solaris.ledger.ledger import Ledger, UsageRecord
 from solaris.ledger.plans import DEFAULT_PLAN, Plans
 from solaris.ledger.users import Users
 from solaris.reports import usage as usage_module
-from solaris.reports.prices import cost_usd, group_cost_usd
+from solaris.reports.prices import Pricer, cost_usd, group_cost_usd
 from solaris.reports.usage import UsageReport, UsageRow, usage_report
 from solaris.store.database import migrate, open_database
 from tests.conftest import PG_ADMIN_URL, _pg, _service_missing
@@ -108,6 +108,28 @@ def test_a_group_costs_the_sum_of_its_requests(no_network: None) -> None:
     assert group is not None
     assert abs(group - sum(cost for cost in singles if cost is not None)) <= COST_TOLERANCE_USD
     assert group_cost_usd("gpt-4o-mini", 0, 0, 0, 0) is None
+
+
+@pytest.mark.parametrize(
+    "model",
+    [
+        "gpt-4o-mini",  # per token
+        "perplexity/sonar",  # per token and a fee per request
+        "gemini-2.5-pro",  # tiered: a prompt past 200 k tokens costs more per token
+    ],
+)
+def test_one_pricer_prices_every_group_as_its_requests(model: str, no_network: None) -> None:
+    """A report's pricer reads a model's rates once; each group still costs what its requests
+    cost one by one, fee per request and long-context tier included."""
+    pricer = Pricer()
+    for shape in [(1_200, 300, 400), (250_000, 1_000, 0), (0, 0, 0)]:
+        single = cost_usd(model, *shape)
+        assert single is not None
+        group = pricer.group_cost(model, 3, *(3 * count for count in shape))
+        assert group is not None
+        assert abs(group - 3 * single) <= COST_TOLERANCE_USD, shape
+    assert pricer.group_cost(UNKNOWN_MODEL, 1, 10, 10, 0) is None
+    assert pricer.group_cost(model, 1, 10, 0, 20) is None
 
 
 # --- databases ------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from solaris.clock import local_date, local_midnight
 from solaris.operations.views import Overview, RankedRow
-from solaris.reports.prices import group_cost_usd
+from solaris.reports.prices import Pricer
 from solaris.store.schema import usage, users
 
 if TYPE_CHECKING:
@@ -118,8 +118,9 @@ async def overview(
         .where(today)
         .group_by(usage.c.model)
     )
+    pricer = Pricer()
     for row in models_today:
-        priced = group_cost_usd(
+        priced = pricer.group_cost(
             row.model, int(row.requests), int(row.prompt), int(row.completion), int(row.cached)
         )
         if priced is not None:

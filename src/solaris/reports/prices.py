@@ -12,8 +12,9 @@ charged (that is billable tokens, `solaris.metering.billing`).
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Any, cast
 
-__all__ = ["COST_QUANTUM_USD", "cost_usd", "group_cost_usd"]
+__all__ = ["COST_QUANTUM_USD", "Pricer", "cost_usd", "group_cost_usd"]
 
 # Group costs divide by the request count; a picodollar drops the division's noise digits.
 COST_QUANTUM_USD = Decimal("1e-12")
@@ -28,51 +29,119 @@ def cost_usd(
     cached-input rate when the model has one, else at the input rate. A LiteLLM-style provider
     prefix ("openai/gpt-4o-mini") is understood. Never raises, never touches the network.
     """
-    return _price(model, prompt_tokens, completion_tokens, cached_tokens)
+    return Pricer().group_cost(model, 1, prompt_tokens, completion_tokens, cached_tokens)
 
 
 def group_cost_usd(
     model: str, requests: int, prompt_tokens: int, completion_tokens: int, cached_tokens: int
 ) -> Decimal | None:
-    """The USD cost of `requests` requests whose token counts sum to the given totals.
+    """The USD cost of `requests` requests whose token counts sum to the given totals
+    (one group; a report prices many through one `Pricer`)."""
+    return Pricer().group_cost(model, requests, prompt_tokens, completion_tokens, cached_tokens)
 
-    Priced as `requests` times the mean request, not as one huge request: that is exact for
-    per-token prices, counts per-request fees once per request, and keeps long-context tiers
-    (priced by each request's prompt size) from applying to a whole day's sum.
+
+class Pricer:
+    """Prices groups of requests, looking each model up once.
+
+    A group is priced as `requests` times its mean request, not as one huge request: that is
+    exact for per-token prices, counts per-request fees once per request, and keeps
+    long-context tiers (priced by each request's prompt size) from applying to a whole day's
+    sum. A model without tiers is affine in (requests, prompt, completion, cached), so its four
+    rates are read from the table once and a group costs four multiplications: a report by user
+    prices ~10 k groups, at ~0.08 ms a table call (`bench/HISTORY.md`). One per report, so a
+    price that changes on a date is read afresh.
     """
-    if requests <= 0:
-        return None
-    mean = [
-        Decimal(count) / requests for count in (prompt_tokens, completion_tokens, cached_tokens)
-    ]
-    one = _price(model, *mean)
-    return None if one is None else (one * requests).quantize(COST_QUANTUM_USD)
+
+    def __init__(self) -> None:
+        self._models: dict[str, _ModelCost | None] = {}
+
+    def group_cost(
+        self,
+        model: str,
+        requests: int,
+        prompt_tokens: int,
+        completion_tokens: int,
+        cached_tokens: int,
+    ) -> Decimal | None:
+        if requests <= 0 or min(prompt_tokens, completion_tokens, cached_tokens) < 0:
+            return None
+        if cached_tokens > prompt_tokens:
+            return None
+        if model not in self._models:
+            self._models[model] = _model_cost(model)
+        found = self._models[model]
+        if found is None:
+            return None
+        if found.rates is not None:
+            per_request, per_prompt, per_completion, per_cached = found.rates
+            cost = (
+                per_request * requests
+                + per_prompt * prompt_tokens
+                + per_completion * completion_tokens
+                + per_cached * cached_tokens
+            )
+        else:
+            mean = [
+                Decimal(count) / requests
+                for count in (prompt_tokens, completion_tokens, cached_tokens)
+            ]
+            one = found.price(*mean)
+            if one is None:
+                return None
+            cost = one * requests
+        return cost.quantize(COST_QUANTUM_USD)
 
 
-def _price(
-    model: str,
-    prompt_tokens: int | Decimal,
-    completion_tokens: int | Decimal,
-    cached: int | Decimal,
-) -> Decimal | None:
+class _ModelCost:
+    """One model's table entry, and its affine rates when it has no tiers."""
+
+    def __init__(self, model_price: Any) -> None:
+        from genai_prices.types import TieredPrices
+
+        self.model_price = model_price
+        self.rates: tuple[Decimal, Decimal, Decimal, Decimal] | None = None
+        if not any(isinstance(value, TieredPrices) for value in vars(model_price).values()):
+            million = 1_000_000
+            shapes = ((0, 0, 0), (million, 0, 0), (0, million, 0), (million, 0, million))
+            probes = [self.price(*shape) for shape in shapes]
+            if all(probe is not None for probe in probes):
+                fee, prompt, completion, cached = cast(list[Decimal], probes)
+                self.rates = (
+                    fee,
+                    (prompt - fee) / million,
+                    (completion - fee) / million,
+                    (cached - prompt) / million,
+                )
+
+    def price(
+        self, prompt: int | Decimal, completion: int | Decimal, cached: int | Decimal
+    ) -> Decimal | None:
+        from genai_prices import Usage
+
+        usage = Usage(input_tokens=prompt, cache_read_tokens=cached, output_tokens=completion)
+        try:
+            return Decimal(self.model_price.calc_price(usage)["total_price"])
+        except Exception:  # odd usage or third-party data must not fail a report: unknown cost
+            return None
+
+
+def _model_cost(model: str) -> _ModelCost | None:
+    """The table's entry for the first name it knows: the model as given, lowercased, then
+    without its router prefix. provider_id="litellm" splits a known provider prefix off
+    ("openai/gpt-4o-mini"); an unknown one ("hosted_vllm/gpt-4o-mini") is dropped here. None
+    when the table has no price."""
     # Imported on first use: the table is ~30k lines of Python the request path never needs.
     from genai_prices import Usage, calc_price
 
     name = model.strip().lower()
-    # provider_id="litellm" splits a known provider prefix off ("openai/gpt-4o-mini"); an
-    # unknown router prefix ("hosted_vllm/gpt-4o-mini") is dropped and the bare name tried.
     for candidate in dict.fromkeys((name, name.partition("/")[2])):
         if not candidate:
             continue
         try:
-            usage = Usage(
-                input_tokens=prompt_tokens,
-                cache_read_tokens=cached,
-                output_tokens=completion_tokens,
-            )
-            return calc_price(usage, candidate, provider_id="litellm").total_price
+            found = calc_price(Usage(), candidate, provider_id="litellm")
         except LookupError:
             continue
-        except Exception:  # odd usage or third-party data must not fail a report: unknown cost
+        except Exception:  # odd third-party data must not fail a report: unknown cost
             return None
+        return _ModelCost(found.model_price)
     return None

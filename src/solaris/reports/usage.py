@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, PlainSerializer
 from sqlalchemy import ColumnElement, FromClause, Select, case, func, select
 
 from solaris.clock import as_utc
-from solaris.reports.prices import group_cost_usd
+from solaris.reports.prices import Pricer
 from solaris.store.columns import local_day
 from solaris.store.database import Database
 from solaris.store.schema import usage, users
@@ -180,9 +180,8 @@ def _merge(
     groups: list[Any], rows_max: int, hours_in: ZoneInfo | None
 ) -> tuple[list[UsageRow], bool]:
     """Fold each key's models into one row, pricing each (key, model) group, up to `rows_max`
-    keys; True when there were more. Pricing is what a wide report spends its time on (~0.3 ms
-    a group, `bench/HISTORY.md`), so the groups of keys past the cut are never priced. UTC
-    hours are relabelled in `hours_in`."""
+    keys; True when there were more. UTC hours are relabelled in `hours_in`."""
+    pricer = Pricer()
     merged: dict[str, UsageRow] = {}
     for group in groups:
         key = str(group.key)
@@ -191,7 +190,7 @@ def _merge(
         if len(merged) == rows_max and key not in merged:
             return list(merged.values()), True
         requests = int(group.requests)
-        cost = group_cost_usd(
+        cost = pricer.group_cost(
             group.model,
             requests,
             int(group.prompt_tokens),
