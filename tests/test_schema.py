@@ -1,4 +1,4 @@
-"""The migrations create exactly the tables `store/schema.py` declares, on both databases: the
+"""The migrations create exactly the tables `store/schema` declares, on both databases: the
 code's picture of the schema and the database's never drift apart."""
 
 from __future__ import annotations
