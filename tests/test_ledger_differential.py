@@ -5,7 +5,8 @@ The same random sequence of reserve / settle (over or under the hold) / release 
 instants have fractions of a second (the 72ffedc drift: SQL rounded a period start that Python
 truncated, so one crossing made two alert keys). Afterwards every observable result must be
 equal: what each call returned, the ledger entries, the account row, the lots, the
-reservations' states and the alert outbox keys.
+reservations' states and the alert outbox keys. Each database's usage rollup, rolled up as the
+clock advances, reports the days its usage rows make.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -30,6 +32,8 @@ from solaris.ledger.postgres import PostgresPending
 from solaris.ledger.thresholds import Thresholds
 from solaris.ledger.users import Users
 from solaris.metering.billing import ToolCharge
+from solaris.reports.rollup import SETTLED_WITHIN_S, roll_up, verify_rollup
+from solaris.reports.usage import usage_report
 from solaris.store.database import Database, migrate, open_database
 from solaris.store.outbox import list_alerts
 from solaris.store.schema import accounts, ledger_entries, lots, reservations, usage
@@ -37,6 +41,7 @@ from tests.conftest import new_postgres_database
 
 START = datetime(2026, 3, 30, 23, 59, 58, 900_000, tzinfo=UTC)  # .9 s: rounding shows
 TTL_S = 600
+ZONE = ZoneInfo("America/Sao_Paulo")
 THRESHOLDS = Thresholds(percents=(50, 80, 100), channels=("email", "webhook"))
 
 OPERATIONS = st.lists(
@@ -227,6 +232,23 @@ class Side:
         }
 
 
+async def _days_of_rows(database: Database) -> dict[str, tuple[int, int]]:
+    """(requests, billable) per local day, from every usage row of the database."""
+    days: dict[str, tuple[int, int]] = {}
+    async with database.transaction() as conn:
+        for row in await conn.execute(select(usage.c.created_at, usage.c.billable)):
+            day = row.created_at.astimezone(ZONE).date().isoformat()
+            requests, billable = days.get(day, (0, 0))
+            days[day] = (requests + 1, billable + int(row.billable))
+    return days
+
+
+async def _days_reported(database: Database) -> dict[str, tuple[int, int]]:
+    """The same from `usage_report` by day: the rollup's buckets and the rows after its mark."""
+    report = await usage_report(database, by="day", zone=ZONE)
+    return {row.key: (row.requests, row.billable) for row in report}
+
+
 def _settle_key(key: str) -> str | None:
     """A settle's entry key without its request id: `usage`, or `tool:<tool>`."""
     if key.startswith("usage:"):
@@ -296,14 +318,21 @@ def test_sqlite_and_postgresql_ledgers_agree(
                 await migrate(side.database)
                 await side.ledger.start()
                 await side.setup()
+            wall = datetime.now(UTC)  # the rollup's clock: the mark was made at migration
             for step, (operation, first, second) in enumerate(script):
                 if operation == "advance":
                     clock.now += timedelta(seconds=first)
+                    wall += timedelta(seconds=SETTLED_WITHIN_S)
+                    for side in sides:  # folds in what the last roll saw: reports stay exact
+                        await roll_up(side.database, wall)
                 results = [await side.step(operation, first, second) for side in sides]
                 assert results[0] == results[1], (step, operation, first, second, results)
             states = [await side.state() for side in sides]
             for name in states[0]:
                 assert states[0][name] == states[1][name], name
+            for side in sides:
+                assert await _days_of_rows(side.database) == await _days_reported(side.database)
+                assert await verify_rollup(side.database) == []
         finally:
             for side in sides:
                 await side.ledger.close()

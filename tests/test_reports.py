@@ -26,7 +26,8 @@ from solaris.ledger.users import Users
 from solaris.reports import usage as usage_module
 from solaris.reports.prices import Pricer, cost_usd, group_cost_usd
 from solaris.reports.usage import UsageReport, UsageRow, usage_report
-from solaris.store.database import migrate, open_database
+from solaris.reports.rollup import SETTLED_WITHIN_S, roll_up
+from solaris.store.database import Database, migrate, open_database
 from tests.conftest import PG_ADMIN_URL, _pg, _service_missing
 
 UNKNOWN_MODEL = "solaris-test-no-such-model"
@@ -154,7 +155,13 @@ async def _seed(url: str) -> None:
             config = PlanConfig(allowance_tokens=0, default=True)
             await Plans(database).save(conn, DEFAULT_PLAN, config, DAY_1)
         users = Users(ledger)
-        for index, request in enumerate(REQUESTS):
+        # Half the requests go into the rollup, the other half settle after it: later ids with
+        # earlier times, as a settlement replayed from the journal has.
+        order = [*range(1, len(REQUESTS), 2), *range(0, len(REQUESTS), 2)]
+        for index in order:
+            if index == 0:
+                await _roll_up_all(database)
+            request = REQUESTS[index]
             clock.now = request.at
             user = await users.ensure(request.user)
             billable = request.prompt + request.completion
@@ -167,6 +174,14 @@ async def _seed(url: str) -> None:
             await ledger.settle(_record(request_id, user.id, request, billable))
     finally:
         await database.close()
+
+
+async def _roll_up_all(database: Database) -> None:
+    """What the gateway's rollup does once settled rows are old enough to fold in."""
+    later = datetime.now(UTC) + timedelta(seconds=SETTLED_WITHIN_S)
+    await roll_up(database, later)  # sees the newest id...
+    folded = await roll_up(database, later + timedelta(seconds=SETTLED_WITHIN_S))  # ...folds it
+    assert folded > 0
 
 
 def _record(request_id: str, user_id: int, request: Request, billable: int) -> UsageRecord:

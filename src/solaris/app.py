@@ -51,6 +51,7 @@ from solaris.operations.purchases import Purchases
 from solaris.operations.receipts import receipts_of
 from solaris.operations.reconciler import reconcile_forever
 from solaris.payments.configured import configured_providers
+from solaris.reports.rollup import roll_up_forever
 from solaris.store.cache import IdentityCache
 from solaris.store.database import Database, async_url, open_database
 
@@ -106,6 +107,8 @@ class Gateway:
         self._replayer: asyncio.Task[None] | None = None
         self._reconciling = asyncio.Event()
         self._reconciler: asyncio.Task[None] | None = None
+        self._rolling = asyncio.Event()
+        self._roller: asyncio.Task[None] | None = None
         self.users = Users(self.ledger)
         self.identity = Identity(settings, self.users, self.cache)
         self.upstream = Upstream(settings)
@@ -149,6 +152,10 @@ class Gateway:
             self._reconciler = asyncio.create_task(
                 reconcile_forever(self.purchases, self._reconciling)
             )
+        # The reports' sums of usage (every process takes its turn; one does the work).
+        self._roller = asyncio.create_task(
+            roll_up_forever(self.database, self.ledger.clock, self._rolling)
+        )
         if self.settings.metrics_port is not None:
             start_http_server(self.settings.metrics_port, registry=self.metrics.exposed)
         self.alerting.start()
@@ -169,6 +176,9 @@ class Gateway:
         self._reconciling.set()
         if self._reconciler is not None:
             await self._reconciler
+        self._rolling.set()
+        if self._roller is not None:
+            await self._roller
         for provider in self.purchases.providers.values():
             await provider.close()
         await self.upstream.close()

@@ -142,11 +142,13 @@ def statement_command(
 
 @ledger_app.command("verify")
 def ledger_verify() -> None:
-    """Recompute every balance from the ledger entries; exit 1 on any difference."""
+    """Recompute every balance from the ledger entries, and the reports' usage sums from the
+    usage rows; exit 1 on any difference."""
     from solaris.ledger.verify import verify_ledger
+    from solaris.reports.rollup import verify_rollup
 
     async def job(_settings: Settings, database: Database) -> list[Difference]:
-        return await verify_ledger(database)
+        return await verify_ledger(database) + await verify_rollup(database)
 
     differences = run_job(job)
     for difference in differences:
@@ -156,4 +158,4 @@ def ledger_verify() -> None:
         )
     if differences:
         raise typer.Exit(1)
-    typer.echo("ledger verified: every balance equals its entries")
+    typer.echo("ledger verified: every balance equals its entries, the usage sums their rows")

@@ -196,7 +196,7 @@ class Operations:
             return await audit_entries(conn, limit, offset, target_type, target_id)
 
     async def overview(self) -> Overview:
-        async with self.database.transaction() as conn:
+        async with self.database.snapshot() as conn:  # the month from the usage rollup
             return await overview(
                 conn, self.gateway.metrics, self.clock(), self.zone, self.started_at
             )

@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from solaris.clock import local_date, local_midnight
 from solaris.operations.views import Overview, RankedRow
 from solaris.reports.prices import Pricer
+from solaris.reports.rollup import rolled_until, usage_rows
 from solaris.store.schema import usage, users
 
 if TYPE_CHECKING:
@@ -71,16 +72,18 @@ async def _top_users(conn: AsyncConnection, since: datetime) -> list[RankedRow]:
 
 
 async def _models(conn: AsyncConnection, since: datetime) -> list[RankedRow]:
-    """Every model since `since`, most tokens first: its sum is also the month's total."""
-    billable = func.sum(usage.c.billable).label("billable")
-    rows = await conn.execute(
-        select(usage.c.model.label("key"), billable, func.count().label("requests"))
-        .where(usage.c.created_at >= since)
-        .group_by(usage.c.model)
+    """Every model since `since`, most tokens first: its sum is also the month's total. Read
+    from the usage rollup (`reports.rollup`), in the caller's snapshot."""
+    rows = usage_rows(since, None, await rolled_until(conn))
+    billable = func.sum(rows.c.billable).label("billable")
+    ranked = await conn.execute(
+        select(rows.c.model.label("key"), billable, func.sum(rows.c.requests).label("requests"))
+        .group_by(rows.c.model)
         .order_by(billable.desc())
     )
     return [
-        RankedRow(key=str(r.key), billable=int(r.billable), requests=int(r.requests)) for r in rows
+        RankedRow(key=str(r.key), billable=int(r.billable), requests=int(r.requests))
+        for r in ranked
     ]
 
 
@@ -91,7 +94,8 @@ async def overview(
     zone: ZoneInfo,
     process_started_at: datetime,
 ) -> Overview:
-    """Today and this month are the operator's (local midnight, the local 1st)."""
+    """Today and this month are the operator's (local midnight, the local 1st). `conn` is a
+    snapshot (`Database.snapshot`)."""
     today_local = local_date(now, zone)
     day = local_midnight(today_local, zone)
     month = local_midnight(today_local.replace(day=1), zone)

@@ -17,13 +17,14 @@ from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, PlainSerializer
-from sqlalchemy import ColumnElement, FromClause, Select, case, func, select
+from sqlalchemy import ColumnElement, Select, Subquery, func, select
 
 from solaris.clock import as_utc
 from solaris.reports.prices import Pricer
+from solaris.reports.rollup import raw_rows, rolled_until, usage_rows
 from solaris.store.columns import local_day
 from solaris.store.database import Database
-from solaris.store.schema import usage, users
+from solaris.store.schema import ROLLUP_SUMS, usage, users
 
 __all__ = [
     "GROUPS_MAX",
@@ -88,8 +89,9 @@ async def usage_report(
 
     Naive datetimes are taken as UTC. Returns at most ROWS_MAX rows (see `UsageReport.truncated`).
     """
-    query = _grouped_query(database.dialect, by, since, until, user_external_id, zone)
-    async with database.transaction() as conn:
+    async with database.snapshot() as conn:
+        mark = await rolled_until(conn)
+        query = _grouped_query(database.dialect, by, since, until, user_external_id, zone, mark)
         groups = list(await conn.execute(query.limit(GROUPS_MAX + 1)))
     truncated = len(groups) > GROUPS_MAX
     if truncated:  # the last key may have lost some of its models to the limit: drop it whole
@@ -108,72 +110,54 @@ def _grouped_query(
     until: datetime | None,
     user_external_id: str | None,
     zone: ZoneInfo,
+    mark: int,
 ) -> Select[Any]:
     """One row per (key, model) with its sums, ordered by key so a limit cuts between keys.
 
-    On PostgreSQL an hour or day is grouped as a truncated timestamp and made text once per
-    group, not per row: over 30 days of 10 M rows that was most of the query (HISTORY.md).
-    `users` is joined only when a user is the key or the filter."""
-    source: FromClause = usage
+    By model, hour or day over every user the sums come from the rollup (`reports.rollup`,
+    up to usage id `mark`) and the rows after it; by user, or for one user, from the usage rows
+    (the user's index), joined to `users`. On PostgreSQL an hour or day is grouped as a
+    truncated timestamp and made text once per group, not per row (HISTORY.md)."""
     if by == "user" or user_external_id is not None:
-        source = usage.join(users, users.c.id == usage.c.user_id)
-    rows = select(
-        _key_column(dialect, by, zone).label("key"),
-        usage.c.model,
-        usage.c.prompt_tokens,
-        usage.c.completion_tokens,
-        usage.c.cached_tokens,
-        usage.c.reasoning_tokens,
-        usage.c.billable,
-        case((usage.c.estimated, 1), else_=0).label("estimated"),
-    ).select_from(source)
-    if since is not None:
-        rows = rows.where(usage.c.created_at >= as_utc(since))
-    if until is not None:
-        rows = rows.where(usage.c.created_at < as_utc(until))
-    if user_external_id is not None:
-        rows = rows.where(users.c.external_id == user_external_id)
+        rows = raw_rows(since and as_utc(since), until and as_utc(until))
+        rows = rows.add_columns(users.c.external_id).join_from(
+            usage, users, users.c.id == usage.c.user_id
+        )
+        if user_external_id is not None:
+            rows = rows.where(users.c.external_id == user_external_id)
+        source = rows.subquery("rows")
+    else:
+        source = usage_rows(since and as_utc(since), until and as_utc(until), mark)
     # Grouped outside a subquery: the key expression's bound parameters then appear once,
     # which PostgreSQL needs to see that the GROUP BY and the SELECT are the same expression.
-    each = rows.subquery("each")
+    each = select(
+        _key_column(dialect, by, zone, source).label("key"),
+        source.c.model,
+        *(source.c[name] for name in ROLLUP_SUMS),
+    ).subquery("each")
     key: ColumnElement[Any] = each.c.key
     if dialect == "postgresql" and by in ("hour", "day"):
         key = func.to_char(each.c.key, _POSTGRES_FORMATS[by]).label("key")
     return (
-        select(
-            key,
-            each.c.model,
-            func.count().label("requests"),
-            *(
-                func.sum(each.c[name]).label(name)
-                for name in (
-                    "prompt_tokens",
-                    "completion_tokens",
-                    "cached_tokens",
-                    "reasoning_tokens",
-                    "billable",
-                    "estimated",
-                )
-            ),
-        )
+        select(key, each.c.model, *(func.sum(each.c[name]).label(name) for name in ROLLUP_SUMS))
         .group_by(each.c.key, each.c.model)
         .order_by(each.c.key, each.c.model)
     )
 
 
-def _key_column(dialect: str, by: Grouping, zone: ZoneInfo) -> ColumnElement[Any]:
+def _key_column(dialect: str, by: Grouping, zone: ZoneInfo, rows: Subquery) -> ColumnElement[Any]:
     if by == "user":
-        return users.c.external_id
+        return rows.c.external_id
     if by == "model":
-        return usage.c.model
+        return rows.c.model
     if by not in ("hour", "day"):
         raise ValueError(f"unknown grouping {by!r}: user, model, hour or day")
     if dialect == "postgresql":  # made text by `_grouped_query`, once per group
-        local = func.timezone("UTC" if by == "hour" else zone.key, usage.c.created_at)
+        local = func.timezone("UTC" if by == "hour" else zone.key, rows.c.created_at)
         return func.date_trunc(by, local)
     if by == "day":
-        return local_day(dialect, usage.c.created_at, zone)
-    return func.strftime(_SQLITE_HOUR, usage.c.created_at)
+        return local_day(dialect, rows.c.created_at, zone)
+    return func.strftime(_SQLITE_HOUR, rows.c.created_at)
 
 
 def _merge(

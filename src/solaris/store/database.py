@@ -184,6 +184,19 @@ class Database:
         async with store_errors(), self.engine.begin() as connection:
             yield connection
 
+    @asynccontextmanager
+    async def snapshot(self) -> AsyncIterator[AsyncConnection]:
+        """A transaction whose reads all see one moment: PostgreSQL's default isolation gives
+        each statement its own, so a read of two tables another transaction moves between
+        together (the usage rollup and its mark) could count a row twice. SQLite's
+        transactions are one moment already."""
+        async with self.transaction() as connection:
+            if self.dialect == "postgresql":
+                await connection.execute(
+                    text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                )
+            yield connection
+
     async def schema_revision(self) -> str | None:
         """The revision alembic stamped (its one-row version table), None before any."""
 

@@ -12,12 +12,15 @@ from solaris.store.schema.ledger import (
     ENTRIES_BY_USER,
     ENTRY_KINDS,
     RESERVATION_STATES,
+    ROLLUP_SUMS,
     accounts,
     ledger_entries,
     lots,
     refusals,
     reservations,
     usage,
+    usage_rollup,
+    usage_rollup_mark,
     users,
 )
 from solaris.store.schema.meta import metadata
@@ -36,8 +39,9 @@ from solaris.store.schema.orders import ORDER_STATES, PAYMENT_PROVIDERS, orders,
 from solaris.store.schema.plans import plan_changes, plans, subscriptions
 
 __all__ = [
-    "ALERT_STATES", "ENTRIES_BY_USER", "ENTRY_KINDS", "ORDER_STATES", "PAYMENT_PROVIDERS", "RESERVATION_STATES", "accounts",
-    "admin_api_keys", "admins", "alert_outbox", "api_keys", "audit_log", "deployment",
-    "ledger_entries", "lots", "metadata", "orders", "payment_events", "plan_changes", "plans",
-    "refusals", "reservations", "subscriptions", "usage", "used_links", "users", "web_sessions",
+    "ALERT_STATES", "ENTRIES_BY_USER", "ENTRY_KINDS", "ORDER_STATES", "PAYMENT_PROVIDERS",
+    "RESERVATION_STATES", "ROLLUP_SUMS", "accounts", "admin_api_keys", "admins", "alert_outbox",
+    "api_keys", "audit_log", "deployment", "ledger_entries", "lots", "metadata", "orders",
+    "payment_events", "plan_changes", "plans", "refusals", "reservations", "subscriptions",
+    "usage", "usage_rollup", "usage_rollup_mark", "used_links", "users", "web_sessions",
 ]  # fmt: skip

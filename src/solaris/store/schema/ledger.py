@@ -141,6 +141,34 @@ usage = Table(
     Index("ix_usage_created_at", "created_at"),  # reads by time alone: overview, reports
 )
 
+# `usage` summed by quarter hour (UTC) and model, for the reports and charts that read weeks of
+# every user (solaris.reports.rollup): the rows up to `usage_rollup_mark.usage_id` are in it,
+# later ones are read from `usage`. Every zone's offset is whole quarter hours, so a bucket lies
+# in one local day anywhere, and a local day is a sum of buckets.
+ROLLUP_SUMS = (
+    "requests", "prompt_tokens", "completion_tokens", "cached_tokens", "reasoning_tokens",
+    "billable", "estimated",
+)  # fmt: skip
+usage_rollup = Table(
+    "usage_rollup",
+    metadata,
+    Column("bucket", Timestamp, primary_key=True),
+    Column("model", String(128), primary_key=True),
+    *(Column(name, BigInteger, nullable=False) for name in ROLLUP_SUMS),
+)
+# One row: how far the rollup has read `usage` (`usage_id`), and the newest id seen committed at
+# `seen_at`, the next to be read once no transaction older than it can still commit.
+usage_rollup_mark = Table(
+    "usage_rollup_mark",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("usage_id", Id, nullable=False),
+    Column("seen_id", Id, nullable=False),
+    Column("seen_at", Timestamp, nullable=False),
+    CheckConstraint("id = 1", name="one_row"),
+    CheckConstraint("usage_id <= seen_id", name="read_what_was_seen"),
+)
+
 # Requests refused for want of balance or by a cap, for the statement: what the user was told.
 # At most one a reason a minute per user (`dedupe_key`), however often they press Send.
 refusals = Table(
