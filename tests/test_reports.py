@@ -18,15 +18,17 @@ from typing import Any, NoReturn
 from zoneinfo import ZoneInfo
 
 import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
 from solaris.config import PlanConfig
 from solaris.ledger.ledger import Ledger, UsageRecord
 from solaris.ledger.plans import DEFAULT_PLAN, Plans
 from solaris.ledger.users import Users
 from solaris.reports import usage as usage_module
-from solaris.reports.prices import Pricer, cost_usd, group_cost_usd
-from solaris.reports.usage import UsageReport, UsageRow, usage_report
+from solaris.reports.prices import COST_QUANTUM_USD, Pricer, cost_usd, group_cost_usd
 from solaris.reports.rollup import SETTLED_WITHIN_S, roll_up
+from solaris.reports.usage import UsageReport, UsageRow, usage_report
 from solaris.store.database import Database, migrate, open_database
 from tests.conftest import PG_ADMIN_URL, _pg, _service_missing
 
@@ -131,6 +133,39 @@ def test_one_pricer_prices_every_group_as_its_requests(model: str, no_network: N
         assert abs(group - 3 * single) <= COST_TOLERANCE_USD, shape
     assert pricer.group_cost(UNKNOWN_MODEL, 1, 10, 10, 0) is None
     assert pricer.group_cost(model, 1, 10, 0, 20) is None
+
+
+@settings(max_examples=150, deadline=None)
+@example(model="gemini-2.5-pro", requests=3, prompt=200_000, completion=10, cached_share=0.5)
+@example(model="gemini-2.5-pro", requests=3, prompt=200_001, completion=10, cached_share=0.5)
+@given(
+    model=st.sampled_from(
+        ["gpt-4o-mini", "claude-sonnet-4-5", "gemini-2.5-pro", "perplexity/sonar"]
+    ),
+    requests=st.integers(1, 7),
+    prompt=st.one_of(st.integers(0, 400_000), st.integers(199_990, 200_010)),
+    completion=st.integers(0, 50_000),
+    cached_share=st.floats(0, 1),
+)
+def test_a_groups_cost_is_the_tables_price_of_its_mean_request(
+    model: str, requests: int, prompt: int, completion: int, cached_share: float
+) -> None:
+    """The pricer's rates, read once per tier, agree with the table asked about the group's
+    mean request, on both sides of a tier's start."""
+    from genai_prices import Usage, calc_price
+
+    cached = int(prompt * cached_share)
+    totals = (prompt * requests, completion * requests, cached * requests)
+    name = model.partition("/")[2] if model.startswith("perplexity/") else model
+    provider = "perplexity" if model.startswith("perplexity/") else None
+    one = calc_price(
+        Usage(input_tokens=prompt, cache_read_tokens=cached, output_tokens=completion),
+        name,
+        provider_id=provider or "litellm",
+    ).total_price
+    assert Pricer().group_cost(model, requests, *totals) == (one * requests).quantize(
+        COST_QUANTUM_USD
+    )
 
 
 # --- databases ------------------------------------------------------------------------------

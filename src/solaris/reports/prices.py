@@ -46,10 +46,10 @@ class Pricer:
     A group is priced as `requests` times its mean request, not as one huge request: that is
     exact for per-token prices, counts per-request fees once per request, and keeps
     long-context tiers (priced by each request's prompt size) from applying to a whole day's
-    sum. A model without tiers is affine in (requests, prompt, completion, cached), so its four
-    rates are read from the table once and a group costs four multiplications: a report by user
-    prices ~10 k groups, at ~0.08 ms a table call (`bench/HISTORY.md`). One per report, so a
-    price that changes on a date is read afresh.
+    sum. Between two tier starts the price is affine in (requests, prompt, completion, cached
+    tokens), so its rates are read from the table once and a group costs four multiplications:
+    a report by user prices ~40 k groups, at ~0.35 ms a table call (`bench/HISTORY.md`). One
+    per report, so a price that changes on a date is read afresh.
     """
 
     def __init__(self) -> None:
@@ -72,50 +72,61 @@ class Pricer:
         found = self._models[model]
         if found is None:
             return None
-        if found.rates is not None:
-            per_request, per_prompt, per_completion, per_cached = found.rates
-            cost = (
-                per_request * requests
-                + per_prompt * prompt_tokens
-                + per_completion * completion_tokens
-                + per_cached * cached_tokens
-            )
-        else:
-            mean = [
-                Decimal(count) / requests
-                for count in (prompt_tokens, completion_tokens, cached_tokens)
-            ]
-            one = found.price(*mean)
-            if one is None:
-                return None
-            cost = one * requests
+        rates = found.rates(Decimal(prompt_tokens) / requests)
+        if rates is None:
+            return None
+        per_request, per_prompt, per_completion, per_cached = rates
+        cost = (
+            per_request * requests
+            + per_prompt * prompt_tokens
+            + per_completion * completion_tokens
+            + per_cached * cached_tokens
+        )
         return cost.quantize(COST_QUANTUM_USD)
 
 
+Rates = tuple[Decimal, Decimal, Decimal, Decimal]  # per request, prompt, completion, cached token
+
+
 class _ModelCost:
-    """One model's table entry, and its affine rates when it has no tiers."""
+    """One model's table entry as affine pieces: a long-context tier applies to every token of a
+    request whose prompt passes its start, so between two starts the price of a request is a
+    fee plus a rate per token of each kind. Each piece's rates are read from the table (by
+    pricing two prompts inside it) the first time a group falls in it."""
 
     def __init__(self, model_price: Any) -> None:
         from genai_prices.types import TieredPrices
 
         self.model_price = model_price
-        self.rates: tuple[Decimal, Decimal, Decimal, Decimal] | None = None
-        if not any(isinstance(value, TieredPrices) for value in vars(model_price).values()):
-            million = 1_000_000
-            shapes = ((0, 0, 0), (million, 0, 0), (0, million, 0), (million, 0, million))
-            probes = [self.price(*shape) for shape in shapes]
-            if all(probe is not None for probe in probes):
-                fee, prompt, completion, cached = cast(list[Decimal], probes)
-                self.rates = (
-                    fee,
-                    (prompt - fee) / million,
-                    (completion - fee) / million,
-                    (cached - prompt) / million,
-                )
+        tiered = [v for v in vars(model_price).values() if isinstance(v, TieredPrices)]
+        self.starts = sorted({int(tier.start) for value in tiered for tier in value.tiers})
+        self.pieces: dict[int, Rates | None] = {}
 
-    def price(
-        self, prompt: int | Decimal, completion: int | Decimal, cached: int | Decimal
-    ) -> Decimal | None:
+    def rates(self, mean_prompt: Decimal) -> Rates | None:
+        """The rates of the piece a request of `mean_prompt` prompt tokens falls in."""
+        piece = sum(1 for start in self.starts if mean_prompt > start)
+        if piece not in self.pieces:
+            self.pieces[piece] = self._read(piece)
+        return self.pieces[piece]
+
+    def _read(self, piece: int) -> Rates | None:
+        million = 1_000_000
+        low = 0 if piece == 0 else self.starts[piece - 1] + 1
+        high = self.starts[piece] if piece < len(self.starts) else low + million
+        shapes = ((low, 0, 0), (high, 0, 0), (low, million, 0), (high, 0, high))
+        probes = [self._price(*shape) for shape in shapes]
+        if any(probe is None for probe in probes):
+            return None
+        at_low, at_high, completion, cached = cast(list[Decimal], probes)
+        per_prompt = (at_high - at_low) / (high - low)
+        return (
+            at_low - per_prompt * low,
+            per_prompt,
+            (completion - at_low) / million,
+            (cached - at_high) / high,
+        )
+
+    def _price(self, prompt: int, completion: int, cached: int) -> Decimal | None:
         from genai_prices import Usage
 
         usage = Usage(input_tokens=prompt, cache_read_tokens=cached, output_tokens=completion)
