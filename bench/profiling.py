@@ -51,6 +51,7 @@ def area_of(path: str) -> str | None:
 
 Shares = list[tuple[str, float]]
 SYSCALLS = {"write", "writev", "send", "sendto", "sendmsg", "read", "recv", "recvfrom", "recvmsg"}
+LOCK_WAIT = "PyThread_acquire_lock_timed"  # in a stack: a thread waiting on a lock, idle
 NOT_GATEWAY = ("solaris/__main__.py", "solaris/cli.py", "solaris/cli/", "solaris/devprovider/")
 NO_GATEWAY_FRAME = "(no gateway frame: event-loop, HTTP and driver protocol callbacks)"
 
@@ -70,7 +71,9 @@ def summarise_profile(raw: str) -> Summary:
 
     A sample is charged to the innermost frame that belongs to a known library (stdlib, asyncio
     and native frames are charged to their caller's area). With --native, a leaf in libc's
-    write()/read() family is a socket system call, counted separately within its area.
+    write()/read() family is a socket system call, counted separately within its area. A thread
+    blocked on a lock (`PyThread_acquire_lock_timed`: an idle executor worker waiting for work)
+    is idle, though py-spy's --native sampling counts it as running: it is left out.
     """
     areas: Counter[str] = Counter()
     by_function: Counter[str] = Counter()
@@ -80,7 +83,7 @@ def summarise_profile(raw: str) -> Summary:
     total = syscalls = 0
     for line in raw.splitlines():
         stack, _, count_text = line.rpartition(" ")
-        if not stack or not count_text.isdigit():
+        if not stack or not count_text.isdigit() or LOCK_WAIT in stack:
             continue
         frames = [
             (match["func"], match["file"])
