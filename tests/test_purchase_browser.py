@@ -19,7 +19,7 @@ from typing import Any
 
 import orjson
 import pytest
-from playwright.sync_api import Browser, ConsoleMessage, Locator, Page
+from playwright.sync_api import Browser, ConsoleMessage, Locator, Page, expect
 from playwright.sync_api import Error as PlaywrightError
 from sqlalchemy import select
 
@@ -172,6 +172,7 @@ def test_a_blocked_librechat_user_buys_by_card_and_pix_and_chats_again(
     assert before <= 0 and in_thread(lambda: gateway.usage_rows(user)) == []
 
     context = browser.new_context(locale="pt-BR", viewport={"width": 1366, "height": 768})
+    context.grant_permissions(["clipboard-read", "clipboard-write"])
     page = context.new_page()
     errors = portal_errors(page, fake)
     page.goto(link)  # the link signs the user in to the portal's purchase page
@@ -206,7 +207,12 @@ def test_a_blocked_librechat_user_buys_by_card_and_pix_and_chats_again(
     qr = page.locator("[data-testid=pix-qr]")
     assert qr.is_visible()
     assert qr.evaluate("image => image.complete && image.naturalWidth > 0"), "the QR image loads"
-    assert page.locator("[data-testid=pix-code]").input_value().startswith("000201")
+    code = page.locator("[data-testid=pix-code]").input_value()
+    assert code.startswith("000201")
+    copy = page.locator("[data-testid=pix-copy]")
+    copy.click()  # what a phone user does: copy the code, paste it in the bank's app
+    expect(copy).to_have_text("Código copiado")  # once the clipboard took it
+    assert page.evaluate("navigator.clipboard.readText()") == code
     still_screenshots(page, "purchase-pix")
     payment = pix_payment(fake, pix_order)
     control(fake, f"/mercadopago/payments/{payment}/approve")

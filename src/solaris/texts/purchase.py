@@ -36,6 +36,8 @@ PURCHASE_MESSAGES: dict[str, tuple[str, str]] = {
     ),
     "order.pix_qr": ("QR code do Pix", "Pix QR code"),
     "order.pix_code": ("Pix copia e cola", "Pix copy and paste"),
+    "order.pix_copy": ("Copiar código Pix", "Copy the Pix code"),
+    "order.pix_copied": ("Código copiado", "Code copied"),
     "order.pix_until": ("Válido até {when}", "Valid until {when}"),
     # Orders.
     "orders.title": ("Seus pedidos", "Your orders"),

@@ -1,5 +1,6 @@
 // SOLARIS Gateway pages: draws the charts described by <script type="application/json"> blocks
-// next to each <canvas data-chart>. The pages work without it; the charts need Chart.js.
+// next to each <canvas data-chart>, and shows the copy buttons (`data-copy`: the id of the field
+// whose text they copy). The pages work without it; the charts need Chart.js.
 (function () {
   "use strict";
   var PALETTE = ["#f59e0b", "#4f46e5", "#10b981", "#ef4444", "#0ea5e9", "#a855f7", "#64748b", "#eab308"];
@@ -50,10 +51,30 @@
     (root || document).querySelectorAll("canvas[data-chart]").forEach(draw);
   }
 
-  if (document.readyState === "loading") {
-    document.addEventListener("DOMContentLoaded", function () { drawAll(); });
-  } else {
+  function copyButton(button) {
+    var field = document.getElementById(button.getAttribute("data-copy"));
+    if (!field) return;
+    button.hidden = false;
+    button.addEventListener("click", function () {
+      var done = function () { button.textContent = button.getAttribute("data-copied"); };
+      if (navigator.clipboard && window.isSecureContext) {
+        navigator.clipboard.writeText(field.value).then(done);
+      } else {  // plain http (a test deployment): the older way, from a selection
+        field.select();
+        if (document.execCommand("copy")) done();
+      }
+    });
+  }
+
+  function start() {
     drawAll();
+    document.querySelectorAll("button[data-copy]").forEach(copyButton);
+  }
+
+  if (document.readyState === "loading") {
+    document.addEventListener("DOMContentLoaded", start);
+  } else {
+    start();
   }
   document.addEventListener("htmx:afterSwap", function (event) { drawAll(event.target); });
 })();
