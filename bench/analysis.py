@@ -221,9 +221,10 @@ def database_work(work: dict[str, float], functions: bool) -> str | None:
     if not work:
         return None
     path = (
-        "Reserve and settle are one round trip each (`SELECT solaris_reserve(...)` / "
-        "`SELECT solaris_settle(...)`, the PL/pgSQL functions of migration 0002), each its "
-        "own transaction."
+        "Reservations and settlements go by group commit: those that arrive while a round "
+        "trip is in flight share the next one, one `SELECT * FROM solaris_batch(...)` (the "
+        "PL/pgSQL of migrations 0013 and 0015) in one transaction; a lone request's reserve "
+        "and settle are one round trip and one commit each."
         if functions
         else "Reserve sends BEGIN, `SELECT ... FOR UPDATE`, `UPDATE accounts`, `INSERT "
         "reservations`, COMMIT; settle sends BEGIN, `INSERT usage`, `UPDATE reservations`, "

@@ -18,6 +18,7 @@ from accounting import Accounting
 from analysis import analysis_text
 from common import FULL_RUN_MINUTES, PACKAGES, REPO, USERS, Options
 from diagnostic import diagnostic_text
+from goals import goals_table
 from ledger_paths import PathCost
 from ledger_paths import table as paths_table
 from measure import Run
@@ -81,6 +82,7 @@ def render(outcome: Outcome, options: Options) -> str:
         profile=profile_text(outcome.profile),
         paths=paths_table(outcome.paths),
         diagnostic=diagnostic_text(outcome.diagnostic),
+        goals=goals_table(rows, outcome.work, outcome.paths, outcome.rss_mib),
         analysis=analysis_text(
             rows,
             outcome.accounting,
@@ -252,6 +254,10 @@ round trips (B vs C) cost per request.
 ## Where the gateway spends its time
 
 {profile}
+
+## Goals
+
+{goals}
 
 ## Analysis
 
