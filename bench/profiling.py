@@ -205,7 +205,7 @@ def profile_text(prof: Profile | None) -> str:
             f"non-streamed, {USERS} users, for {prof.seconds:g} s ({prof.requests:,} requests, "
             f"{per_req:.2f} ms of wall time per request; {summary.samples:,} non-idle samples "
             f"at 100 Hz). Command: `{prof.command}`. The raw stacks are kept in "
-            "`bench/profile-latest.txt` (not committed).",
+            "`bench/profile-latest.txt` (each run overwrites it).",
             "",
             f"**Reading it:** {summary.syscalls:.0f}% of the samples are inside libc `write()` "
             "or `read()` on a socket. Each such write wakes another process (PostgreSQL, the "
