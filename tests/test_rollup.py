@@ -23,7 +23,7 @@ from solaris.reports.usage import usage_report
 from solaris.store.database import Database as Store
 from solaris.store.database import migrate, open_database
 from solaris.store.schema import usage, usage_rollup
-from tests.conftest import Database
+from tests.conftest import Database, new_postgres_database
 
 START = datetime(2026, 3, 1, 12, 7, tzinfo=UTC)
 LATER = timedelta(seconds=SETTLED_WITHIN_S + 1)
@@ -70,35 +70,34 @@ async def _catch_up(store: Store, now: datetime) -> datetime:
             return now + LATER
 
 
-def test_a_row_that_commits_after_a_later_id_is_counted_once(fresh_backend: Database) -> None:
-    """PostgreSQL hands ids out in order but commits in any order: the rollup reads only up to
-    what it saw committed a settling time before, so the slow row is neither lost nor
-    doubled."""
-    if not fresh_backend.url.startswith("postgresql"):
-        pytest.skip("SQLite commits in id order: one writer")
+def test_a_row_that_commits_after_a_later_id_is_counted_once() -> None:
+    """PostgreSQL hands ids out in order but commits in any order (SQLite, with one writer,
+    commits in id order): the rollup reads only up to what it saw committed a settling time
+    before, so the slow row is neither lost nor doubled."""
+    with new_postgres_database() as url:
+        asyncio.run(_slow_row_counted_once(url))
 
-    async def run() -> None:
-        store, user_id = await _store(fresh_backend.url)
-        try:
-            now = datetime.now(UTC)
-            async with store.transaction() as slow:
-                await slow.execute(usage.insert().values(_row(user_id, START, billable=7)))
-                async with store.transaction() as quick:
-                    await quick.execute(usage.insert().values(_row(user_id, START, billable=5)))
-                now += LATER
-                await roll_up(store, now)  # sees the quick row's id, the slow one's below it
-                assert await _requests_and_billable(store) == (1, 5)
-            assert await _requests_and_billable(store) == (2, 12)
-            assert await roll_up(store, now + LATER) > 0  # folds both in
-            async with store.transaction() as conn:
-                rolled = await conn.scalar(select(func.sum(usage_rollup.c.billable)))
-            assert rolled == 12
-            assert await _requests_and_billable(store) == (2, 12)
-            assert await verify_rollup(store) == []
-        finally:
-            await store.close()
 
-    asyncio.run(run())
+async def _slow_row_counted_once(url: str) -> None:
+    store, user_id = await _store(url)
+    try:
+        now = datetime.now(UTC)
+        async with store.transaction() as slow:
+            await slow.execute(usage.insert().values(_row(user_id, START, billable=7)))
+            async with store.transaction() as quick:
+                await quick.execute(usage.insert().values(_row(user_id, START, billable=5)))
+            now += LATER
+            await roll_up(store, now)  # sees the quick row's id, the slow one's below it
+            assert await _requests_and_billable(store) == (1, 5)
+        assert await _requests_and_billable(store) == (2, 12)
+        assert await roll_up(store, now + LATER) > 0  # folds both in
+        async with store.transaction() as conn:
+            rolled = await conn.scalar(select(func.sum(usage_rollup.c.billable)))
+        assert rolled == 12
+        assert await _requests_and_billable(store) == (2, 12)
+        assert await verify_rollup(store) == []
+    finally:
+        await store.close()
 
 
 def test_processes_rolling_up_together_fold_each_row_once(
