@@ -1,6 +1,7 @@
 """Usage aggregated by user, model, hour or day, with an estimated USD cost, for the operator.
 
-The database groups the usage rows by (key, model); Python merges the models of each key and
+The database groups the usage rows by (key, model), reading whole quarter hours from the usage
+rollup where it can (`solaris.reports.rollup`); Python merges the models of each key and
 prices each (key, model) group, since prices are per model and live in Python
 (`solaris.reports.prices`). Days are the operator's (`SOLARIS_TIMEZONE`), grouped by the
 database; hours are grouped in UTC (an hour is an hour everywhere) and labelled with the zone's
