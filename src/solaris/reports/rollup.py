@@ -37,6 +37,7 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from solaris.clock import Clock
+from solaris.errors import StoreUnavailable
 from solaris.ledger.verify import Difference
 from solaris.store.database import Database, insert
 from solaris.store.schema import ROLLUP_SUMS, usage, usage_rollup, usage_rollup_mark
@@ -226,6 +227,8 @@ async def roll_up_forever(
         try:
             while await roll_up(database, clock()) == ROLL_ROWS_MAX and not stop.is_set():
                 pass
+        except StoreUnavailable as error:  # an outage: the next step catches up
+            log.warning("usage_rollup_unavailable", error=str(error))
         except Exception:
             log.exception("usage_rollup_failed")
         with suppress(TimeoutError):
