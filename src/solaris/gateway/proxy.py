@@ -48,7 +48,7 @@ from solaris.gateway.recording import usage_record
 from solaris.gateway.relay import ClientWatch, SseRelay
 from solaris.gateway.responses import SSE, send_bytes, send_error
 from solaris.gateway.upstream import Upstream
-from solaris.ledger.cap_alerts import CapAlerts
+from solaris.ledger.cap_alerts import CapAlerts, CapReached
 from solaris.ledger.ledger import Ledger, SettleOutcome, UsageRecord
 from solaris.ledger.settlements import Settlements
 from solaris.limits import RateLimiter
@@ -225,11 +225,11 @@ class Proxy:
         except SettlementLost:
             exchange.record = None
             raise ServiceUnavailable(refusal(self.language, "unavailable")) from None
-        await self._alert_caps(ticket, settled)
         exchange.status, exchange.outcome = response.status, "served"
         content_type = response.headers.get("Content-Type", "application/json").encode()
         id_header = [(b"x-request-id", ticket.request_id.encode())]
         await send_bytes(send, response.status, payload, content_type, id_header)
+        await self._alert_caps(ticket, settled)  # after the answer: no line to add to it
 
     async def _relay_stream(
         self, ticket: Ticket, response: aiohttp.ClientResponse, receive: Receive, send: Send
@@ -319,7 +319,7 @@ class Proxy:
             await send({"type": "http.response.body", "body": b""})
 
     def _notice(
-        self, ticket: Ticket, settled: SettleOutcome, relay: SseRelay, reached: list[Any]
+        self, ticket: Ticket, settled: SettleOutcome, relay: SseRelay, reached: list[CapReached]
     ) -> bytes:
         """The held closing events, with the in-chat line for a reply that crossed a threshold
         of the balance or of a cap before them (shapes that have room)."""
@@ -341,7 +341,7 @@ class Proxy:
     ) -> UsageRecord:  # fmt: skip
         return usage_record(ticket, usage, generated, status, tool_calls, self.settings.log_content)
 
-    async def _alert_caps(self, ticket: Ticket, settled: SettleOutcome | None) -> list[Any]:
+    async def _alert_caps(self, ticket: Ticket, settled: SettleOutcome | None) -> list[CapReached]:
         """The alerts of the caps the request was reserved under; those it was first to reach."""
         if not ticket.caps or settled is None or settled.already_settled:
             return []

@@ -24,7 +24,9 @@ from solaris.store.database import Database
 from solaris.store.outbox import KIND_CAP_THRESHOLD, OPERATOR, Alert, enqueue
 from solaris.store.schema import users
 
-__all__ = ["CapAlerts"]
+__all__ = ["CapAlerts", "CapReached"]
+
+CapReached = dict[str, Any]  # an alert's data: kind, percent, used, tokens, until… (texts.caps)
 
 
 class CapAlerts:
@@ -44,14 +46,14 @@ class CapAlerts:
 
     async def after_settle(
         self, user_id: int, plan: str, caps: Sequence[Cap], charged: int, now: datetime
-    ) -> list[dict[str, Any]]:
+    ) -> list[CapReached]:
         """Write the alerts the caps' usage now calls for; the data of those this settle of
         `charged` tokens was the first to reach (for the streamed reply's line: by the alert
         rows it wrote, or with no channel to write to, by its own crossing), highest threshold
         per cap."""
         if not caps or not self.thresholds.percents:
             return []
-        first: list[dict[str, Any]] = []
+        first: list[CapReached] = []
         async with self.database.transaction() as conn:
             user = (
                 await conn.execute(
@@ -73,7 +75,7 @@ class CapAlerts:
                     first.append(data)
         return first
 
-    def _data(self, cap: Cap, percent: int, used: int, plan: str) -> dict[str, Any]:
+    def _data(self, cap: Cap, percent: int, used: int, plan: str) -> CapReached:
         return {
             "kind": cap.kind, "percent": percent, "used": used, "tokens": cap.tokens,
             "hours": cap.hours, "pattern": cap.pattern, "plan": plan,
@@ -82,7 +84,7 @@ class CapAlerts:
         }  # fmt: skip
 
     def _rows(
-        self, user_id: int, user: Any, cap: Cap, data: dict[str, Any], now: datetime
+        self, user_id: int, user: Any, cap: Cap, data: CapReached, now: datetime
     ) -> list[Alert]:
         if cap.until is not None:
             instance = int(cap.since.timestamp())
