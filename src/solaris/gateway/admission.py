@@ -80,6 +80,11 @@ class Ticket:
     def stream(self) -> bool:
         return self.endpoint.generates and self.body.get("stream") is True
 
+    @property
+    def in_chat(self) -> bool:
+        """A LibreChat stream whose refusal can be an assistant message in the chat."""
+        return self.caller.via_librechat and self.stream and self.endpoint.in_chat_block
+
 
 class Admission:
     def __init__(

@@ -142,7 +142,7 @@ class Refusals:
         settings = self.settings
         held = ticket.balance >= ticket.minimum
         ticket.exchange.outcome = "held" if held else "blocked"
-        if ticket.caller.via_librechat and ticket.stream and ticket.endpoint.in_chat_block:
+        if ticket.in_chat:
             ticket.exchange.status = 200
             token = sign_link(
                 self.signing_key, ticket.caller.user_id, settings.link_ttl_s, self.ledger.clock()
@@ -192,11 +192,10 @@ class Refusals:
             hours=cap.hours, pattern=cap.pattern, reopens=reopens, wait_s=wait_s,
             timezone=self.ledger.zone.key, portal=self.settings.public_base_url,
         )  # fmt: skip
-        in_chat = ticket.caller.via_librechat and ticket.stream and ticket.endpoint.in_chat_block
         ticket.exchange.outcome, ticket.exchange.error = "capped", f"cap_{cap.kind}"
         ticket.exchange.status = await cap_reached(
             send, ticket.endpoint, text, wait_s, cap.kind,
-            (ticket.model, ticket.body) if in_chat else None, ticket.request_id,
+            (ticket.model, ticket.body) if ticket.in_chat else None, ticket.request_id,
         )  # fmt: skip
         await self._remember(ticket, f"cap_{cap.kind}", text)
 
